@@ -1,0 +1,108 @@
+"""Small frozen dataclass configs loaded from YAML plus `--key=value` overrides, type-checked.
+
+A YAML file has one mapping per stage (`candidates:`, `llm_rank:` ...); `section.key=value`
+overrides win over the file. Unknown keys and wrong types are errors that name the key.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _coerce(name: str, tp: Any, value: Any) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if value is None:
+            return None
+        return _coerce(name, args[0], value)
+    if tp is bool:
+        if isinstance(value, str):
+            if value.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if value.lower() in {"0", "false", "no", "off"}:
+                return False
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{name}: expected true/false, got {value!r}")
+    if tp in (int, float):
+        try:
+            out = tp(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}: expected {tp.__name__}, got {value!r}") from None
+        if tp is int and isinstance(value, float) and value != out:
+            raise ConfigError(f"{name}: expected an integer, got {value!r}")
+        return out
+    if tp is str:
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{name}: expected a string, got {value!r}")
+        return str(value)
+    if origin in (list, tuple):
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v]
+        (inner, *_) = typing.get_args(tp) or (str,)
+        return origin(_coerce(name, inner, v) for v in value)
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{name}: expected a mapping, got {value!r}")
+        return value
+    return value
+
+
+def build(cls: type[T], values: dict, where: str = "") -> T:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - fields
+    if unknown:
+        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {sorted(unknown)}; "
+                          f"known: {sorted(fields)}")
+    return cls(**{k: _coerce(f"{where}.{k}".strip("."), hints[k], v) for k, v in values.items()})
+
+
+def parse_overrides(args: list[str]) -> dict[str, dict[str, str]]:
+    """`--section.key=value` / `section.key=value` strings -> {section: {key: value}}."""
+    out: dict[str, dict[str, str]] = {}
+    for a in args:
+        a = a.removeprefix("--")
+        if "=" not in a or "." not in a.split("=", 1)[0]:
+            raise ConfigError(f"Override {a!r} must look like --section.key=value")
+        key, value = a.split("=", 1)
+        section, field = key.split(".", 1)
+        out.setdefault(section, {})[field] = value
+    return out
+
+
+def load_sections(path: str | Path | None, sections: dict[str, type], overrides: list[str] = (),
+                  allow_other_sections: bool = False) -> dict[str, Any]:
+    """Load each named section of a YAML file into its dataclass, applying overrides.
+
+    `allow_other_sections` lets a command read its part of a config shared with other commands.
+    """
+    import yaml
+
+    raw = yaml.safe_load(Path(path).read_text()) if path else {}
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    unknown = set(raw) - set(sections)
+    if unknown and not allow_other_sections:
+        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; known: {sorted(sections)}")
+    ov = parse_overrides(list(overrides))
+    bad = set(ov) - set(sections)
+    if bad and not allow_other_sections:
+        raise ConfigError(f"unknown override section(s) {sorted(bad)}; known: {sorted(sections)}")
+    return {name: build(cls, {**(raw.get(name) or {}), **ov.get(name, {})}, name)
+            for name, cls in sections.items()}
+
+
+def as_dict(cfgs: dict[str, Any]) -> dict:
+    return {k: dataclasses.asdict(v) for k, v in cfgs.items()}

@@ -1,0 +1,172 @@
+"""Corpora: the shipped ones under `corpora/<name>/`, a BEIR-style JSONL, or a folder of documents.
+
+In:  corpora/<name>/{corpus.jsonl.gz, queries.jsonl.gz, qrels.tsv}; a `.jsonl[.gz]` of
+     {"_id"|"docid", "title", "text"}; or a folder of .txt/.md/.html/.pdf files (chunked).
+Out: `Corpus` (Passage records + content hash), Query records, qrels {qid: {docid: rel}}.
+
+Bad files in a folder (unreadable, binary, empty, undecodable) are reported by name and skipped;
+the rest is still ingested. An empty result is an error that says why.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from rag.records import Passage, Query, read_jsonl
+from rag.settings import CORPORA_DIR
+
+DOC_SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
+TEXT_SUFFIXES = DOC_SUFFIXES - {".pdf"}
+MAX_FILE_BYTES = 50 * 1024 * 1024
+
+
+class CorpusError(ValueError):
+    pass
+
+
+@dataclass
+class Corpus:
+    name: str
+    passages: list[Passage]
+    chunking: dict = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+
+    @cached_property
+    def by_id(self) -> dict[str, Passage]:
+        return {p.docid: p for p in self.passages}
+
+    @cached_property
+    def hash(self) -> str:
+        """Content hash over ids, titles and texts: an index is valid only for this exact corpus."""
+        h = hashlib.sha256()
+        for p in self.passages:
+            h.update(json.dumps([p.docid, p.title, p.text], ensure_ascii=False).encode())
+        return h.hexdigest()[:16]
+
+    def __len__(self) -> int:
+        return len(self.passages)
+
+
+def passage_text(p: Passage) -> str:
+    """What gets embedded and BM25-indexed: title then text (titles carry the topic)."""
+    return f"{p.title}\n{p.text}" if p.title else p.text
+
+
+def shipped_corpora() -> list[str]:
+    return sorted(d.name for d in CORPORA_DIR.iterdir() if (d / "corpus.jsonl.gz").exists())
+
+
+def load_corpus(spec: str | Path, chunk_size: int = 200, chunk_overlap: int = 30) -> Corpus:
+    """Load a shipped corpus by name, a JSONL file, or a folder of documents."""
+    shipped = CORPORA_DIR / str(spec)
+    if not Path(spec).is_absolute() and (shipped / "corpus.jsonl.gz").exists():
+        return Corpus(name=str(spec), passages=list(read_jsonl(shipped / "corpus.jsonl.gz", Passage)),
+                      chunking={"unit": "paragraph"})
+    path = Path(spec).expanduser()
+    if path.is_file() and path.name.endswith((".jsonl", ".jsonl.gz")):
+        return _load_jsonl_corpus(path)
+    if path.is_dir():
+        return load_folder(path, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+    raise CorpusError(
+        f"Corpus {spec!r} not found. Give a shipped corpus name ({', '.join(shipped_corpora())}), "
+        "a .jsonl/.jsonl.gz file with _id/title/text fields, or a folder of .txt/.md/.html/.pdf files."
+    )
+
+
+def _load_jsonl_corpus(path: Path) -> Corpus:
+    passages = []
+    for i, d in enumerate(read_jsonl(path)):
+        docid = d.get("docid", d.get("_id"))
+        text = d.get("text")
+        if docid is None or not isinstance(text, str):
+            raise CorpusError(f"{path}: record {i + 1} lacks an '_id' (or 'docid') and a 'text' field.")
+        if text.strip():
+            passages.append(Passage(docid=str(docid), text=text, title=d.get("title", "") or ""))
+    if not passages:
+        raise CorpusError(f"{path} holds no passage with non-empty text.")
+    return Corpus(name=path.name.split(".")[0], passages=passages, chunking={"unit": "record"})
+
+
+def check_document(path: Path) -> str | None:
+    """Why `path` cannot be ingested, or None when it looks fine."""
+    if path.suffix.lower() not in DOC_SUFFIXES:
+        return f"unsupported type {path.suffix or '(none)'}; use one of {sorted(DOC_SUFFIXES)}"
+    try:
+        size = path.stat().st_size
+        head = path.open("rb").read(8192)
+    except OSError as e:
+        return f"unreadable: {e.strerror or e}"
+    if size == 0:
+        return "empty file"
+    if size > MAX_FILE_BYTES:
+        return f"too large ({size / 1e6:.0f} MB > {MAX_FILE_BYTES / 1e6:.0f} MB)"
+    if path.suffix.lower() == ".pdf":
+        return None if head.startswith(b"%PDF") else "not a PDF (no %PDF header)"
+    if b"\x00" in head:
+        return "binary content in a text file"
+    try:
+        path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as e:
+        return f"not UTF-8 text (byte {e.start}); re-save it as UTF-8"
+    return None
+
+
+def load_folder(folder: Path, chunk_size: int = 200, chunk_overlap: int = 30) -> Corpus:
+    """Read every document under `folder` with LlamaIndex readers and chunk it into passages."""
+    from llama_index.core import SimpleDirectoryReader
+    from llama_index.core.node_parser import SentenceSplitter
+
+    splitter = SentenceSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    passages: list[Passage] = []
+    skipped: list[tuple[str, str]] = []
+    for f in files:
+        rel = f.relative_to(folder).as_posix()
+        reason = check_document(f)
+        if reason is None:
+            try:
+                docs = SimpleDirectoryReader(input_files=[str(f)], raise_on_error=True).load_data()
+                text = "\n\n".join(d.text for d in docs if d.text and d.text.strip())
+                reason = None if text.strip() else "no extractable text"
+            except Exception as e:  # readers raise anything from ValueError to pdf errors
+                reason = f"could not be read: {type(e).__name__}: {e}"
+        if reason:
+            skipped.append((rel, reason))
+            continue
+        for i, chunk in enumerate(splitter.split_text(text)):
+            passages.append(Passage(docid=f"{rel}#{i}", text=chunk, title=f.stem, source=rel))
+    if not passages:
+        why = "; ".join(f"{n}: {r}" for n, r in skipped) or "the folder has no files"
+        raise CorpusError(f"No passages could be read from {folder} ({why}).")
+    return Corpus(name=folder.name, passages=passages, skipped=skipped,
+                  chunking={"unit": "sentence_splitter", "chunk_size": chunk_size,
+                            "chunk_overlap": chunk_overlap})
+
+
+def load_queries(corpus: str | Path, split: str | None = None) -> list[Query]:
+    path = _corpus_file(corpus, "queries.jsonl.gz")
+    qs = list(read_jsonl(path, Query))
+    if split:
+        qs = [q for q in qs if q.split == split]
+        if not qs:
+            raise CorpusError(f"No queries with split={split!r} in {path}.")
+    return qs
+
+
+def load_qrels(corpus: str | Path) -> dict[str, dict[str, int]]:
+    from rag.metrics import read_qrels
+
+    return read_qrels(_corpus_file(corpus, "qrels.tsv"))
+
+
+def _corpus_file(corpus: str | Path, name: str) -> Path:
+    base = CORPORA_DIR / str(corpus)
+    if not base.is_dir():
+        base = Path(corpus)
+    path = base / name
+    if not path.exists():
+        raise CorpusError(f"{path} not found: corpus {corpus!r} has no {name}.")
+    return path

@@ -1,0 +1,131 @@
+"""Bi-encoders by name or path: "base" (all-MiniLM-L6-v2), "distilled" (the latest published
+distilled model), or any sentence-transformers model directory.
+
+Every embedder has an identity (label, path, sha256 of its weights) that index manifests record,
+so an index is never queried with vectors from another model.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from rag.settings import apply_offline_env, home
+
+DISTILLED_POINTER = "distilled.txt"  # under home(): path of the model that "distilled" means
+
+
+@dataclass(frozen=True)
+class EmbedderId:
+    label: str        # "base", "distilled" or the directory name
+    path: str
+    weights_hash: str
+
+    @property
+    def key(self) -> str:
+        return f"{self.label}-{self.weights_hash[:10]}"
+
+
+class EmbedderNotFound(FileNotFoundError):
+    pass
+
+
+def distilled_path() -> Path | None:
+    """The model that the name "distilled" resolves to: $DISTILRAG_DISTILLED or the last published."""
+    env = os.environ.get("DISTILRAG_DISTILLED")
+    if env:
+        return Path(env).expanduser()
+    pointer = home() / DISTILLED_POINTER
+    if pointer.exists():
+        p = Path(pointer.read_text().strip())
+        return p if p.exists() else None
+    return None
+
+
+def set_distilled(path: Path) -> None:
+    """Make `path` what "distilled" means for the app, the CLI and the harness."""
+    from rag.records import _atomic_text
+
+    _atomic_text(home() / DISTILLED_POINTER, str(Path(path).resolve()) + "\n")
+
+
+def resolve_embedder(name: str | Path) -> EmbedderId:
+    name = str(name)
+    if name == "base":
+        from rag.models import base_embedder_path
+
+        path, label = base_embedder_path(), "base"
+    elif name == "distilled":
+        path = distilled_path()
+        if path is None:
+            raise EmbedderNotFound(
+                "No distilled retriever is published yet. Train one with "
+                "`distilrag retrain --config retriever_training/configs/squad_dev.yaml`, "
+                "or set DISTILRAG_DISTILLED to a sentence-transformers model directory."
+            )
+        label = "distilled"
+    else:
+        path = Path(name).expanduser()
+        label = path.name
+    if not (Path(path) / "config.json").exists() and not (Path(path) / "modules.json").exists():
+        raise EmbedderNotFound(f"{path} is not a sentence-transformers model directory (no modules.json).")
+    return EmbedderId(label=label, path=str(path), weights_hash=weights_hash(Path(path)))
+
+
+@lru_cache(maxsize=16)
+def weights_hash(model_dir: Path) -> str:
+    """sha256 over the weight files (names + bytes), so a retrained model gets a new identity."""
+    h = hashlib.sha256()
+    files = sorted(p for p in Path(model_dir).rglob("*")
+                   if p.suffix in {".safetensors", ".bin", ".pt"} and p.is_file())
+    if not files:
+        raise EmbedderNotFound(f"{model_dir} holds no weight files (.safetensors/.bin).")
+    for f in files:
+        h.update(f.relative_to(model_dir).as_posix().encode())
+        with open(f, "rb") as fh:
+            while block := fh.read(1 << 22):
+                h.update(block)
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def load_sentence_transformer(path: str, device: str = "cpu"):
+    """One loaded copy per model directory per process."""
+    apply_offline_env()
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as e:  # pragma: no cover - install hint
+        raise ImportError("Embedding needs `pip install sentence-transformers` (see pyproject.toml).") from e
+    return SentenceTransformer(path, device=device)
+
+
+def llama_index_embedding(eid: EmbedderId):
+    """The same loaded model behind LlamaIndex's embedding interface (normalised: cosine via IP)."""
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from pydantic import PrivateAttr
+
+    class SentenceTransformerEmbedding(BaseEmbedding):
+        _model: object = PrivateAttr()
+
+        def __init__(self, model, **kw):
+            super().__init__(**kw)
+            self._model = model
+
+        def _encode(self, texts: list[str]) -> list[list[float]]:
+            return self._model.encode(texts, normalize_embeddings=True, batch_size=64).tolist()
+
+        def _get_query_embedding(self, query: str) -> list[float]:
+            return self._encode([query])[0]
+
+        def _get_text_embedding(self, text: str) -> list[float]:
+            return self._encode([text])[0]
+
+        def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+            return self._encode(texts)
+
+        async def _aget_query_embedding(self, query: str) -> list[float]:
+            return self._get_query_embedding(query)
+
+    return SentenceTransformerEmbedding(load_sentence_transformer(eid.path), model_name=eid.key)

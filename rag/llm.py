@@ -1,0 +1,210 @@
+"""The one LLM client every part uses, and the embedded local llama.cpp server.
+
+Configuration picks the endpoint: "local" (default) starts llama-cpp-python's OpenAI-compatible
+server on 127.0.0.1 on a free port with the verified Qwen2.5-Coder-1.5B GGUF, health-checks it,
+reuses it (within the process, and across processes through a state file) and stops it on exit
+when this process started it. Any other value is an OpenAI-compatible base URL (OpenAI, vLLM,
+Ollama, a llama.cpp server); its key is read from the environment variable the config names and
+is never printed or written anywhere.
+"""
+from __future__ import annotations
+
+import atexit
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from rag.settings import apply_offline_env, home
+
+LOCAL_ALIAS = "qwen2.5-coder-1.5b-instruct"
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    endpoint: str = "local"        # "local" or an OpenAI-compatible base URL ending in /v1
+    model: str = ""                # model name at the endpoint; "" = the embedded model
+    api_key_env: str = "OPENAI_API_KEY"  # name of the env var holding the key (remote only)
+    temperature: float = 0.0
+    max_tokens: int = 384
+    n_ctx: int = 4096
+    n_threads: int = 0             # 0 = every core (run the LLM alone on a small machine)
+    timeout_s: float = 600.0
+
+    @classmethod
+    def from_env(cls, **overrides) -> "LLMConfig":
+        env = {k: os.environ[v] for k, v in (("endpoint", "DISTILRAG_LLM_ENDPOINT"),
+               ("model", "DISTILRAG_LLM_MODEL"), ("api_key_env", "DISTILRAG_LLM_API_KEY_ENV"))
+               if os.environ.get(v)}
+        return replace(cls(), **{**env, **overrides})
+
+    @property
+    def is_local(self) -> bool:
+        return self.endpoint == "local"
+
+    @property
+    def model_name(self) -> str:
+        return self.model or LOCAL_ALIAS
+
+    def __repr__(self) -> str:  # the key never appears here: only the variable's name
+        return f"LLMConfig(endpoint={self.endpoint!r}, model={self.model_name!r})"
+
+
+class LLMUnavailable(RuntimeError):
+    pass
+
+
+def _state_file() -> Path:
+    return home() / "llm_server.json"
+
+
+def _log_file() -> Path:
+    return home() / "logs" / "llm_server.log"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(port: int, timeout: float = 2.0) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=timeout) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except OSError:
+        return False
+
+
+@dataclass
+class LocalServer:
+    port: int
+    pid: int
+    owned: bool  # started by this process: stop it at exit
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def stop(self) -> None:
+        if _pid_alive(self.pid):
+            os.kill(self.pid, signal.SIGTERM)
+            for _ in range(50):
+                if not _pid_alive(self.pid):
+                    break
+                time.sleep(0.1)
+            else:
+                os.kill(self.pid, signal.SIGKILL)
+        try:
+            if json.loads(_state_file().read_text()).get("pid") == self.pid:
+                _state_file().unlink()
+        except (OSError, ValueError):
+            pass
+
+
+_server: LocalServer | None = None
+
+
+def running_server() -> LocalServer | None:
+    """A healthy embedded server started by this or another process, if any."""
+    global _server
+    if _server and _pid_alive(_server.pid) and _healthy(_server.port):
+        return _server
+    try:
+        st = json.loads(_state_file().read_text())
+        if _pid_alive(st["pid"]) and _healthy(st["port"]):
+            return LocalServer(port=st["port"], pid=st["pid"], owned=False)
+    except (OSError, ValueError, KeyError):
+        pass
+    return None
+
+
+def start_local_server(cfg: LLMConfig = LLMConfig(), detach: bool = False,
+                       wait_s: float = 180.0) -> LocalServer:
+    """Start (or reuse) the embedded server; `detach` leaves it running after this process exits."""
+    global _server
+    found = running_server()
+    if found:
+        return found
+    from rag.models import ensure_llm
+
+    gguf = ensure_llm()
+    try:
+        import llama_cpp.server  # noqa: F401
+    except ImportError as e:
+        raise LLMUnavailable("The embedded LLM needs `pip install 'llama-cpp-python[server]'`.") from e
+    port = _free_port()
+    threads = str(cfg.n_threads or os.cpu_count() or 2)
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", LOCAL_ALIAS,
+           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(cfg.n_ctx),
+           "--n_threads", threads, "--n_threads_batch", threads, "--n_gpu_layers", "0"]
+    _log_file().parent.mkdir(parents=True, exist_ok=True)
+    log = open(_log_file(), "ab")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            start_new_session=detach)
+    deadline = time.monotonic() + wait_s
+    while not _healthy(port):
+        if proc.poll() is not None:
+            raise LLMUnavailable(f"The local LLM server exited with code {proc.returncode}; "
+                                 f"see {_log_file()}.")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise LLMUnavailable(f"The local LLM server did not answer within {wait_s:.0f} s; "
+                                 f"see {_log_file()}.")
+        time.sleep(0.5)
+    server = LocalServer(port=port, pid=proc.pid, owned=not detach)
+    from rag.records import write_json
+
+    write_json(_state_file(), {"pid": proc.pid, "port": port, "model": LOCAL_ALIAS, "gguf": str(gguf)})
+    if not detach:
+        atexit.register(server.stop)
+    _server = server
+    return server
+
+
+def endpoint(cfg: LLMConfig) -> tuple[str, str]:
+    """(base_url, api_key) for the configured endpoint, starting the local server if needed."""
+    if cfg.is_local:
+        return start_local_server(cfg).base_url, "sk-local"
+    key = os.environ.get(cfg.api_key_env, "")
+    if not key and "127.0.0.1" not in cfg.endpoint and "localhost" not in cfg.endpoint:
+        raise LLMUnavailable(f"The LLM endpoint {cfg.endpoint} needs an API key in the environment "
+                             f"variable {cfg.api_key_env}; set it (it is never stored).")
+    return cfg.endpoint, key or "none"
+
+
+def openai_client(cfg: LLMConfig | None = None, async_: bool = False):
+    """An `openai` client for the configured endpoint (the local server is started on demand)."""
+    apply_offline_env()
+    import openai
+
+    cfg = cfg or LLMConfig.from_env()
+    base_url, key = endpoint(cfg)
+    cls = openai.AsyncOpenAI if async_ else openai.OpenAI
+    return cls(base_url=base_url, api_key=key, timeout=cfg.timeout_s, max_retries=3)
+
+
+def llama_index_llm(cfg: LLMConfig | None = None):
+    """The same endpoint as a LlamaIndex LLM (chat API, streaming)."""
+    apply_offline_env()
+    from llama_index.llms.openai_like import OpenAILike
+
+    cfg = cfg or LLMConfig.from_env()
+    base_url, key = endpoint(cfg)
+    return OpenAILike(model=cfg.model_name, api_base=base_url, api_key=key, is_chat_model=True,
+                      is_function_calling_model=False, context_window=cfg.n_ctx,
+                      max_tokens=cfg.max_tokens, temperature=cfg.temperature, timeout=cfg.timeout_s)

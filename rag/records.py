@@ -1,0 +1,183 @@
+"""Every record that moves between stages, and the JSONL read/write helpers. Defined once.
+
+Records carry ids and a `schema_version`; passage text is looked up in the corpus by id.
+Files ending in `.gz` are gzip-compressed. Writes are atomic (temp file + rename) and appends
+are line-buffered with fsync, so a killed job loses at most the record being written.
+"""
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, TypeVar
+
+SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Passage:
+    """One retrievable unit of a corpus (a SQuAD paragraph, a chunk of a user's file)."""
+    docid: str
+    text: str
+    title: str = ""
+    source: str = ""  # file path or article the passage came from
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class Query:
+    qid: str
+    query: str
+    answers: list[str] = field(default_factory=list)  # reference answer strings (may be empty)
+    split: str = ""  # train / dev / test / "" for unsplit user queries
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class Candidate:
+    docid: str
+    score: float
+    rank: int  # 1-based
+
+
+@dataclass(frozen=True)
+class CandidateList:
+    """Stage 2 output: the first-stage retriever's top-N for one query."""
+    qid: str
+    query: str
+    retriever: str
+    candidates: list[Candidate]
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class LLMRanking:
+    """Stage 3 output: the LLM's order of a query's candidates (best first).
+
+    `scores` is filled by scoring modes (query likelihood, pointwise) and empty for listwise.
+    """
+    qid: str
+    docids_in: list[str]
+    ranked_docids: list[str]
+    model: str
+    prompt_id: str
+    mode: str
+    n_calls: int = 0
+    n_repairs: int = 0
+    scores: list[float] = field(default_factory=list)  # aligned with ranked_docids
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class TeacherScores:
+    """Stage 5 output: the trained ranker's scores over a query's candidates."""
+    qid: str
+    docids: list[str]
+    scores: list[float]
+    teacher: str
+    labelled: bool = True  # False for queries the LLM never saw
+    schema_version: int = SCHEMA_VERSION
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """A user's thumbs up/down on one answer in the app (an extra query pool for retraining)."""
+    question: str
+    answer: str
+    retriever: str
+    docids: list[str]
+    rating: int  # +1 / -1
+    timestamp: str
+    schema_version: int = SCHEMA_VERSION
+
+
+T = TypeVar("T")
+
+_NESTED = {CandidateList: {"candidates": Candidate}}
+
+
+def to_dict(rec: Any) -> dict:
+    return dataclasses.asdict(rec)
+
+
+def from_dict(cls: type[T], d: dict) -> T:
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {k: v for k, v in d.items() if k in names}
+    for key, sub in _NESTED.get(cls, {}).items():
+        kwargs[key] = [sub(**x) if isinstance(x, dict) else x for x in kwargs.get(key, [])]
+    return cls(**kwargs)
+
+
+def _open_text(path: Path, mode: str) -> io.TextIOBase:
+    if str(path).endswith(".gz"):
+        return gzip.open(path, mode + "t", encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
+
+
+def read_jsonl(path: str | Path, cls: type[T] | None = None) -> Iterator[Any]:
+    """Yield dicts (or `cls` records). A torn last line from a killed writer is skipped."""
+    path = Path(path)
+    with _open_text(path, "r") as f:
+        lines = f.readlines()
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            d = json.loads(line)
+        except json.JSONDecodeError:
+            if i == len(lines) - 1:
+                break  # interrupted append; the job that resumes will redo this record
+            raise ValueError(f"{path}:{i + 1}: not valid JSON; fix or delete the line.") from None
+        yield from_dict(cls, d) if cls else d
+
+
+def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
+    """Atomically replace `path` with `records` (dataclasses or dicts). Returns the count."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    n = 0
+    try:
+        # mtime=0 keeps .gz bytes reproducible, so committed data files only change with content.
+        opener = io.TextIOWrapper(gzip.GzipFile(tmp, "wb", compresslevel=9, mtime=0), encoding="utf-8") \
+            if str(path).endswith(".gz") else open(tmp, "w", encoding="utf-8")
+        with opener as f:
+            for rec in records:
+                d = rec if isinstance(rec, dict) else to_dict(rec)
+                f.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
+                n += 1
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return n
+
+
+def append_jsonl(path: str | Path, rec: Any) -> None:
+    """Append one record durably (used by resumable jobs and the feedback log)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    d = rec if isinstance(rec, dict) else to_dict(rec)
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write pretty JSON."""
+    _atomic_text(Path(path), json.dumps(obj, indent=2, ensure_ascii=False, sort_keys=True) + "\n")

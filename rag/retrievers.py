@@ -1,0 +1,95 @@
+"""Retrievers behind LlamaIndex's retriever interface: dense (FAISS), BM25 (bm25s), hybrid (RRF).
+
+A retriever is named by a spec string:
+  "base" | "distilled" | <model dir>   dense retrieval with that embedder over its FAISS index
+  "bm25"                               BM25 (bm25s, English stemming and stop words)
+  "hybrid" | "hybrid:<embedder>"       reciprocal-rank fusion of BM25 and a dense retriever
+Every retriever returns NodeWithScore whose node id is the passage's docid.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from rag.corpus import Corpus, load_corpus
+from rag.metrics import Run
+
+RRF_K = 60  # the constant of Cormack et al. 2009, also LlamaIndex's
+
+
+def dense_specs() -> tuple[str, ...]:
+    return ("base", "distilled")
+
+
+def _nodes(corpus: Corpus):
+    from llama_index.core.schema import TextNode
+
+    return [TextNode(id_=p.docid, text=p.text,
+                     metadata={"docid": p.docid, "title": p.title, "source": p.source},
+                     excluded_embed_metadata_keys=["docid", "source"],
+                     excluded_llm_metadata_keys=["docid", "source"]) for p in corpus.passages]
+
+
+_BM25_CACHE: dict[tuple[str, str], object] = {}
+
+
+def bm25_retriever(corpus: Corpus, top_k: int):
+    """BM25 over the corpus; the bm25s index is built once per corpus version per process."""
+    key = (corpus.name, corpus.hash)
+    if key not in _BM25_CACHE:
+        try:
+            from llama_index.retrievers.bm25 import BM25Retriever
+        except ImportError as e:  # pragma: no cover - install hint
+            raise ImportError("BM25 needs `pip install llama-index-retrievers-bm25 bm25s`.") from e
+        _BM25_CACHE[key] = BM25Retriever.from_defaults(nodes=_nodes(corpus), similarity_top_k=10)
+    from copy import copy
+
+    r = copy(_BM25_CACHE[key])  # shallow: shares the bm25s index, not the top-k setting
+    r.similarity_top_k = min(top_k, len(corpus))
+    return r
+
+
+def dense_retriever(corpus: Corpus, embedder: str, top_k: int, rebuild: bool = False):
+    from rag.index import get_index
+
+    return get_index(corpus, embedder, rebuild=rebuild).as_retriever(similarity_top_k=min(top_k, len(corpus)))
+
+
+def hybrid_retriever(corpus: Corpus, embedder: str, top_k: int):
+    from llama_index.core.llms import MockLLM
+    from llama_index.core.retrievers import QueryFusionRetriever
+
+    # Fuse deeper lists than we return: RRF needs both rankings' tails to reorder the head.
+    depth = max(3 * top_k, 50)
+    return QueryFusionRetriever(
+        [dense_retriever(corpus, embedder, depth), bm25_retriever(corpus, depth)],
+        mode="reciprocal_rerank", similarity_top_k=top_k, num_queries=1, use_async=False,
+        llm=MockLLM(),  # never called with num_queries=1; stops LlamaIndex resolving a default LLM
+    )
+
+
+def make_retriever(spec: str, corpus: Corpus | str, top_k: int = 5):
+    """Build the retriever a spec string names (see the module docstring)."""
+    if isinstance(corpus, str):
+        corpus = load_corpus(corpus)
+    if spec == "bm25":
+        return bm25_retriever(corpus, top_k)
+    if spec == "hybrid" or spec.startswith("hybrid:"):
+        return hybrid_retriever(corpus, spec.partition(":")[2] or "base", top_k)
+    return dense_retriever(corpus, spec, top_k)
+
+
+def retrieve_run(retriever, queries: Iterable[tuple[str, str]], progress: bool = False) -> Run:
+    """Run a retriever over (qid, text) pairs into a TREC-style run {qid: {docid: score}}.
+
+    Scores are the retriever's own except that later ranks never outscore earlier ones
+    (fusion scores can tie), so the run's order is the retriever's order.
+    """
+    from tqdm.auto import tqdm
+
+    run: dict[str, dict[str, float]] = {}
+    queries = list(queries)
+    for qid, text in tqdm(queries, disable=not progress, desc="retrieve", unit="q"):
+        nodes = retriever.retrieve(text)
+        n = len(nodes)
+        run[qid] = {nw.node.node_id: float(n - i) for i, nw in enumerate(nodes)}
+    return run

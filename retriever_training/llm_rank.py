@@ -1,0 +1,113 @@
+"""Stage 3 — llm_rank: the LLM orders each query's candidates (the teacher's labels).
+
+    distilrag label --config retriever_training/configs/squad_dev.yaml [--dry-run]
+
+In:  candidates.jsonl.gz (CandidateList), the corpus (passage text by docid)
+Out: rankings.jsonl (LLMRanking: qid, docids_in, ranked_docids, scores, model, prompt_id, mode,
+     n_calls, n_repairs), appended one query at a time; ledger.json (calls, tokens, cost, cache hits)
+
+Modes (a config value):
+  listwise          RankGPT prompt over a sliding window (black-box: reads only the generated
+                    permutation); right for strong API models.
+  pointwise         "Does the passage answer the query? Yes/No", scored by logit(Yes)-logit(No)
+                    from top_logprobs.
+  query_likelihood  UPR: mean log p(query | passage) from prompt-token log-probs of the
+                    embedded GGUF, in-process. The default for the embedded 1.5B model, the
+                    only mode in which it beats the first stage (see README).
+Every LLM result goes through the content-hash cache, so an interrupted run resumes and a
+re-run pays nothing twice; finished queries are skipped by qid.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rag.corpus import Corpus
+from rag.llm_cache import LLMCache, cache_key
+from rag.records import CandidateList, LLMRanking, append_jsonl, read_jsonl, write_json
+
+MODES = ("listwise", "pointwise", "query_likelihood")
+
+
+@dataclass(frozen=True)
+class LLMRankConfig:
+    mode: str = "query_likelihood"
+    max_candidates: int = 10     # the LLM ranks each list's first-stage top-k (cost is linear in k)
+    window: int = 10             # listwise: passages per prompt
+    step: int = 5                # listwise: window stride (back to front, RankGPT style)
+    passage_words: int = 80      # listwise/pointwise: passages cut to this many words (0 = whole)
+    n_threads: int = 0           # query_likelihood: CPU threads for llama.cpp (0 = all)
+    chunk_queries: int = 100     # query_likelihood: queries whose pairs share passage prefixes
+    concurrency: int = 4         # listwise/pointwise: parallel requests to the endpoint
+    price_in_per_mtok: float = 0.0   # cost table for the ledger/dry run (USD per 1M tokens)
+    price_out_per_mtok: float = 0.0
+
+
+@dataclass
+class Ledger:
+    mode: str
+    model: str
+    calls: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    repairs: int = 0
+    malformed: int = 0
+    seconds: float = 0.0
+    queries_done: int = 0
+    cost_usd: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def add_cost(self, cfg: LLMRankConfig) -> None:
+        self.cost_usd = round(self.prompt_tokens / 1e6 * cfg.price_in_per_mtok
+                              + self.completion_tokens / 1e6 * cfg.price_out_per_mtok, 4)
+
+
+def done_qids(out_path: Path) -> set[str]:
+    return {r["qid"] for r in read_jsonl(out_path)} if out_path.exists() else set()
+
+
+def rank_candidates(candidates: list[CandidateList], corpus: Corpus, cfg: LLMRankConfig,
+                    out_path: Path, cache: LLMCache | None = None, llm_cfg=None,
+                    progress: bool = True, dry_run: bool = False) -> Ledger:
+    """Rank every not-yet-ranked candidate list into `out_path` (resumable). Returns the ledger."""
+    if cfg.mode not in MODES:
+        raise ValueError(f"llm_rank.mode must be one of {MODES}, not {cfg.mode!r}")
+    done = done_qids(out_path)
+    todo = [c for c in candidates if c.qid not in done]
+    missing = {c.docid for cl in todo for c in cl.candidates[: cfg.max_candidates]} - corpus.by_id.keys()
+    if missing:
+        raise ValueError(f"{len(missing)} candidate docids are not in corpus {corpus.name!r} "
+                         f"(e.g. {sorted(missing)[:3]}): were the candidates made from another corpus?")
+    cache = cache or LLMCache()
+    if cfg.mode == "query_likelihood":
+        from retriever_training.rank_ql import rank_query_likelihood
+
+        ledger = rank_query_likelihood(todo, corpus, cfg, out_path, cache, progress, dry_run)
+    else:
+        from retriever_training.rank_chat import rank_with_chat
+
+        ledger = rank_with_chat(todo, corpus, cfg, out_path, cache, llm_cfg, progress, dry_run)
+    ledger.extra["already_done"] = len(done)
+    return ledger
+
+
+def save_ledger(out_path: Path, ledger: Ledger) -> None:
+    """Accumulate ledgers across resumed runs in <rankings>.ledger.json."""
+    path = out_path.with_name(out_path.name.split(".")[0] + ".ledger.json")
+    runs = json.loads(path.read_text())["runs"] if path.exists() else []
+    runs.append({**asdict(ledger), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    total = {k: sum(r.get(k, 0) for r in runs) for k in
+             ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "repairs", "malformed",
+              "seconds", "queries_done", "cost_usd")}
+    write_json(path, {"total": total, "runs": runs})
+
+
+def write_ranking(out_path: Path, rec: LLMRanking) -> None:
+    append_jsonl(out_path, rec)
+
+
+def cache_lookup_key(model: str, prompt_id: str, version: int, messages, params: dict) -> str:
+    return cache_key(model, prompt_id, version, messages, params)
