@@ -14,7 +14,7 @@ from pathlib import Path
 
 from rag.settings import apply_offline_env, home
 
-DISTILLED_POINTER = "distilled.txt"  # under home(): path of the model that "distilled" means
+PUBLISHED = ("distilled", "ranker")  # names that resolve to the last published model of that kind
 
 
 @dataclass(frozen=True)
@@ -32,23 +32,26 @@ class EmbedderNotFound(FileNotFoundError):
     pass
 
 
-def distilled_path() -> Path | None:
-    """The model that the name "distilled" resolves to: $DISTILRAG_DISTILLED or the last published."""
-    env = os.environ.get("DISTILRAG_DISTILLED")
+def published_path(kind: str) -> Path | None:
+    """What "distilled" / "ranker" mean: $DISTILRAG_DISTILLED / $DISTILRAG_RANKER, else the last
+    model the trainer published (a pointer file under the distilrag home)."""
+    env = os.environ.get(f"DISTILRAG_{kind.upper()}")
     if env:
         return Path(env).expanduser()
-    pointer = home() / DISTILLED_POINTER
+    pointer = home() / f"{kind}.txt"
     if pointer.exists():
         p = Path(pointer.read_text().strip())
         return p if p.exists() else None
     return None
 
 
-def set_distilled(path: Path) -> None:
-    """Make `path` what "distilled" means for the app, the CLI and the harness."""
+def set_published(kind: str, path: Path) -> None:
+    """Make `path` what `kind` ("distilled" or "ranker") means for the app, the CLI and the harness."""
     from rag.records import _atomic_text
 
-    _atomic_text(home() / DISTILLED_POINTER, str(Path(path).resolve()) + "\n")
+    if kind not in PUBLISHED:
+        raise ValueError(f"kind must be one of {PUBLISHED}")
+    _atomic_text(home() / f"{kind}.txt", str(Path(path).resolve()) + "\n")
 
 
 def resolve_embedder(name: str | Path) -> EmbedderId:
@@ -58,7 +61,7 @@ def resolve_embedder(name: str | Path) -> EmbedderId:
 
         path, label = base_embedder_path(), "base"
     elif name == "distilled":
-        path = distilled_path()
+        path = published_path("distilled")
         if path is None:
             raise EmbedderNotFound(
                 "No distilled retriever is published yet. Train one with "

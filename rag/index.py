@@ -17,6 +17,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 from rag.corpus import Corpus, passage_text
 from rag.embedder import EmbedderId, llama_index_embedding, load_sentence_transformer, resolve_embedder
@@ -95,15 +96,27 @@ def _faiss_index(vectors, index_type: str):
     return index
 
 
-def encode_passages(eid: EmbedderId, corpus: Corpus, batch_size: int = 64, progress: bool = True):
+def encode_passages(eid: EmbedderId, corpus: Corpus, batch_size: int = 64, progress: bool = True,
+                    on_progress: Callable[[int, int], None] | None = None):
+    """Normalised passage vectors; `on_progress(done, total)` lets a UI draw its own bar."""
+    import numpy as np
+
     model = load_sentence_transformer(eid.path)
-    return model.encode([passage_text(p) for p in corpus.passages], batch_size=batch_size,
-                        normalize_embeddings=True, convert_to_numpy=True,
-                        show_progress_bar=progress).astype("float32")
+    texts = [passage_text(p) for p in corpus.passages]
+    if on_progress is None:
+        return model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
+                            convert_to_numpy=True, show_progress_bar=progress).astype("float32")
+    parts, step = [], batch_size * 8
+    for i in range(0, len(texts), step):
+        parts.append(model.encode(texts[i:i + step], batch_size=batch_size, normalize_embeddings=True,
+                                  convert_to_numpy=True, show_progress_bar=False))
+        on_progress(min(i + step, len(texts)), len(texts))
+    return np.concatenate(parts).astype("float32")
 
 
 def build_index(corpus: Corpus, embedder: str | EmbedderId = "base", index_type: str = "flat",
-                out_dir: Path | None = None, progress: bool = True) -> Path:
+                out_dir: Path | None = None, progress: bool = True,
+                on_progress: Callable[[int, int], None] | None = None) -> Path:
     """Embed every passage, build the FAISS index and persist it (atomically) with its manifest."""
     apply_offline_env()
     from llama_index.core import StorageContext, VectorStoreIndex
@@ -113,7 +126,7 @@ def build_index(corpus: Corpus, embedder: str | EmbedderId = "base", index_type:
     eid = embedder if isinstance(embedder, EmbedderId) else resolve_embedder(embedder)
     out_dir = out_dir or index_dir(corpus.name, eid.label)
     t0 = time.perf_counter()
-    vectors = encode_passages(eid, corpus, progress=progress)
+    vectors = encode_passages(eid, corpus, progress=progress, on_progress=on_progress)
     nodes = [TextNode(id_=p.docid, text=p.text, embedding=v.tolist(),
                       metadata={"docid": p.docid, "title": p.title, "source": p.source},
                       excluded_embed_metadata_keys=["docid", "source"],

@@ -1,0 +1,170 @@
+"""`distilrag` — the command line: index, ask, llm, app, label, retrain, eval.
+
+    distilrag index --corpus squad_dev --embedder base
+    distilrag ask "Which NFL team represented the AFC at Super Bowl 50?"
+    distilrag llm fetch|start|stop|status
+    distilrag app [--port 8501]
+    distilrag label   --config retriever_training/configs/squad_dev.yaml [--dry-run]
+    distilrag retrain --config retriever_training/configs/squad_dev.yaml [--force]
+    distilrag eval --corpus squad_dev --split test --retrievers base,distilled,bm25,hybrid
+Every subcommand has --help. The only code that imports from every wing.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _llm_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--endpoint", default=None,
+                   help='"local" (embedded llama.cpp, default) or an OpenAI-compatible base URL')
+    p.add_argument("--model", default=None, help="model name at the endpoint")
+    p.add_argument("--api-key-env", default=None, help="env var holding the endpoint's key (never printed)")
+
+
+def _llm_cfg(a):
+    from rag.llm import LLMConfig
+
+    over = {k: v for k, v in (("endpoint", a.endpoint), ("model", a.model), ("api_key_env", a.api_key_env)) if v}
+    return LLMConfig.from_env(**over)
+
+
+def cmd_index(a) -> int:
+    from rag.corpus import load_corpus
+    from rag.index import build_index, get_index, index_dir, read_manifest
+    from rag.embedder import resolve_embedder
+
+    corpus = load_corpus(a.corpus)
+    for name, why in corpus.skipped:
+        print(f"skipped {name}: {why}", file=sys.stderr)
+    eid = resolve_embedder(a.embedder)
+    if a.rebuild:
+        path = build_index(corpus, eid, index_type=a.index_type)
+    else:
+        get_index(corpus, a.embedder, index_type=a.index_type)
+        path = index_dir(corpus.name, eid.label)
+    m = read_manifest(path)
+    print(f"index {path}: {m.n_passages} passages, {m.index_type}, embedder {m.embedder_label} "
+          f"({m.embedder_hash[:12]}), built in {m.build_seconds}s")
+    return 0
+
+
+def cmd_ask(a) -> int:
+    from rag.chain import build_chain
+
+    chain = build_chain(a.corpus, a.retriever, top_k=a.top_k, reranker=a.reranker, llm_cfg=_llm_cfg(a))
+    ans = chain.answer(a.question, on_token=lambda t: print(t, end="", flush=True))
+    print("\n")
+    for s in ans.sources:
+        mark = "*" if s.n in ans.cited else " "
+        print(f"{mark}[{s.n}] {s.docid}  ({s.title}, score {s.score:.3f})")
+        if a.show_passages:
+            print("     " + s.text[:400].replace("\n", " "))
+    t = ans.timings
+    print(f"\nretrieval {t.get('retrieve_s', 0) * 1000:.0f} ms, first token {t.get('first_token_s', 0):.1f} s, "
+          f"total {t.get('total_s', 0):.1f} s", file=sys.stderr)
+    return 0
+
+
+def cmd_llm(a) -> int:
+    from rag import llm
+    from rag.models import ensure_llm
+
+    if a.action == "fetch":
+        print(ensure_llm())
+    elif a.action == "start":
+        s = llm.start_local_server(llm.LLMConfig.from_env(), detach=True)
+        print(f"local LLM server on {s.base_url} (pid {s.pid}); stop it with `distilrag llm stop`")
+    elif a.action == "stop":
+        s = llm.running_server()
+        if s:
+            s.stop()
+            print("stopped")
+        else:
+            print("no local LLM server is running")
+    else:
+        s = llm.running_server()
+        print(f"running on {s.base_url} (pid {s.pid})" if s else "not running")
+    return 0
+
+
+def cmd_app(a) -> int:
+    import os
+    import subprocess
+
+    from rag.settings import REPO_ROOT, apply_offline_env
+
+    apply_offline_env()
+    script = REPO_ROOT / "app" / "streamlit_app.py"
+    cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1",
+           "--server.port", str(a.port), "--server.headless", "true",
+           "--browser.gatherUsageStats", "false"]
+    print(f"distilrag chat UI: http://127.0.0.1:{a.port}", flush=True)
+    return subprocess.call(cmd, env={**os.environ, "DISTILRAG_CORPUS": a.corpus})
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="distilrag", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("index", help="build or refresh the FAISS index of a corpus")
+    p.add_argument("--corpus", default="squad_dev", help="shipped corpus name, JSONL file or folder")
+    p.add_argument("--embedder", default="base", help='"base", "distilled" or a model directory')
+    p.add_argument("--index-type", default="flat", choices=["flat", "ivf", "hnsw"])
+    p.add_argument("--rebuild", action="store_true", help="rebuild even if a valid index exists")
+    p.set_defaults(func=cmd_index)
+
+    p = sub.add_parser("ask", help="answer a question with citations")
+    p.add_argument("question")
+    p.add_argument("--corpus", default="squad_dev")
+    p.add_argument("--retriever", default="base", help="base | distilled | bm25 | hybrid | <model dir>")
+    p.add_argument("--top-k", type=int, default=5)
+    p.add_argument("--reranker", default=None, help='"ranker" (the trained one) or a cross-encoder directory')
+    p.add_argument("--show-passages", action="store_true")
+    _llm_args(p)
+    p.set_defaults(func=cmd_ask)
+
+    p = sub.add_parser("llm", help="fetch/verify the embedded model; start, stop or check its server")
+    p.add_argument("action", choices=["fetch", "start", "stop", "status"])
+    p.set_defaults(func=cmd_llm)
+
+    p = sub.add_parser("app", help="launch the Streamlit chat UI on 127.0.0.1")
+    p.add_argument("--port", type=int, default=8501)
+    p.add_argument("--corpus", default="squad_dev")
+    p.set_defaults(func=cmd_app)
+
+    for name, mod, hlp in (("label", "retriever_training.label", "stages 1-3: queries, candidates, LLM rankings"),
+                           ("retrain", "retriever_training.retrain", "stages 1-7: train and publish a distilled retriever"),
+                           ("eval", "eval.run", "batch QA evaluation and report")):
+        p = sub.add_parser(name, help=hlp, add_help=False)
+        p.set_defaults(module=mod)
+
+    args, rest = ap.parse_known_args(argv)
+    if hasattr(args, "module"):
+        import importlib
+
+        return importlib.import_module(args.module).main(rest) or 0
+    if rest:
+        ap.error(f"unrecognised arguments: {' '.join(rest)}")
+    from rag.settings import apply_offline_env
+
+    apply_offline_env()
+    try:
+        return args.func(args)
+    except Exception as e:  # user-facing errors: say what to do, no stack trace
+        from rag.corpus import CorpusError
+        from rag.embedder import EmbedderNotFound
+        from rag.index import IndexMismatchError, IndexMissingError
+        from rag.llm import LLMUnavailable
+        from rag.models import ModelIntegrityError
+
+        if isinstance(e, (CorpusError, EmbedderNotFound, IndexMismatchError, IndexMissingError,
+                          LLMUnavailable, ModelIntegrityError)):
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
