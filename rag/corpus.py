@@ -62,10 +62,12 @@ def shipped_corpora() -> list[str]:
 def load_corpus(spec: str | Path, chunk_size: int = 200, chunk_overlap: int = 30) -> Corpus:
     """Load a shipped corpus by name, a JSONL file, or a folder of documents."""
     shipped = CORPORA_DIR / str(spec)
-    if not Path(spec).is_absolute() and (shipped / "corpus.jsonl.gz").exists():
-        return Corpus(name=str(spec), passages=list(read_jsonl(shipped / "corpus.jsonl.gz", Passage)),
-                      chunking={"unit": "paragraph"})
     path = Path(spec).expanduser()
+    # A corpus directory in the shipped layout (by name under corpora/, or by path).
+    for d in ((shipped,) if not path.is_absolute() else ()) + (path,):
+        if (d / "corpus.jsonl.gz").exists():
+            return Corpus(name=d.name, passages=list(read_jsonl(d / "corpus.jsonl.gz", Passage)),
+                          chunking={"unit": "paragraph"})
     if path.is_file() and path.name.endswith((".jsonl", ".jsonl.gz")):
         return _load_jsonl_corpus(path)
     if path.is_dir():

@@ -39,7 +39,6 @@ class LLMRankConfig:
     step: int = 5                # listwise: window stride (back to front, RankGPT style)
     passage_words: int = 80      # listwise/pointwise: passages cut to this many words (0 = whole)
     n_threads: int = 0           # query_likelihood: CPU threads for llama.cpp (0 = all)
-    chunk_queries: int = 100     # query_likelihood: queries whose pairs share passage prefixes
     concurrency: int = 4         # listwise/pointwise: parallel requests to the endpoint
     price_in_per_mtok: float = 0.0   # cost table for the ledger/dry run (USD per 1M tokens)
     price_out_per_mtok: float = 0.0

@@ -1,8 +1,9 @@
 """Query-likelihood ranking for stage 3 (llm_rank), pairs grouped by passage for KV-prefix reuse.
 
-Queries are processed in chunks; inside a chunk every (query, passage) pair is grouped by
-passage so the passage prompt is read once. Each passage's scores are committed to the cache
-together, and a chunk's rankings are appended when all their pairs are scored.
+Every (query, passage) pair is grouped by passage so each passage prompt is read once for all
+the queries that have it among their candidates. Each passage's scores are committed to the
+cache together (a kill loses one passage's work at most), and a query's ranking is appended as
+soon as all its candidates are scored.
 """
 from __future__ import annotations
 
@@ -46,49 +47,59 @@ def rank_query_likelihood(todo: list[CandidateList], corpus: Corpus, cfg: LLMRan
         ledger.prompt_tokens = ledger.extra["est_prompt_tokens"]
         ledger.add_cost(cfg)
         return ledger
-    # Neighbouring queries share candidates (same article): order by top candidate so that a
-    # chunk reads each passage once for many queries.
-    todo = sorted(todo, key=lambda cl: (cl.candidates[0].docid.split("#")[0] if cl.candidates else "", cl.qid))
     t0 = time.perf_counter()
+    lists = {cl.qid: cl for cl in todo}
+    ids_of = {cl.qid: [c.docid for c in cl.candidates[: cfg.max_candidates]] for cl in todo}
+    by_passage: dict[str, list[str]] = defaultdict(list)
+    for qid, ids in ids_of.items():
+        for d in ids:
+            by_passage[d].append(qid)
+    remaining = {qid: len(set(ids)) for qid, ids in ids_of.items()}
+    scores: dict[tuple[str, str], float] = {}
     bar = tqdm(total=pairs_total, desc="query likelihood", unit="pair", disable=not progress)
-    for start in range(0, len(todo), cfg.chunk_queries):
-        chunk = todo[start: start + cfg.chunk_queries]
-        by_passage: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        for cl in chunk:
-            for c in cl.candidates[: cfg.max_candidates]:
-                by_passage[c.docid].append((cl.qid, cl.query))
-        scores: dict[tuple[str, str], float] = {}
-        for docid, qs in by_passage.items():
-            p = corpus.by_id[docid]
-            keys = [pair_key(model, p.title, p.text, q, qcfg) for _, q in qs]
-            cached = [cache.get(k) for k in keys]
-            todo_idx = [i for i, v in enumerate(cached) if v is None]
-            if todo_idx:
-                if scorer is None:
-                    from rag.models import ensure_llm
-                    from retriever_training.query_likelihood import QueryLikelihoodScorer
+    # Every passage is read once for all its queries. Passages go in corpus order (article by
+    # article), so the queries of an article complete together and are written as they complete.
+    for docid in sorted(by_passage, key=_corpus_order(corpus)):
+        qids = by_passage[docid]
+        p = corpus.by_id[docid]
+        keys = [pair_key(model, p.title, p.text, lists[q].query, qcfg) for q in qids]
+        cached = [cache.get(k) for k in keys]
+        todo_idx = [i for i, v in enumerate(cached) if v is None]
+        if todo_idx:
+            if scorer is None:
+                from rag.models import ensure_llm
+                from retriever_training.query_likelihood import QueryLikelihoodScorer
 
-                    scorer = QueryLikelihoodScorer(ensure_llm(), qcfg)
-                new = scorer.score_passage(p.title, p.text, [qs[i][1] for i in todo_idx])
-                cache.put_many([(keys[i], s) for i, s in zip(todo_idx, new)])
-                for i, s in zip(todo_idx, new):
-                    cached[i] = s
-                ledger.calls += len(todo_idx)
-            ledger.cache_hits += len(qs) - len(todo_idx)
-            for (qid, _), s in zip(qs, cached):
-                scores[(qid, docid)] = float(s)
-            bar.update(len(qs))
-        for cl in chunk:
-            ids = [c.docid for c in cl.candidates[: cfg.max_candidates]]
-            # Stable sort: ties keep first-stage order.
-            order = sorted(range(len(ids)), key=lambda i: -scores[(cl.qid, ids[i])])
-            append_jsonl(out_path, LLMRanking(
-                qid=cl.qid, docids_in=ids, ranked_docids=[ids[i] for i in order],
-                scores=[scores[(cl.qid, ids[i])] for i in order], model=model,
-                prompt_id=f"{PROMPT_ID}@v{PROMPT_VERSION}", mode=cfg.mode, n_calls=len(ids)))
-            ledger.queries_done += 1
+                scorer = QueryLikelihoodScorer(ensure_llm(), qcfg)
+            new = scorer.score_passage(p.title, p.text, [lists[qids[i]].query for i in todo_idx])
+            cache.put_many([(keys[i], s) for i, s in zip(todo_idx, new)])
+            for i, s in zip(todo_idx, new):
+                cached[i] = s
+            ledger.calls += len(todo_idx)
+        ledger.cache_hits += len(qids) - len(todo_idx)
+        for qid, s in zip(qids, cached):
+            scores[(qid, docid)] = float(s)
+            remaining[qid] -= 1
+            if remaining[qid] == 0:
+                _write(out_path, qid, ids_of[qid], scores, model, cfg)
+                ledger.queries_done += 1
+        bar.update(len(qids))
         ledger.seconds = round(time.perf_counter() - t0, 1)
         bar.set_postfix(queries=ledger.queries_done, hits=ledger.cache_hits)
     bar.close()
     save_ledger(out_path, ledger)
     return ledger
+
+
+def _corpus_order(corpus: Corpus):
+    pos = {p.docid: i for i, p in enumerate(corpus.passages)}
+    return lambda d: pos[d]
+
+
+def _write(out_path: Path, qid: str, ids: list[str], scores: dict, model: str, cfg: LLMRankConfig) -> None:
+    # Stable sort: ties keep the first-stage order.
+    order = sorted(range(len(ids)), key=lambda i: -scores[(qid, ids[i])])
+    append_jsonl(out_path, LLMRanking(
+        qid=qid, docids_in=ids, ranked_docids=[ids[i] for i in order],
+        scores=[scores[(qid, ids[i])] for i in order], model=model,
+        prompt_id=f"{PROMPT_ID}@v{PROMPT_VERSION}", mode=cfg.mode, n_calls=len(ids)))

@@ -1,0 +1,289 @@
+"""What the chat UI needs from the core, cached once per app process.
+
+Corpora, index state (ready / missing / built with another embedder), the answering LLM and
+chains, the published distilled model's card, the LLM endpoint's status, and the translation of
+known errors into messages that say what to do. The UI modules draw; this module decides.
+`make_llm` is the one place the app creates its LLM (tests replace it with a scripted fake).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+MY_DOCS = "my documents"
+RETRIEVERS = ("base", "distilled", "bm25", "hybrid")
+RETRIEVER_HELP = {
+    "base": "dense: all-MiniLM-L6-v2 (cosine scores)",
+    "distilled": "dense: MiniLM distilled from the LLM's rankings (cosine scores)",
+    "bm25": "lexical: BM25 (BM25 scores)",
+    "hybrid": "BM25 + base dense, reciprocal-rank fusion (RRF scores)",
+}
+
+
+def default_corpus() -> str:
+    return os.environ.get("DISTILRAG_CORPUS") or "squad_dev"
+
+
+# ---------------------------------------------------------------- corpora
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _load_corpus(spec: str, stamp: str):
+    from rag.corpus import load_corpus
+
+    return load_corpus(spec)
+
+
+def load_corpus(choice: str):
+    """The corpus a sidebar choice names; "my documents" reloads whenever the uploads change."""
+    if choice == MY_DOCS:
+        from app.uploads import fingerprint, uploads_root
+
+        root = uploads_root()
+        return _load_corpus(str(root), fingerprint(root))
+    return _load_corpus(choice, "")
+
+
+# ---------------------------------------------------------------- retrievers and indexes
+def published_distilled() -> Path | None:
+    from rag.embedder import published_path
+
+    p = published_path("distilled")
+    return p if p is not None and p.is_dir() else None
+
+
+def published_ranker() -> Path | None:
+    from rag.embedder import published_path
+
+    p = published_path("ranker")
+    return p if p is not None and p.is_dir() else None
+
+
+def available_retrievers() -> list[str]:
+    return [r for r in RETRIEVERS if r != "distilled" or published_distilled()]
+
+
+def embedder_of(retriever: str) -> str | None:
+    """The dense embedder whose index a retriever reads (None for BM25)."""
+    return {"base": "base", "distilled": "distilled", "hybrid": "base"}.get(retriever)
+
+
+def distilled_card() -> dict:
+    """The published distilled model's card (distilrag_card.json); {} when absent or unreadable."""
+    path = published_distilled()
+    if path is None:
+        return {}
+    try:
+        card = json.loads((path / "distilrag_card.json").read_text())
+    except (OSError, ValueError):
+        return {"name": path.name}
+    return card if isinstance(card, dict) else {"name": path.name}
+
+
+def card_metrics(card: dict) -> list[tuple[str, str, str]]:
+    """(metric, base, distilled) rows from whichever metric layout the card has."""
+    dev = card.get("distill") if isinstance(card.get("distill"), dict) else {}
+    base, best = dev.get("base_dev") or {}, dev.get("best_dev") or {}
+    metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
+    if not best and metrics:
+        base = metrics.get("base") if isinstance(metrics.get("base"), dict) else {}
+        best = metrics.get("distilled") if isinstance(metrics.get("distilled"), dict) else {
+            k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+
+    def fmt(v) -> str:
+        return f"{v:.3f}" if isinstance(v, (int, float)) else "–"
+    return [(k, fmt(base.get(k)), fmt(v)) for k, v in sorted(best.items())]
+
+
+@dataclass(frozen=True)
+class IndexState:
+    status: str          # "ready" | "missing" | "mismatch" | "error"
+    message: str
+    embedder: str
+    built_at: str = ""
+    n_passages: int = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.status == "ready"
+
+
+def index_state(corpus, embedder: str) -> IndexState:
+    """Is the FAISS index of (corpus, embedder) usable as it is? Reads the manifest only."""
+    from rag.embedder import EmbedderNotFound, resolve_embedder
+    from rag.index import MANIFEST, IndexMismatchError, check_manifest, index_dir, read_manifest
+
+    try:
+        eid = resolve_embedder(embedder)
+    except EmbedderNotFound as e:
+        return IndexState("error", str(e), embedder)
+    path = index_dir(corpus.name, eid.label)
+    if not (path / MANIFEST).exists():
+        return IndexState("missing", f"No {embedder} index of {corpus.name} yet; it is built on the "
+                                     f"first question ({len(corpus)} passages), or now with the button.", embedder)
+    try:
+        m = read_manifest(path)
+        check_manifest(m, eid, corpus, path)
+    except IndexMismatchError as e:
+        return IndexState("mismatch", str(e), embedder)
+    except (OSError, ValueError, TypeError) as e:
+        return IndexState("mismatch", f"The index at {path} is unreadable ({e}); rebuild it.", embedder)
+    return IndexState("ready", f"{m.n_passages} passages, built {m.built_at}", embedder,
+                      m.built_at, m.n_passages)
+
+
+def build_index(corpus, embedder: str, on_progress) -> None:
+    """(Re)build the index; chains re-key on the manifest's build time, so none uses the old one."""
+    from rag.index import build_index as _build
+
+    _build(corpus, embedder, progress=False, on_progress=on_progress)
+
+
+# ---------------------------------------------------------------- LLM
+def llm_config():
+    from rag.llm import LLMConfig
+
+    return LLMConfig.from_env()
+
+
+def make_llm(cfg):
+    """The answering LLM for `cfg` (starts the embedded server when it is local)."""
+    from rag.llm import llama_index_llm
+
+    return llama_index_llm(cfg)
+
+
+@st.cache_resource(show_spinner=False)
+def _cached_llm(endpoint: str, model: str, api_key_env: str):
+    from rag.llm import LLMConfig
+
+    return make_llm(LLMConfig.from_env(endpoint=endpoint, model=model, api_key_env=api_key_env))
+
+
+def get_llm(cfg):
+    if cfg.is_local:
+        from rag.llm import running_server
+
+        if running_server() is None:  # the server we cached a client for has gone: start a new one
+            _cached_llm.clear()
+    return _cached_llm(cfg.endpoint, cfg.model, cfg.api_key_env)
+
+
+def forget_llm() -> None:
+    """After an LLM error: the next question builds a fresh client (and restarts a dead server)."""
+    _cached_llm.clear()
+
+
+def llm_needs_start(cfg) -> bool:
+    from rag.llm import running_server
+
+    return cfg.is_local and running_server() is None
+
+
+def public_endpoint(url: str) -> str:
+    """An endpoint URL fit to display: credentials and query strings removed."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    try:
+        u = urlsplit(url)
+    except ValueError:
+        return "(unparsable URL)"
+    host = u.hostname or ""
+    netloc = host + (f":{u.port}" if u.port else "")
+    return urlunsplit((u.scheme, netloc, u.path, "", ""))
+
+
+def llm_status(cfg) -> tuple[str, str, str]:
+    """(what, state, detail): state is "running", "idle" or "problem". Never includes a key."""
+    if cfg.is_local:
+        from rag.llm import running_server
+        from rag.models import gguf_path
+
+        what = f"local embedded llama.cpp · {cfg.model_name}"
+        s = running_server()
+        if s:
+            return what, "running", f"serving on 127.0.0.1:{s.port}"
+        if os.environ.get("DISTILRAG_LLM_GGUF") or gguf_path().exists():
+            return what, "idle", "not started: starts with the first question (about 10 s)"
+        return what, "idle", ("model not fetched yet: the first question downloads and verifies it "
+                              "(1.1 GB), or run `distilrag llm fetch`")
+    key_set = bool(os.environ.get(cfg.api_key_env))
+    what = f"{public_endpoint(cfg.endpoint)} · {cfg.model_name}"
+    local = any(h in cfg.endpoint for h in ("127.0.0.1", "localhost"))
+    if key_set or local:
+        return what, "running", f"API key from ${cfg.api_key_env}: {'set' if key_set else 'not needed'}"
+    return what, "problem", f"API key missing: set ${cfg.api_key_env} before launching the app"
+
+
+# ---------------------------------------------------------------- chains
+@st.cache_resource(show_spinner=False, max_entries=8)
+def _cached_chain(corpus_key: str, retriever: str, top_k: int, reranker: str | None,
+                  index_stamp: str, llm_key: str, _corpus, _llm):
+    from rag.chain import build_chain
+
+    return build_chain(_corpus, retriever, top_k=top_k, reranker=reranker, llm=_llm)
+
+
+def get_chain(corpus, retriever: str, top_k: int, reranker: str | None, index_stamp: str, llm, llm_key: str):
+    return _cached_chain(f"{corpus.name}:{corpus.hash}", retriever, top_k, reranker, index_stamp,
+                         llm_key, corpus, llm)
+
+
+# ---------------------------------------------------------------- errors
+def _scrub(text: str) -> str:
+    """Remove any API key value that a library may have echoed into an error message."""
+    for var in {llm_config().api_key_env, "OPENAI_API_KEY"}:
+        key = os.environ.get(var)
+        if key and len(key) >= 4:
+            text = text.replace(key, "***")
+    return re.sub(r"\bsk-[A-Za-z0-9_\-]{8,}", "sk-***", text)
+
+
+def user_message(e: BaseException) -> str | None:
+    """A message for errors a user can act on; None for bugs (shown briefly and logged)."""
+    from rag.corpus import CorpusError
+    from rag.embedder import EmbedderNotFound
+    from rag.index import IndexMismatchError, IndexMissingError
+    from rag.llm import LLMUnavailable
+    from rag.models import ModelIntegrityError
+
+    if isinstance(e, LLMUnavailable):
+        return f"The LLM is unavailable: {_scrub(str(e))}"
+    if isinstance(e, ModelIntegrityError):
+        return f"The local LLM's weights failed verification: {e} Run `distilrag llm fetch` to fetch them again."
+    if isinstance(e, (CorpusError, EmbedderNotFound, IndexMismatchError, IndexMissingError)):
+        return str(e)
+    try:
+        import openai
+    except ImportError:  # pragma: no cover
+        openai = None
+    if openai is not None:
+        cfg = llm_config()
+        where = "the local LLM server" if cfg.is_local else public_endpoint(cfg.endpoint)
+        if isinstance(e, openai.AuthenticationError):
+            return f"{where} refused the API key in ${cfg.api_key_env}; check it and relaunch the app."
+        if isinstance(e, openai.APITimeoutError):
+            return f"{where} did not answer in time. Try again, or a smaller top-k."
+        if isinstance(e, openai.APIConnectionError):
+            return (f"Cannot reach {where}. " + ("Ask again to restart it." if cfg.is_local
+                    else "Check that it is running and the URL is right."))
+        if isinstance(e, openai.APIError):
+            return f"{where} returned an error: {_scrub(str(e))[:300]}"
+    if isinstance(e, ConnectionError):
+        return f"The LLM connection failed: {_scrub(str(e))[:300]}. Ask again to retry."
+    return None
+
+
+def explain(e: BaseException) -> str:
+    """Any error as one line for the page; unexpected ones go to the console with their traceback."""
+    msg = user_message(e)
+    if msg is None:
+        import logging
+
+        logging.getLogger("distilrag.app").error("unexpected error in the app", exc_info=e)
+        msg = (f"Unexpected error ({type(e).__name__}): {_scrub(str(e))[:300]}. "
+               "The details are in the terminal that runs the app.")
+    return msg

@@ -1,0 +1,147 @@
+"""The sidebar: documents, retriever (with the distilled model's card), top-k, reranker, compare
+mode, index status with rebuild, the LLM endpoint and its status, feedback log, clear chat."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from app import services
+
+
+@dataclass(frozen=True)
+class Settings:
+    corpus: str                  # a corpus name/path or services.MY_DOCS
+    retriever: str
+    top_k: int
+    reranker: str | None         # "ranker" (the published cross-encoder) or None
+    compare: tuple[str, str] | None  # the two retrievers answering side by side, or None
+
+
+def render() -> Settings:
+    with st.sidebar:
+        st.header("distilrag")
+        shipped = services.default_corpus()
+        corpus = st.radio("Documents", [shipped, services.MY_DOCS], key="corpus_choice",
+                          format_func=lambda c: f"{c} (shipped)" if c == shipped else "my documents",
+                          help="Ask about the shipped corpus, or about files you add.")
+        retriever, reranker, top_k = _retrieval_controls()
+        compare = _compare_controls(retriever)
+        _index_status(corpus, {retriever, *(compare or ())})
+        _llm_status()
+        st.divider()
+        from app.feedback import feedback_path, summary
+
+        st.caption(f"Feedback: {summary()} in `{feedback_path().name}` under the app data dir.")
+        if st.button("Clear chat", key="clear_chat", width="stretch"):
+            st.session_state["turns"] = []
+    return Settings(corpus, retriever, top_k, reranker, compare)
+
+
+def _retrieval_controls() -> tuple[str, str | None, int]:
+    options = services.available_retrievers()
+    retriever = st.radio("Retriever", options, key="retriever",
+                         captions=[services.RETRIEVER_HELP[r] for r in options])
+    if "distilled" in options:
+        card = services.distilled_card()
+        with st.expander("Distilled model", expanded=retriever == "distilled"):
+            st.markdown(f"**{card.get('name', 'distilled')}**  \ncreated {card.get('created', 'unknown')}")
+            rows = services.card_metrics(card)
+            if rows:
+                st.table({"metric": [r[0] for r in rows], "base": [r[1] for r in rows],
+                          "distilled": [r[2] for r in rows]})
+            else:
+                st.caption("Its card records no metrics.")
+    else:
+        st.caption("No distilled retriever is published yet: train one with "
+                   "`distilrag retrain --config retriever_training/configs/squad_dev.yaml`.")
+    top_k = st.slider("Passages (top-k)", 1, 20, 5, key="top_k")
+    reranker = None
+    if services.published_ranker():
+        if st.checkbox("Rerank with the trained cross-encoder", key="rerank",
+                       help="Retrieves 20 candidates, the ranker keeps the best top-k."):
+            reranker = "ranker"
+    else:
+        st.caption("Reranker: none trained yet (the retrain pipeline publishes one).")
+    return retriever, reranker, top_k
+
+
+def _compare_controls(retriever: str) -> tuple[str, str] | None:
+    if not st.toggle("Compare base vs distilled", key="compare",
+                     help="Answer each question twice, side by side, with two retrievers."):
+        return None
+    options = services.available_retrievers()
+    if "distilled" not in options:
+        st.warning("No distilled retriever exists yet, so base cannot be compared with it. "
+                   "Train and publish one with `distilrag retrain --config "
+                   "retriever_training/configs/squad_dev.yaml`; meanwhile you can compare base "
+                   "with another retriever.")
+    left = st.selectbox("Left", options, index=options.index("base"), key="compare_left")
+    right_options = [r for r in options if r != left]
+    default = "distilled" if "distilled" in right_options else right_options[0]
+    right = st.selectbox("Right", right_options, index=right_options.index(default), key="compare_right")
+    return left, right
+
+
+def _index_status(corpus_choice: str, retrievers: set[str]) -> None:
+    embedders = sorted({e for r in retrievers if (e := services.embedder_of(r))})
+    if not embedders:
+        return
+    try:
+        corpus = services.load_corpus(corpus_choice)
+    except Exception as e:  # no documents yet, unreadable corpus: the main area explains
+        msg = services.user_message(e)
+        st.caption(f"Index: {msg or 'corpus unavailable'}")
+        return
+    for emb in embedders:
+        state = services.index_state(corpus, emb)
+        if state.status == "ready":
+            st.caption(f"✅ {emb} index: {state.message}")
+            continue
+        if state.status == "mismatch":
+            st.error(f"The {emb} index must be rebuilt before it can be used. {state.message}")
+        elif state.status == "missing":
+            st.info(state.message)
+        else:
+            st.warning(state.message)
+            continue
+        label = "Rebuild index" if state.status == "mismatch" else "Build index now"
+        if st.button(f"{label} ({emb})", key=f"build-{emb}", width="stretch"):
+            try:
+                build_with_progress(corpus, emb)
+            except Exception as e:
+                st.error(services.explain(e))
+            else:
+                st.rerun()
+
+
+def build_with_progress(corpus, embedder: str) -> None:
+    """Build an index with a progress bar (the script thread does the work; the page stays live)."""
+    bar = st.progress(0.0, text=f"Indexing {len(corpus)} passages of {corpus.name} with {embedder}…")
+
+    def on_progress(done: int, total: int) -> None:
+        bar.progress(done / max(total, 1), text=f"Indexing with {embedder}: {done}/{total} passages")
+    services.build_index(corpus, embedder, on_progress)
+    bar.progress(1.0, text=f"{embedder} index of {corpus.name} built.")
+
+
+def _llm_status() -> None:
+    cfg = services.llm_config()
+    what, state, detail = services.llm_status(cfg)
+    icon = {"running": "🟢", "idle": "⚪", "problem": "🔴"}[state]
+    st.markdown(f"**LLM** {icon}  \n{what}")
+    st.caption(detail)
+    if cfg.is_local and state == "idle" and st.button("Start the LLM now", key="start_llm", width="stretch"):
+        try:
+            start_llm(cfg)
+        except Exception as e:  # shown as a message, never as a traceback
+            st.error(services.explain(e))
+        else:
+            st.rerun()
+
+
+def start_llm(cfg):
+    """Start (or reuse) the answering LLM behind a spinner; errors become messages."""
+    with st.spinner("Starting the local LLM (about 10 s, once per session of the app)…"
+                    if services.llm_needs_start(cfg) else "Connecting to the LLM…"):
+        return services.get_llm(cfg)

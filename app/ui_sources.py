@@ -1,0 +1,83 @@
+"""Cited passages: title, doc id, score, the passage text with the answer's sentence highlighted.
+
+The answer-bearing sentence is the passage sentence sharing the most answer words that the
+question does not already contain (answers restate the question; the new words are the answer).
+Passage text is escaped before rendering: uploaded documents may hold HTML or Markdown.
+"""
+from __future__ import annotations
+
+import html
+import re
+
+import streamlit as st
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
+_WORD = re.compile(r"[a-z0-9]+")
+_CITATION = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]#|$~:])")
+_STOP = frozenset("""a an and are as at be been by did do does for from had has have he her his in
+is it its of on or she that the their there they this to was were what when where which who whom
+whose why how with source sources answer i know based provided documents""".split())
+
+
+def split_sentences(text: str) -> list[str]:
+    return [s for s in _SENTENCE_END.split(text) if s.strip()] or [text]
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+def answer_sentence(passage: str, answer: str, question: str = "") -> int | None:
+    """Index of the passage sentence that most likely holds the answer, or None when none does."""
+    from rag.chain import is_no_answer
+
+    if not answer.strip() or is_no_answer(answer):
+        return None
+    q = _words(question)
+    a = _words(_CITATION.sub(" ", answer))
+    new = a - q
+    best, best_score = None, 0.0
+    for i, sentence in enumerate(split_sentences(passage)):
+        s = _words(sentence)
+        score = 2.0 * len(new & s) + 0.25 * len((a & q) & s)
+        if score > best_score:
+            best, best_score = i, score
+    return best if best_score >= 2.0 else None  # at least one answer word beyond the question
+
+
+def escape_md(text: str) -> str:
+    """Plain text safe inside st.markdown (no HTML, no LaTeX from "$", no Markdown syntax)."""
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+def escape_label(text: str) -> str:
+    """Widget labels render Markdown but not HTML: escape only the Markdown."""
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def passage_markdown(passage: str, highlight: int | None) -> str:
+    parts = split_sentences(passage)
+    out = [f"<mark>{escape_md(s)}</mark>" if i == highlight else escape_md(s) for i, s in enumerate(parts)]
+    return " ".join(out)
+
+
+def answer_markdown(text: str) -> str:
+    """The LLM's answer as Markdown: keep its formatting, but "$" must not start LaTeX."""
+    return text.replace("$", r"\$")
+
+
+def render_sources(sources: list[dict], cited: list[int], answer: str, question: str) -> None:
+    """One expander per retrieved passage; cited ones first marked and opened."""
+    if not sources:
+        st.caption("No passage was retrieved.")
+        return
+    for s in sources:
+        is_cited = s["n"] in cited
+        label = (f"{'📌 ' if is_cited else ''}\\[{s['n']}\\] {escape_label(s['title'] or s['docid'])} · "
+                 f"`{s['docid']}` · score {s['score']:.3f}")
+        with st.expander(label, expanded=is_cited and s["n"] == cited[0]):
+            hl = answer_sentence(s["text"], answer, question) if is_cited else None
+            st.markdown(passage_markdown(s["text"], hl), unsafe_allow_html=True)
+            st.caption(f"doc id {escape_md(s['docid'])} · retrieval score {s['score']:.4f}"
+                       + (" · cited in the answer" if is_cited else ""))

@@ -1,0 +1,233 @@
+"""RAGAS judging of answered questions, with every failure counted instead of averaged away.
+
+    distilrag eval ... --ragas-n 20 [--judge-endpoint URL --judge-model NAME --judge-api-key-env VAR]
+
+In:  answer records from eval.run (question, answer, contexts, reference answers); a judge
+     (the embedded local LLM by default, or any OpenAI-compatible endpoint).
+Out: <retriever>/ragas.jsonl, one record per question:
+     {qid, judge, metrics: {name: {value, status, error, seconds}}}, appended as each question is
+     judged (a rerun skips judged questions), and a per-metric summary
+     {mean, n, n_ok, n_parse_error, n_timeout, n_nan, n_error, seconds_mean}.
+
+Metrics (ragas 0.4.3 "collections", scored with `ascore`, never `score`, which calls asyncio.run):
+  with a reference answer: faithfulness, answer_relevancy, context_precision (with reference),
+  context_recall, factual_correctness; reference-free (a user's corpus without gold answers):
+  faithfulness, answer_relevancy, context_precision_noref (judged against the response).
+A mean is over the samples whose status is "ok"; the counts beside it say how many were not.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+WITH_REFERENCE = ("faithfulness", "answer_relevancy", "context_precision", "context_recall",
+                  "factual_correctness")
+REFERENCE_FREE = ("faithfulness", "answer_relevancy", "context_precision_noref")
+ALL_METRICS = WITH_REFERENCE + ("answer_correctness", "context_precision_noref")
+STATUSES = ("ok", "parse_error", "timeout", "nan", "error")
+
+# Which sample fields each metric's ascore() takes.
+_ARGS = {
+    "faithfulness": ("user_input", "response", "retrieved_contexts"),
+    "answer_relevancy": ("user_input", "response"),
+    "context_precision": ("user_input", "reference", "retrieved_contexts"),
+    "context_precision_noref": ("user_input", "response", "retrieved_contexts"),
+    "context_recall": ("user_input", "retrieved_contexts", "reference"),
+    "factual_correctness": ("response", "reference"),
+    "answer_correctness": ("user_input", "response", "reference"),
+}
+
+
+@dataclass(frozen=True)
+class JudgeConfig:
+    endpoint: str = "local"          # "local" (embedded llama.cpp) or an OpenAI-compatible /v1 URL
+    model: str = ""                  # "" = the embedded model
+    api_key_env: str = "OPENAI_API_KEY"
+    timeout_s: float = 300.0         # per metric per sample; a slower judgement counts as a timeout
+    max_tokens: int = 1024
+    max_retries: int = 1             # instructor re-asks once after unparseable JSON, then it is a failure
+    strictness: int = 1              # answer_relevancy questions generated per answer (ragas default 3)
+    concurrency: int = 1             # samples judged at once (1 for the local server: one slot)
+    metrics: tuple[str, ...] = field(default_factory=tuple)  # () = chosen by whether references exist
+
+
+def _import_ragas():
+    try:
+        import ragas  # noqa: F401
+    except ImportError as e:
+        raise ImportError("RAGAS judging needs the eval extra: `pip install -e '.[eval]'` "
+                          "(ragas==0.4.3, langchain-community==0.4.1).") from e
+
+
+def sentence_transformer_embeddings(model_path: str | None = None):
+    """Our MiniLM behind ragas' modern embedding interface (its HuggingFace classes break offline)."""
+    _import_ragas()
+    from ragas.embeddings.base import BaseRagasEmbedding
+
+    from rag.embedder import load_sentence_transformer, resolve_embedder
+
+    model = load_sentence_transformer(model_path or resolve_embedder("base").path)
+
+    class SentenceTransformerRagasEmbedding(BaseRagasEmbedding):
+        def embed_text(self, text: str, **kw: Any) -> list[float]:
+            return model.encode([text], normalize_embeddings=True)[0].tolist()
+
+        async def aembed_text(self, text: str, **kw: Any) -> list[float]:
+            return self.embed_text(text)
+
+        def embed_texts(self, texts: list[str], **kw: Any) -> list[list[float]]:
+            return model.encode(list(texts), normalize_embeddings=True).tolist()
+
+        async def aembed_texts(self, texts: list[str], **kw: Any) -> list[list[float]]:
+            return self.embed_texts(texts)
+
+    return SentenceTransformerRagasEmbedding()
+
+
+def make_judge(cfg: JudgeConfig, client=None):
+    """A ragas InstructorLLM over an AsyncOpenAI client (instructor JSON mode)."""
+    _import_ragas()
+    from ragas.llms import llm_factory
+
+    from rag.llm import LLMConfig, openai_client
+
+    llm_cfg = LLMConfig(endpoint=cfg.endpoint, model=cfg.model, api_key_env=cfg.api_key_env,
+                        timeout_s=cfg.timeout_s)
+    client = client or openai_client(llm_cfg, async_=True)
+    return llm_factory(llm_cfg.model_name, client=client, max_tokens=cfg.max_tokens,
+                       max_retries=cfg.max_retries)
+
+
+def build_metrics(names: Iterable[str], llm, embeddings=None, strictness: int = 1) -> dict[str, Any]:
+    _import_ragas()
+    from ragas.metrics import collections as C
+
+    makers = {
+        "faithfulness": lambda: C.Faithfulness(llm=llm),
+        "answer_relevancy": lambda: C.AnswerRelevancy(llm=llm, embeddings=embeddings, strictness=strictness),
+        "context_precision": lambda: C.ContextPrecisionWithReference(llm=llm, name="context_precision"),
+        "context_precision_noref": lambda: C.ContextPrecisionWithoutReference(llm=llm, name="context_precision_noref"),
+        "context_recall": lambda: C.ContextRecall(llm=llm),
+        "factual_correctness": lambda: C.FactualCorrectness(llm=llm),
+        "answer_correctness": lambda: C.AnswerCorrectness(llm=llm, embeddings=embeddings),
+    }
+    unknown = [n for n in names if n not in makers]
+    if unknown:
+        raise ValueError(f"Unknown RAGAS metric(s) {unknown}; choose from {sorted(makers)}.")
+    return {n: makers[n]() for n in names}
+
+
+def classify_failure(exc: BaseException) -> str:
+    """parse_error / timeout / error: the report counts each kind separately."""
+    names = {c.__name__ for c in type(exc).__mro__}
+    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)) or any("Timeout" in n for n in names):
+        return "timeout"
+    parse_like = {"InstructorRetryException", "ValidationError", "JSONDecodeError",
+                  "RagasOutputParserException", "IncompleteOutputException", "OutputParserException"}
+    if names & parse_like:
+        return "parse_error"
+    return "error"
+
+
+def sample_from_record(rec: dict) -> dict:
+    """The ragas inputs for one answer record (reference = the first gold answer, if any)."""
+    refs = rec.get("references") or []
+    return {"user_input": rec["question"], "response": rec.get("answer") or "",
+            "retrieved_contexts": rec.get("contexts") or [], "reference": refs[0] if refs else ""}
+
+
+async def score_sample(metrics: dict[str, Any], sample: dict, timeout_s: float) -> dict[str, dict]:
+    """Every metric on one sample; a failure is recorded with its kind, never raised or NaN-averaged."""
+    out: dict[str, dict] = {}
+    for name, metric in metrics.items():
+        t0 = time.perf_counter()
+        entry: dict[str, Any] = {"value": None, "status": "ok", "error": ""}
+        try:
+            res = await asyncio.wait_for(metric.ascore(**{k: sample[k] for k in _ARGS[name]}), timeout_s)
+            value = getattr(res, "value", res)
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                entry["status"] = "nan"
+            else:
+                entry["value"] = float(value)
+        except Exception as e:  # any judge failure is data for the report, not a crash
+            entry["status"] = classify_failure(e)
+            entry["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+        entry["seconds"] = round(time.perf_counter() - t0, 3)
+        out[name] = entry
+    return out
+
+
+def default_metrics(has_reference: bool) -> tuple[str, ...]:
+    return WITH_REFERENCE if has_reference else REFERENCE_FREE
+
+
+async def ajudge_records(records: list[dict], out_path: Path, cfg: JudgeConfig, llm=None,
+                         embeddings=None, progress: bool = False) -> dict[str, dict]:
+    """Judge `records` (skipping qids already in out_path), append results, return the summary."""
+    from rag.records import append_jsonl, read_jsonl
+
+    out_path = Path(out_path)
+    done = {r["qid"] for r in read_jsonl(out_path)} if out_path.exists() else set()
+    todo = [r for r in records if r["qid"] not in done]
+    has_ref = all(r.get("references") for r in records) if records else False
+    names = cfg.metrics or default_metrics(has_ref)
+    if todo:
+        llm = llm or make_judge(cfg)
+        needs_emb = any(n in ("answer_relevancy", "answer_correctness") for n in names)
+        if needs_emb and embeddings is None:
+            embeddings = sentence_transformer_embeddings()
+        metrics = build_metrics(names, llm, embeddings, cfg.strictness)
+        sem = asyncio.Semaphore(max(1, cfg.concurrency))
+        judge_name = getattr(llm, "model", "judge")
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(todo), disable=not progress, desc="ragas", unit="q")
+
+        async def one(rec):
+            async with sem:
+                scores = await score_sample(metrics, sample_from_record(rec), cfg.timeout_s)
+            append_jsonl(out_path, {"qid": rec["qid"], "judge": judge_name, "metrics": scores})
+            bar.update(1)
+
+        await asyncio.gather(*(one(r) for r in todo))
+        bar.close()
+    keep = {r["qid"] for r in records}
+    judged = [r for r in read_jsonl(out_path) if r["qid"] in keep] if out_path.exists() else []
+    return summarize(judged)
+
+
+def judge_records(records: list[dict], out_path: Path, cfg: JudgeConfig, **kw) -> dict[str, dict]:
+    """Sync entry for the CLI; inside a running event loop (Streamlit) call ajudge_records."""
+    return asyncio.run(ajudge_records(records, out_path, cfg, **kw))
+
+
+def summarize(judged: list[dict]) -> dict[str, dict]:
+    """Per metric: mean over valid samples plus a count of each failure kind."""
+    by_metric: dict[str, list[dict]] = {}
+    for rec in judged:
+        for name, entry in rec["metrics"].items():
+            by_metric.setdefault(name, []).append(entry)
+    out = {}
+    for name, entries in sorted(by_metric.items()):
+        ok = [e["value"] for e in entries if e["status"] == "ok"]
+        s = {"n": len(entries), "mean": (sum(ok) / len(ok)) if ok else None,
+             "seconds_mean": round(sum(e.get("seconds", 0) for e in entries) / len(entries), 3)}
+        for st in STATUSES:
+            s[f"n_{st}"] = sum(1 for e in entries if e["status"] == st)
+        out[name] = s
+    return out
+
+
+def per_question_values(judged: Iterable[dict], metric: str) -> dict[str, float]:
+    """qid -> value for valid judgements only (for paired bootstrap across retrievers)."""
+    return {r["qid"]: r["metrics"][metric]["value"] for r in judged
+            if metric in r["metrics"] and r["metrics"][metric]["status"] == "ok"}
+
+
+def dumps_summary(summary: dict) -> str:
+    return json.dumps(summary, indent=2, sort_keys=True)

@@ -1,0 +1,375 @@
+"""Batch QA evaluation: the app's chain over a question set, for several retrievers, resumably.
+
+    distilrag eval --corpus squad_dev --split test --retrievers base,distilled,bm25,hybrid \
+                   [--n 200] [--ragas-n 20] [--retrieval-only] [--name NAME]
+    distilrag eval --corpus my_docs/ --queries questions.txt --retrievers base,bm25   # no gold labels
+    distilrag eval report runs/eval/NAME          # re-draw the report of a finished run
+
+In:  a corpus (shipped name, JSONL or folder), its questions (the corpus's split, or --queries:
+     JSONL of {qid, query, answers} or a text file with one question per line) and qrels when known.
+Out: runs/eval/<name>/
+       config.json                   the resolved settings (a rerun must match them to resume)
+       <retriever>/answers.jsonl     per question: question, references, retrieved docids+scores,
+                                     contexts, answer, cited docids, QA scores, latencies
+       <retriever>/run.trec          TREC run file (depth --depth) read back by rag.metrics
+       <retriever>/ragas.jsonl       RAGAS judgements of the --ragas-n subset (eval/ragas_eval.py)
+       <retriever>/metrics.json      IR metrics, EM/F1, answer-in-context, latencies, RAGAS + failures
+       summary.json, report.md, report.html, plots/*.png   (eval/report.py)
+Answers are appended per question, so an interrupted run resumes where it stopped.
+Retriever specs: base | distilled | bm25 | hybrid | hybrid:distilled | <model dir>, optionally
+"+ranker" (the trained cross-encoder) or "+<cross-encoder dir>" as a reranker, e.g. base+ranker.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from eval.qa_metrics import answer_in_context, qa_scores
+
+IR_DEPTH = 20
+_RESUME_KEYS = ("corpus", "corpus_hash", "split", "queries", "n", "seed", "top_k", "depth", "retrieval_only")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    corpus: str = "squad_dev"
+    split: str = "test"
+    queries: str = ""                 # questions file; "" = the corpus's own queries for `split`
+    qrels: str = ""                   # qrels TSV; "" = the corpus's own, if it has one
+    retrievers: tuple[str, ...] = ("base", "distilled", "bm25", "hybrid")
+    n: int = 0                        # seeded subset of the questions; 0 = all
+    seed: int = 0
+    top_k: int = 5                    # passages the LLM answers from
+    depth: int = IR_DEPTH             # ranks kept in run files (recall@20 needs 20)
+    retrieval_only: bool = False
+    ragas_n: int = 0                  # seeded, paired subset judged by RAGAS; 0 = none
+    name: str = ""
+
+
+def slug(spec: str) -> str:
+    """A directory name for a retriever spec (a model dir becomes its folder name)."""
+    parts = [Path(p).name if ("/" in p or "\\" in p) else p for p in spec.split("+")]
+    return "+".join(parts).replace(":", "-")
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    retriever, _, reranker = spec.partition("+")
+    return retriever, (reranker or None)
+
+
+def load_questions(cfg: EvalConfig):
+    """(questions, qrels or None); a file's records may carry qid/_id/id and query/question/text."""
+    from rag.corpus import CorpusError, load_qrels, load_queries
+    from rag.metrics import read_qrels
+    from rag.records import Query, read_jsonl
+
+    if cfg.queries:
+        path = Path(cfg.queries)
+        if not path.exists():
+            raise CorpusError(f"Questions file {path} not found.")
+        if path.name.endswith((".jsonl", ".jsonl.gz")):
+            qs = [Query(qid=str(d.get("qid", d.get("_id", d.get("id", i)))),
+                        query=d.get("query", d.get("question", d.get("text", ""))),
+                        answers=list(d.get("answers") or []), split=d.get("split", ""))
+                  for i, d in enumerate(read_jsonl(path))]
+            if cfg.split and any(q.split for q in qs):
+                qs = [q for q in qs if q.split == cfg.split]
+        else:  # plain text: one question per line
+            lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            qs = [Query(qid=f"q{i + 1}", query=ln) for i, ln in enumerate(lines)]
+        if not qs:
+            raise CorpusError(f"{path} holds no questions" + (f" with split={cfg.split!r}" if cfg.split else ""))
+    else:
+        try:
+            qs = load_queries(cfg.corpus, cfg.split or None)
+        except CorpusError as e:
+            raise CorpusError(f"{e} For your own corpus give --queries FILE (JSONL or one question "
+                              "per line).") from None
+    qrels = None
+    if cfg.qrels:
+        qrels = read_qrels(cfg.qrels)
+    elif not cfg.queries:
+        try:
+            qrels = load_qrels(cfg.corpus)
+        except CorpusError:
+            qrels = None
+    return [q for q in qs if q.query.strip()], qrels
+
+
+def select(questions: list, n: int, seed: int) -> list:
+    """A seeded subset that keeps file order (the same n and seed give the same questions)."""
+    if not n or n >= len(questions):
+        return list(questions)
+    keep = set(random.Random(seed).sample(sorted(q.qid for q in questions), n))
+    return [q for q in questions if q.qid in keep]
+
+
+def ragas_subset(qids: list[str], m: int, seed: int) -> list[str]:
+    """The questions RAGAS judges: one seeded draw shared by every retriever (paired)."""
+    qids = sorted(qids)
+    return qids if m >= len(qids) else sorted(random.Random(f"ragas-{seed}").sample(qids, m))
+
+
+def load_done(path: Path, need_answer: bool) -> dict[str, dict]:
+    """Finished records by qid (last one wins); failed or incomplete records are redone."""
+    from rag.records import read_jsonl
+
+    done: dict[str, dict] = {}
+    if path.exists():
+        for r in read_jsonl(path):
+            if r.get("error") or (need_answer and r.get("answer") is None):
+                done.pop(r["qid"], None)
+            else:
+                done[r["qid"]] = r
+    return done
+
+
+def _append_many(path: Path, recs: list[dict]) -> None:
+    """One fsync per batch: retrieval-only runs do thousands of questions a minute."""
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as f:
+        for r in recs:
+            f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def build_retrieval(spec: str, corpus, depth: int):
+    """A function question -> nodes (first stage, then the reranker if the spec names one)."""
+    from llama_index.core.schema import QueryBundle
+
+    from rag.embedder import EmbedderNotFound, published_path
+    from rag.retrievers import make_retriever
+
+    name, reranker = split_spec(spec)
+    retriever = make_retriever(name, corpus, top_k=depth)
+    rr = None
+    if reranker:
+        from rag.chain import make_reranker
+
+        path = published_path("ranker") if reranker == "ranker" else Path(reranker)
+        if path is None or not Path(path).exists():
+            raise EmbedderNotFound("No trained ranker is published yet: run `distilrag retrain` first, "
+                                   "or name a cross-encoder directory after '+'.")
+        rr = make_reranker(str(path), top_n=depth)
+
+    def retrieve(question: str):
+        bundle = QueryBundle(question)
+        nodes = retriever.retrieve(bundle)
+        return rr.postprocess_nodes(nodes, query_bundle=bundle) if rr is not None else nodes
+
+    return retrieve
+
+
+def _record(q, spec: str, nodes, top_k: int, t_ret: float) -> dict:
+    return {"qid": q.qid, "question": q.query, "references": list(q.answers), "retriever": spec,
+            "retrieved": [nw.node.node_id for nw in nodes],
+            "scores": [round(float(nw.score or 0.0), 6) for nw in nodes],
+            "contexts": [nw.node.get_content() for nw in nodes[:top_k]],
+            "timings": {"retrieve_s": round(t_ret, 4)}}
+
+
+def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, llm, progress: bool) -> None:
+    """Retrieve (and answer, unless retrieval-only) each question, appending records to `out`."""
+    from tqdm.auto import tqdm
+
+    from rag.chain import RAGChain
+
+    retrieve = build_retrieval(spec, corpus, cfg.depth)
+    chain = None if cfg.retrieval_only else RAGChain(retriever=None, llm=llm, name=spec)
+    buf: list[dict] = []
+    for q in tqdm(todo, desc=slug(spec), unit="q", disable=not progress):
+        t0 = time.perf_counter()
+        nodes = retrieve(q.query)
+        rec = _record(q, spec, nodes, cfg.top_k, time.perf_counter() - t0)
+        if chain is None:
+            rec["contexts"] = []  # texts are in the corpus; keep fast runs' files small
+            rec["answer"] = None
+            rec["qa"] = {"answer_in_context": answer_in_context(
+                q.answers, [corpus.by_id[d].text for d in rec["retrieved"][:cfg.top_k]])} if q.answers else {}
+            buf.append(rec)
+            if len(buf) >= 200:
+                _append_many(out, buf)
+                buf = []
+            continue
+        try:
+            ans = chain.answer(q.query, nodes=nodes[:cfg.top_k])
+        except Exception as e:  # one failed question must not cost the others; it is redone on resume
+            from rag.llm import LLMUnavailable
+
+            if isinstance(e, LLMUnavailable):
+                raise
+            rec["error"] = f"{type(e).__name__}: {e}"
+            _append_many(out, [rec])
+            continue
+        t = ans.timings
+        rec.update(answer=ans.text, cited_docids=ans.cited_docids, no_answer=ans.is_no_answer,
+                   qa=qa_scores(ans.text, list(q.answers), rec["contexts"]))
+        rec["timings"].update(first_token_s=round(rec["timings"]["retrieve_s"] + t.get("first_token_s", 0), 3),
+                              total_s=round(rec["timings"]["retrieve_s"] + t.get("total_s", 0), 3))
+        _append_many(out, [rec])
+    if buf:
+        _append_many(out, buf)
+
+
+def run_retriever(spec: str, questions: list, qrels, cfg: EvalConfig, corpus, run_dir: Path,
+                  llm=None, judge_cfg=None, judge_llm=None, progress: bool = True) -> dict:
+    """Evaluate one retriever spec into run_dir/<slug>/; returns its metrics."""
+    from eval.metrics_table import compute_metrics
+    from rag.metrics import write_run
+    from rag.records import write_json
+
+    d = run_dir / slug(spec)
+    out = d / "answers.jsonl"
+    done = load_done(out, need_answer=not cfg.retrieval_only)
+    todo = [q for q in questions if q.qid not in done]
+    if todo:
+        answer_questions(spec, todo, out, cfg, corpus, llm, progress)
+        done = load_done(out, need_answer=not cfg.retrieval_only)
+    records = [done[q.qid] for q in questions if q.qid in done]
+    write_run(d / "run.trec", {r["qid"]: {doc: float(len(r["retrieved"]) - i) for i, doc in enumerate(r["retrieved"])}
+                               for r in records}, tag=slug(spec))
+    metrics = compute_metrics(records, qrels, n_asked=len(questions))
+    if cfg.ragas_n and not cfg.retrieval_only:
+        from eval.ragas_eval import JudgeConfig, judge_records
+
+        pick = set(ragas_subset([q.qid for q in questions], cfg.ragas_n, cfg.seed))
+        sample = [r for r in records if r["qid"] in pick]
+        metrics["ragas"] = judge_records(sample, d / "ragas.jsonl", judge_cfg or JudgeConfig(),
+                                         llm=judge_llm, progress=progress)
+    write_json(d / "metrics.json", metrics)
+    return metrics
+
+
+def prepare_run_dir(cfg: EvalConfig, corpus, out: str | None, overwrite: bool) -> Path:
+    from rag.records import write_json
+    from rag.settings import runs_dir
+
+    name = cfg.name or "-".join(p for p in (corpus.name, cfg.split or "all", f"n{cfg.n}" if cfg.n else "",
+                                            "ir" if cfg.retrieval_only else "") if p)
+    run_dir = Path(out) if out else runs_dir() / "eval" / name
+    resolved = {**asdict(cfg), "corpus_hash": corpus.hash, "retrievers": list(cfg.retrievers)}
+    cfg_path = run_dir / "config.json"
+    if cfg_path.exists() and not overwrite:
+        old = json.loads(cfg_path.read_text())
+        diff = [k for k in _RESUME_KEYS if old.get(k) != resolved.get(k)]
+        if diff:
+            raise SystemExit(f"error: {run_dir} holds a run with different {', '.join(diff)}; "
+                             "pass --name for a new run, or --overwrite to start this one again.")
+        resolved["retrievers"] = list(dict.fromkeys(old.get("retrievers", []) + resolved["retrievers"]))
+    elif overwrite and run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    write_json(cfg_path, resolved)
+    return run_dir
+
+
+def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, llm=None, llm_cfg=None,
+             judge_cfg=None, judge_llm=None, report: bool = True, progress: bool = True) -> Path:
+    """The whole harness; `llm`/`judge_llm` let tests inject fakes (the product never does)."""
+    from rag.corpus import load_corpus
+    from rag.embedder import EmbedderNotFound
+    from rag.records import write_json
+    from rag.settings import apply_offline_env
+
+    apply_offline_env()
+    corpus = load_corpus(cfg.corpus)
+    questions, qrels = load_questions(cfg)
+    questions = select(questions, cfg.n, cfg.seed)
+    run_dir = prepare_run_dir(cfg, corpus, out, overwrite)
+    if not cfg.retrieval_only and llm is None:
+        from rag.llm import llama_index_llm
+
+        llm = llama_index_llm(llm_cfg)
+    results, skipped = {}, {}
+    for spec in cfg.retrievers:
+        try:
+            results[spec] = run_retriever(spec, questions, qrels, cfg, corpus, run_dir, llm=llm,
+                                          judge_cfg=judge_cfg, judge_llm=judge_llm, progress=progress)
+        except EmbedderNotFound as e:
+            skipped[spec] = str(e)
+            print(f"skipping {spec}: {e}", file=sys.stderr)
+    if not results:
+        raise SystemExit("error: no retriever could be evaluated (" +
+                         "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")")
+    summary = {"config": json.loads((run_dir / "config.json").read_text()), "skipped": skipped,
+               "retrievers": {slug(s): m for s, m in results.items()}, "has_qrels": qrels is not None}
+    write_json(run_dir / "summary.json", summary)
+    if report:
+        from eval.report import write_report
+
+        write_report(run_dir)
+    return run_dir
+
+
+def build_parser() -> argparse.ArgumentParser:
+    d = EvalConfig()
+    ap = argparse.ArgumentParser(prog="distilrag eval", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--corpus", default=d.corpus, help="shipped corpus name, JSONL file or folder")
+    ap.add_argument("--split", default=d.split, help='question split (train/dev/test); "" for all')
+    ap.add_argument("--queries", default="", help="questions file (JSONL or one per line) instead of the corpus's")
+    ap.add_argument("--qrels", default="", help="qrels TSV (qid 0 docid rel); default: the corpus's own")
+    ap.add_argument("--retrievers", default=",".join(d.retrievers), help="comma-separated specs, e.g. base,distilled,bm25,hybrid,base+ranker")
+    ap.add_argument("--n", type=int, default=0, help="evaluate a seeded subset of N questions (0 = all)")
+    ap.add_argument("--seed", type=int, default=d.seed)
+    ap.add_argument("--top-k", type=int, default=d.top_k, help="passages given to the LLM")
+    ap.add_argument("--depth", type=int, default=d.depth, help="ranks kept for IR metrics")
+    ap.add_argument("--retrieval-only", action="store_true", help="IR metrics only, no LLM (fast)")
+    ap.add_argument("--ragas-n", type=int, default=0, help="judge a seeded subset of M answers with RAGAS")
+    ap.add_argument("--ragas-metrics", default="", help="comma-separated RAGAS metrics (default: by reference availability)")
+    ap.add_argument("--name", default="", help="run name under runs/eval/ (default from corpus/split/n)")
+    ap.add_argument("--out", default=None, help="explicit run directory (overrides --name)")
+    ap.add_argument("--overwrite", action="store_true", help="discard an existing run of the same name")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    for who in ("", "judge-"):
+        ap.add_argument(f"--{who}endpoint", default=None, help=f'{"judge" if who else "answering"} LLM: "local" or an OpenAI-compatible /v1 URL')
+        ap.add_argument(f"--{who}model", default=None, help="model name at that endpoint")
+        ap.add_argument(f"--{who}api-key-env", default=None, help="env var holding that endpoint's key (never printed)")
+    ap.add_argument("--judge-timeout", type=float, default=300.0, help="seconds per RAGAS metric per sample")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["report"]:
+        from eval.report import main as report_main
+
+        return report_main(argv[1:])
+    a = build_parser().parse_args(argv)
+    from eval.ragas_eval import JudgeConfig
+    from rag.corpus import CorpusError
+    from rag.llm import LLMConfig, LLMUnavailable
+    from rag.settings import set_torch_threads
+
+    set_torch_threads()
+    cfg = EvalConfig(corpus=a.corpus, split=a.split, queries=a.queries, qrels=a.qrels,
+                     retrievers=tuple(s.strip() for s in a.retrievers.split(",") if s.strip()),
+                     n=a.n, seed=a.seed, top_k=a.top_k, depth=max(a.depth, a.top_k),
+                     retrieval_only=a.retrieval_only, ragas_n=a.ragas_n, name=a.name)
+    pick = lambda *kv: {k: v for k, v in kv if v}  # noqa: E731
+    llm_cfg = LLMConfig.from_env(**pick(("endpoint", a.endpoint), ("model", a.model), ("api_key_env", a.api_key_env)))
+    judge_cfg = JudgeConfig(**pick(("endpoint", a.judge_endpoint), ("model", a.judge_model),
+                                   ("api_key_env", a.judge_api_key_env)), timeout_s=a.judge_timeout,
+                            metrics=tuple(m for m in a.ragas_metrics.split(",") if m))
+    try:
+        run_dir = run_eval(cfg, out=a.out, overwrite=a.overwrite, llm_cfg=llm_cfg, judge_cfg=judge_cfg,
+                           progress=not a.quiet)
+    except (CorpusError, LLMUnavailable, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print((run_dir / "report.md").read_text() if (run_dir / "report.md").exists() else "")
+    print(f"run directory: {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

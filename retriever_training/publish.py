@@ -1,0 +1,102 @@
+"""Stage 7 — publish: the distilled retriever as a model directory plus its model card.
+
+    distilrag retrain --config ...   (stage "publish"; --force publishes a student worse than base)
+
+In:  <run>/student/, the run's metrics (label report, ranker agreement, distillation dev metrics),
+     the labelling ledger and provenance, the resolved config
+Out: <run>/model/ — loads with plain `SentenceTransformer(path)`; README.md (model card) and
+     distilrag_card.json (the same facts, machine-readable) inside it. When it beats the base on
+     dev (or with --force), "distilled" then names it for the index, chain, app and harness.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import time
+from pathlib import Path
+
+
+class NotBetterThanBase(RuntimeError):
+    pass
+
+
+def package_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "sentence-transformers", "llama-cpp-python", "faiss-cpu",
+                 "llama-index-core"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def model_card(card: dict) -> str:
+    dev = card.get("distill", {})
+    base, best = dev.get("base_dev", {}), dev.get("best_dev", {})
+    rows = "\n".join(f"| {k} | {base.get(k, float('nan')):.4f} | {best.get(k, float('nan')):.4f} | "
+                     f"{best.get(k, 0) - base.get(k, 0):+.4f} |" for k in sorted(best) if k in base)
+    t = card.get("teacher", {})
+    r = card.get("ranker", {})
+    return f"""---
+library_name: sentence-transformers
+base_model: sentence-transformers/all-MiniLM-L6-v2
+tags: [sentence-transformers, retrieval, distillation, distilrag]
+---
+# {card['name']}
+
+A dense retriever distilled from an LLM's rankings through an intermediate cross-encoder
+(LLM -> ranker -> retriever). Load it with `SentenceTransformer("<this directory>")`.
+
+- Created: {card['created']}
+- Corpus: {card.get('corpus')}; labelled queries: {t.get('queries')} (label set sha256 {str(t.get('label_set_sha256', ''))[:16]})
+- Teacher LLM: {t.get('model')} (mode {t.get('mode')}, prompt {t.get('prompt_id')})
+- Ranker: cross-encoder from the MiniLM backbone, loss {r.get('loss')}; agreement with the LLM on
+  held-out queries: Kendall tau {r.get('kendall_tau_vs_llm', float('nan')):.3f}, top-1 {r.get('top1_agreement_vs_llm', float('nan')):.3f}
+- Distillation: loss {card.get('config', {}).get('distill', {}).get('loss')}, best epoch {dev.get('best_epoch')},
+  {dev.get('train_examples')} teacher-scored queries; seed {card.get('config', {}).get('distill', {}).get('seed')}
+- LLM cost ledger: {json.dumps(card.get('ledger', {}))}
+
+## Dev-split retrieval (whole corpus, {dev.get('dev_queries')} queries)
+| metric | base | distilled | delta |
+|---|---|---|---|
+{rows}
+
+## Configuration
+```json
+{json.dumps(card.get('config', {}), indent=1)}
+```
+
+## Package versions
+{json.dumps(card.get('versions', {}))}
+"""
+
+
+def publish(run_dir: Path, card: dict, force: bool = False, make_default: bool = True) -> Path:
+    """Copy the student to <run>/model with its card; refuse one worse than base unless forced."""
+    from rag.embedder import set_published
+
+    dev = card.get("distill", {})
+    base, best = dev.get("base_dev", {}).get("ndcg@10"), dev.get("best_dev", {}).get("ndcg@10")
+    if base is not None and best is not None and best <= base and not force:
+        raise NotBetterThanBase(
+            f"The distilled retriever is not better than the base on dev (nDCG@10 {best:.4f} vs "
+            f"{base:.4f}); not published. Inspect {run_dir}/distill_metrics.json, or pass --force.")
+    out = run_dir / "model"
+    tmp = run_dir / "model.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(run_dir / "student", tmp)
+    card = {**card, "created": card.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "versions": package_versions()}
+    (tmp / "README.md").write_text(model_card(card))
+    (tmp / "distilrag_card.json").write_text(json.dumps(card, indent=1, sort_keys=True))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    if make_default:
+        set_published("distilled", out)
+        if (run_dir / "ranker").exists():
+            set_published("ranker", run_dir / "ranker")
+    return out

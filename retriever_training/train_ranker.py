@@ -1,0 +1,131 @@
+"""Stage 4 — train_ranker: a cross-encoder learns the LLM's orders (the intermediate ranker).
+
+    distilrag retrain --config ...   (stage "ranker")
+
+In:  rankings.jsonl (LLMRanking), queries (text by qid), the corpus (passage text by docid)
+Out: <run>/ranker/ — a sentence-transformers CrossEncoder directory (MiniLM backbone, 1 logit),
+     <run>/ranker_metrics.json — agreement with the LLM on held-out labelled queries
+     (Kendall tau, top-1 agreement) and, where gold qrels exist, nDCG@10 of LLM, ranker and
+     first-stage orders against gold over the same candidates.
+Loss: ListMLE (the seed paper's, default), ListNet, LambdaLoss or RankNet from
+sentence-transformers' CrossEncoder losses, trained with CrossEncoderTrainer.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag.corpus import Corpus, passage_text
+from rag.records import LLMRanking
+
+RANKER_LOSSES = ("listmle", "listnet", "lambda", "ranknet")
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    loss: str = "listmle"
+    epochs: int = 2
+    batch_size: int = 8
+    lr: float = 3e-5
+    warmup_ratio: float = 0.1
+    max_length: int = 256
+    heldout_fraction: float = 0.1   # labelled queries kept out to measure agreement with the LLM
+    max_queries: int = 0            # 0 = all labelled queries (the label-efficiency curve uses fewer)
+    seed: int = 0
+
+
+def is_heldout(qid: str, fraction: float) -> bool:
+    """A stable split by qid hash, so resumed and repeated runs hold out the same queries."""
+    return int(hashlib.sha1(qid.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
+
+
+def listwise_dataset(rankings: list[LLMRanking], queries: dict[str, str], corpus: Corpus):
+    """(query, docs in the LLM's order, graded labels n..1) — the layout the listwise losses expect."""
+    from datasets import Dataset
+
+    rows = {"query": [], "docs": [], "labels": []}
+    for r in rankings:
+        n = len(r.ranked_docids)
+        rows["query"].append(queries[r.qid])
+        rows["docs"].append([passage_text(corpus.by_id[d]) for d in r.ranked_docids])
+        rows["labels"].append([float(n - i) for i in range(n)])
+    return Dataset.from_dict(rows)
+
+
+def make_loss(name: str, model):
+    from sentence_transformers.cross_encoder import losses
+
+    if name == "listmle":
+        return losses.ListMLELoss(model)  # docs arrive best-first, as ListMLE's respect_input_order wants
+    if name == "listnet":
+        return losses.ListNetLoss(model)
+    if name == "lambda":
+        return losses.LambdaLoss(model)
+    if name == "ranknet":
+        return losses.RankNetLoss(model)
+    raise ValueError(f"ranker.loss must be one of {RANKER_LOSSES}, not {name!r}")
+
+
+def train_ranker(cfg: RankerConfig, rankings: list[LLMRanking], queries: dict[str, str], corpus: Corpus,
+                 out_dir: Path, base_model: str | None = None):
+    """Train and save the cross-encoder; returns (model, train rankings, held-out rankings)."""
+    from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
+
+    from rag.models import base_embedder_path
+
+    train = [r for r in rankings if not is_heldout(r.qid, cfg.heldout_fraction)]
+    heldout = [r for r in rankings if is_heldout(r.qid, cfg.heldout_fraction)]
+    if cfg.max_queries:
+        train = train[: cfg.max_queries]
+    if not train:
+        raise ValueError("No labelled queries to train the ranker on: run the labelling stage first.")
+    model = CrossEncoder(str(base_model or base_embedder_path()), num_labels=1, max_length=cfg.max_length,
+                         device="cpu")
+    args = CrossEncoderTrainingArguments(
+        output_dir=str(out_dir / "checkpoints"), num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in Transformers 5
+        seed=cfg.seed, save_strategy="no", logging_steps=25, report_to="none",
+        dataloader_drop_last=False, use_cpu=True)
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=listwise_dataset(train, queries, corpus),
+                                  loss=make_loss(cfg.loss, model))
+    trainer.train()
+    model.save_pretrained(str(out_dir))
+    return model, train, heldout
+
+
+def ranker_orders(model, rankings: list[LLMRanking], queries: dict[str, str], corpus: Corpus,
+                  batch_size: int = 32) -> dict[str, list[str]]:
+    """The ranker's order of each ranking's input docids."""
+    pairs, index = [], []
+    for r in rankings:
+        for d in r.docids_in:
+            pairs.append((queries[r.qid], passage_text(corpus.by_id[d])))
+            index.append((r.qid, d))
+    scores = model.predict(pairs, batch_size=batch_size, show_progress_bar=False) if pairs else []
+    by_q: dict[str, list[tuple[str, float]]] = {}
+    for (qid, d), s in zip(index, scores):
+        by_q.setdefault(qid, []).append((d, float(s)))
+    return {q: [d for d, _ in sorted(v, key=lambda x: -x[1])] for q, v in by_q.items()}
+
+
+def agreement(model, heldout: list[LLMRanking], queries: dict[str, str], corpus: Corpus,
+              qrels: dict | None = None) -> dict:
+    """How well the ranker reproduces the LLM on held-out queries, and how both fare against gold."""
+    from rag.metrics import kendall_tau, order_metric
+
+    if not heldout:
+        return {"heldout_queries": 0}
+    orders = ranker_orders(model, heldout, queries, corpus)
+    taus = [kendall_tau(orders[r.qid], r.ranked_docids) for r in heldout]
+    top1 = [orders[r.qid][0] == r.ranked_docids[0] for r in heldout]
+    out = {"heldout_queries": len(heldout), "kendall_tau_vs_llm": sum(taus) / len(taus),
+           "top1_agreement_vs_llm": sum(top1) / len(top1)}
+    if qrels:
+        judged = [r for r in heldout if r.qid in qrels]
+        if judged:
+            for name, get in (("llm", lambda r: r.ranked_docids), ("ranker", lambda r: orders[r.qid]),
+                              ("first_stage", lambda r: r.docids_in)):
+                out[f"{name}_ndcg@10_vs_gold"] = sum(order_metric(get(r), qrels[r.qid], "ndcg@10")
+                                                     for r in judged) / len(judged)
+    return out

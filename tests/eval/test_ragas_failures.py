@@ -1,0 +1,88 @@
+"""A judge that returns malformed JSON, or is too slow, yields counted failures — never NaN means.
+
+The judge is a real `openai.AsyncOpenAI` client whose HTTP transport is scripted (httpx
+MockTransport), so ragas, instructor and our accounting run exactly as with a real endpoint.
+"""
+import asyncio
+import json
+
+import pytest
+
+pytest.importorskip("ragas")
+
+from eval.ragas_eval import JudgeConfig, ajudge_records, make_judge, summarize  # noqa: E402
+
+RECORDS = [
+    {"qid": "q1", "question": "Who won Super Bowl 50?", "answer": "The Denver Broncos won [1].",
+     "contexts": ["The Denver Broncos defeated the Carolina Panthers to win Super Bowl 50."],
+     "references": ["Denver Broncos"]},
+    {"qid": "q2", "question": "Where was it played?", "answer": "At Levi's Stadium [1].",
+     "contexts": ["The game was played at Levi's Stadium."], "references": ["Levi's Stadium"]},
+]
+
+
+def _completion(content: str) -> dict:
+    return {"id": "x", "object": "chat.completion", "created": 0, "model": "fake-judge",
+            "choices": [{"index": 0, "finish_reason": "stop",
+                         "message": {"role": "assistant", "content": content}}],
+            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+
+
+def fake_judge(handler):
+    import httpx
+    import openai
+
+    client = openai.AsyncOpenAI(base_url="http://judge.invalid/v1", api_key="none", max_retries=0,
+                                http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+    return client
+
+
+def test_malformed_json_is_counted_as_parse_failure(tmp_path):
+    requests = []
+
+    def handler(request):
+        import httpx
+
+        requests.append(json.loads(request.content))
+        return httpx.Response(200, json=_completion('{"statements": [unterminated'))
+
+    cfg = JudgeConfig(metrics=("faithfulness", "context_recall"), max_retries=1)
+    out = tmp_path / "ragas.jsonl"
+    summary = asyncio.run(ajudge_records(RECORDS, out, cfg, llm=make_judge(cfg, fake_judge(handler))))
+    for name in ("faithfulness", "context_recall"):
+        s = summary[name]
+        assert s["n"] == 2 and s["n_parse_error"] == 2 and s["n_ok"] == 0
+        assert s["mean"] is None  # nothing valid to average: not NaN, not 0
+    # instructor re-asked once per metric per sample (1 + 1 retry), then gave up
+    assert len(requests) == 2 * 2 * 2
+    assert requests[0]["response_format"] == {"type": "json_object"}
+    # resumable: a second call judges nothing new
+    n = len(requests)
+    asyncio.run(ajudge_records(RECORDS, out, cfg, llm=make_judge(cfg, fake_judge(handler))))
+    assert len(requests) == n
+
+
+def test_timeouts_and_valid_scores_are_kept_apart(tmp_path):
+    async def handler(request):
+        import httpx
+
+        prompt = json.loads(request.content)["messages"][-1]["content"]
+        if "Levi" in prompt:  # the second sample hangs
+            await asyncio.sleep(5)
+        # A well-formed context-recall verdict: the one reference statement is attributed.
+        return httpx.Response(200, json=_completion(json.dumps({"classifications": [
+            {"statement": "Denver Broncos", "reason": "in context", "attributed": 1}]})))
+
+    cfg = JudgeConfig(metrics=("context_recall",), timeout_s=0.5)
+    summary = asyncio.run(ajudge_records(RECORDS, tmp_path / "r.jsonl", cfg,
+                                         llm=make_judge(cfg, fake_judge(handler))))
+    s = summary["context_recall"]
+    assert (s["n_ok"], s["n_timeout"], s["mean"]) == (1, 1, 1.0)
+
+
+def test_summarize_counts_nan_separately():
+    judged = [{"qid": "a", "metrics": {"m": {"value": 0.5, "status": "ok", "seconds": 1}}},
+              {"qid": "b", "metrics": {"m": {"value": None, "status": "nan", "seconds": 1}}},
+              {"qid": "c", "metrics": {"m": {"value": None, "status": "error", "seconds": 1}}}]
+    s = summarize(judged)["m"]
+    assert (s["mean"], s["n_ok"], s["n_nan"], s["n_error"], s["n"]) == (0.5, 1, 1, 1, 3)

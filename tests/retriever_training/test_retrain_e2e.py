@@ -1,0 +1,77 @@
+"""A tiny real retrain: real query-likelihood labels from the embedded LLM, real MiniLM ranker
+and student, a few steps each; the published directory must load with plain SentenceTransformer."""
+import json
+from pathlib import Path
+
+import pytest
+
+from rag.corpus import load_corpus, load_queries
+from rag.records import Passage, Query, write_jsonl
+from rag.settings import CORPORA_DIR
+
+
+def make_mini_corpus(root: Path, n_articles: int = 3, paras: int = 6, qs_per_para: int = 2) -> Path:
+    """A slice of squad_dev in the shipped layout: a few articles per split, gold qrels kept."""
+    full = load_corpus("squad_dev")
+    queries = load_queries("squad_dev")
+    gold = {}
+    for line in (CORPORA_DIR / "squad_dev" / "qrels.tsv").read_text().splitlines():
+        q, _, d, _ = line.split("\t")
+        gold[q] = d
+    split_of = json.loads((CORPORA_DIR / "squad_dev" / "split.json").read_text())["articles"]
+    keep_articles = []
+    for split in ("train", "dev"):
+        keep_articles += [a for a, s in sorted(split_of.items()) if s == split][:n_articles]
+    passages = [p for p in full.passages if p.source in keep_articles and int(p.docid.split("#")[1]) < paras]
+    keep = {p.docid for p in passages}
+    per_doc: dict[str, int] = {}
+    qs = []
+    for q in queries:
+        d = gold[q.qid]
+        if d in keep and per_doc.get(d, 0) < qs_per_para:
+            per_doc[d] = per_doc.get(d, 0) + 1
+            qs.append(q)
+    d = root / "mini_squad"
+    write_jsonl(d / "corpus.jsonl.gz", passages)
+    write_jsonl(d / "queries.jsonl.gz", qs)
+    (d / "qrels.tsv").write_text("".join(f"{q.qid}\t0\t{gold[q.qid]}\t1\n" for q in qs))
+    return d
+
+
+@pytest.mark.llm
+def test_tiny_retrain_end_to_end(tmp_path, monkeypatch):
+    from rag.config import load_sections
+    from retriever_training.retrain import SECTIONS, retrain
+
+    corpus_dir = make_mini_corpus(tmp_path)
+    monkeypatch.setenv("DISTILRAG_RUNS_DIR", str(tmp_path / "runs"))
+    overrides = [f"label.corpus={corpus_dir}", f"label.labels_dir={tmp_path / 'labels'}",
+                 "queries.n=6", "candidates.depth=6", "llm_rank.max_candidates=3",
+                 "ranker.epochs=1", "ranker.batch_size=4", "ranker.heldout_fraction=0.3",
+                 "teacher.unlabelled_queries=6", "teacher.depth=6",
+                 "distill.epochs=1", "distill.docs_per_query=4", "distill.batch_size=4",
+                 "distill.max_seq_length=128", "distill.dev_queries=10",
+                 "run.name=tiny", "run.force=true"]
+    cfgs = load_sections(None, SECTIONS, overrides)
+    metrics = retrain(cfgs, progress=False)
+
+    rankings = [json.loads(line) for line in (tmp_path / "labels" / "rankings.jsonl").read_text().splitlines()]
+    assert len(rankings) == 6
+    assert all(len(r["ranked_docids"]) == 3 and sorted(r["ranked_docids"]) == sorted(r["docids_in"]) for r in rankings)
+    assert all(r["scores"] == sorted(r["scores"], reverse=True) for r in rankings)  # best first
+    assert all(s < 0 for r in rankings for s in r["scores"])  # mean log-probabilities
+
+    from sentence_transformers import SentenceTransformer
+
+    model_dir = Path(metrics["model"])
+    card = json.loads((model_dir / "distilrag_card.json").read_text())
+    assert card["teacher"]["queries"] == 6 and card["teacher"]["mode"] == "query_likelihood"
+    assert "ndcg@10" in card["distill"]["best_dev"] and "ndcg@10" in card["distill"]["base_dev"]
+    assert (model_dir / "README.md").read_text().startswith("---")
+    emb = SentenceTransformer(str(model_dir), device="cpu").encode(["a question"])
+    assert emb.shape == (1, 384)
+
+    # Resumable: a second run skips every finished stage (no LLM, no training).
+    t_stage = json.loads((tmp_path / "runs" / "tiny" / "stages" / "distill.json").read_text())["finished_at"]
+    retrain(cfgs, progress=False)
+    assert json.loads((tmp_path / "runs" / "tiny" / "stages" / "distill.json").read_text())["finished_at"] == t_stage
