@@ -144,10 +144,11 @@ def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
     os.close(fd)
     n = 0
     try:
-        # mtime=0 keeps .gz bytes reproducible, so committed data files only change with content.
-        opener = io.TextIOWrapper(gzip.GzipFile(tmp, "wb", compresslevel=9, mtime=0), encoding="utf-8") \
-            if str(path).endswith(".gz") else open(tmp, "w", encoding="utf-8")
-        with opener as f:
+        raw = open(tmp, "wb")
+        # No file name and mtime=0 in the gzip header: committed data files change only with content.
+        opener = io.TextIOWrapper(gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=9, mtime=0),
+                                  encoding="utf-8") if str(path).endswith(".gz") else io.TextIOWrapper(raw, encoding="utf-8")
+        with raw, opener as f:
             for rec in records:
                 d = rec if isinstance(rec, dict) else to_dict(rec)
                 f.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")

@@ -1,0 +1,143 @@
+"""Listwise and pointwise ranking for stage 3 (llm_rank) through any OpenAI-compatible endpoint.
+
+Listwise (RankGPT): back-to-front sliding windows, the LLM's permutation read and repaired.
+Pointwise: one Yes/No request per pair, score = logprob(Yes) - logprob(No) from top_logprobs.
+Requests go through the content-hash cache; queries run with bounded concurrency; the `openai`
+client retries 429/5xx/timeouts with exponential backoff (its `max_retries`).
+"""
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from rag.corpus import Corpus
+from rag.llm_cache import LLMCache, cache_key
+from rag.records import CandidateList, LLMRanking, append_jsonl
+from retriever_training.llm_rank import Ledger, LLMRankConfig, save_ledger
+from retriever_training.prompts import (LISTWISE, POINTWISE, listwise_messages, parse_permutation,
+                                        pointwise_messages, sliding_windows, truncate_words)
+
+NO_LOGPROB = -20.0  # a token absent from top_logprobs is at most this likely
+
+
+def _est_tokens(messages: list[dict]) -> int:
+    return int(sum(len(m["content"].split()) for m in messages) * 1.35) + 8
+
+
+class ChatRanker:
+    def __init__(self, client, model: str, cfg: LLMRankConfig, cache: LLMCache, ledger: Ledger):
+        self.client, self.model, self.cfg, self.cache, self.ledger = client, model, cfg, cache, ledger
+
+    def _call(self, prompt, messages: list[dict], params: dict, dry_run: bool):
+        key = cache_key(self.model, prompt.id, prompt.version, messages, params)
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.ledger.cache_hits += 1
+            return hit
+        self.ledger.calls += 1
+        if dry_run:
+            self.ledger.prompt_tokens += _est_tokens(messages)
+            self.ledger.completion_tokens += params.get("max_tokens", 1)
+            return None
+        resp = self.client.chat.completions.create(model=self.model, messages=messages, **params)
+        choice = resp.choices[0]
+        value = {"text": choice.message.content or ""}
+        if params.get("logprobs") and getattr(choice, "logprobs", None) and choice.logprobs.content:
+            value["top_logprobs"] = {t.token: t.logprob for t in choice.logprobs.content[0].top_logprobs}
+        usage = getattr(resp, "usage", None)
+        if usage:
+            self.ledger.prompt_tokens += usage.prompt_tokens or 0
+            self.ledger.completion_tokens += usage.completion_tokens or 0
+        self.cache.put(key, value)
+        return value
+
+    def listwise(self, cl: CandidateList, corpus: Corpus, dry_run: bool) -> LLMRanking:
+        order = [c.docid for c in cl.candidates[: self.cfg.max_candidates]]
+        ids_in = list(order)
+        n_calls = n_repairs = 0
+        params = {"temperature": 0.0, "max_tokens": 8 * self.cfg.window}
+        for start, end in sliding_windows(len(order), self.cfg.window, self.cfg.step):
+            sub = order[start:end]
+            texts = [truncate_words(corpus.by_id[d].text, self.cfg.passage_words) for d in sub]
+            value = self._call(LISTWISE, listwise_messages(cl.query, texts), params, dry_run)
+            n_calls += 1
+            if value is None:
+                continue
+            perm, repairs = parse_permutation(value["text"], len(sub))
+            n_repairs += repairs
+            order[start:end] = [sub[i] for i in perm]
+        return LLMRanking(qid=cl.qid, docids_in=ids_in, ranked_docids=order, model=self.model,
+                          prompt_id=f"{LISTWISE.id}@v{LISTWISE.version}", mode="listwise",
+                          n_calls=n_calls, n_repairs=n_repairs)
+
+    def pointwise(self, cl: CandidateList, corpus: Corpus, dry_run: bool) -> LLMRanking:
+        ids = [c.docid for c in cl.candidates[: self.cfg.max_candidates]]
+        params = {"temperature": 0.0, "max_tokens": 1, "logprobs": True, "top_logprobs": 10}
+        scores, malformed = [], 0
+        for d in ids:
+            text = truncate_words(corpus.by_id[d].text, self.cfg.passage_words)
+            value = self._call(POINTWISE, pointwise_messages(cl.query, text), params, dry_run)
+            if value is None:
+                scores.append(0.0)
+                continue
+            s, ok = yes_no_score(value)
+            malformed += not ok
+            scores.append(s)
+        order = sorted(range(len(ids)), key=lambda i: -scores[i])
+        return LLMRanking(qid=cl.qid, docids_in=ids, ranked_docids=[ids[i] for i in order],
+                          scores=[scores[i] for i in order], model=self.model,
+                          prompt_id=f"{POINTWISE.id}@v{POINTWISE.version}", mode="pointwise",
+                          n_calls=len(ids), n_repairs=malformed)
+
+
+def yes_no_score(value: dict) -> tuple[float, bool]:
+    """logprob(Yes) - logprob(No); falls back to the generated word when no logprobs came back."""
+    top = value.get("top_logprobs") or {}
+    yes = max((lp for t, lp in top.items() if t.strip().lower() == "yes"), default=None)
+    no = max((lp for t, lp in top.items() if t.strip().lower() == "no"), default=None)
+    if yes is not None or no is not None:
+        return (yes if yes is not None else NO_LOGPROB) - (no if no is not None else NO_LOGPROB), True
+    word = value.get("text", "").strip().lower()
+    if word.startswith("yes"):
+        return 1.0, True
+    if word.startswith("no"):
+        return -1.0, True
+    return 0.0, False
+
+
+def rank_with_chat(todo: list[CandidateList], corpus: Corpus, cfg: LLMRankConfig, out_path: Path,
+                   cache: LLMCache, llm_cfg=None, progress: bool = True, dry_run: bool = False,
+                   client=None) -> Ledger:
+    from tqdm.auto import tqdm
+
+    from rag.llm import LLMConfig, openai_client
+
+    llm_cfg = llm_cfg or LLMConfig.from_env()
+    model = llm_cfg.model_name
+    if client is None and not dry_run:
+        client = openai_client(llm_cfg)
+    ledger = Ledger(mode=cfg.mode, model=model)
+    ranker = ChatRanker(client, model, cfg, cache, ledger)
+    rank_one = ranker.listwise if cfg.mode == "listwise" else ranker.pointwise
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(todo), desc=f"llm_rank ({cfg.mode})", unit="q", disable=not progress)
+
+    def work(cl: CandidateList) -> LLMRanking:
+        return rank_one(cl, corpus, dry_run)
+
+    # Bounded concurrency; records are appended in input order, each as soon as it and those before it finish.
+    with ThreadPoolExecutor(max_workers=max(1, cfg.concurrency)) as pool:
+        for rec in pool.map(work, todo):
+            if not dry_run:
+                append_jsonl(out_path, rec)
+                ledger.queries_done += 1
+            ledger.repairs += rec.n_repairs
+            ledger.malformed += rec.n_repairs > 0 and cfg.mode == "pointwise"
+            bar.update(1)
+    bar.close()
+    ledger.seconds = round(time.perf_counter() - t0, 1)
+    ledger.add_cost(cfg)
+    if not dry_run:
+        save_ledger(out_path, ledger)
+    return ledger

@@ -1,0 +1,108 @@
+"""The chat flow in AppTest: streamed answer, cited passages with highlight, history, retriever
+switch, the LLM being unavailable, and a stale index that must be rebuilt."""
+from __future__ import annotations
+
+import json
+
+from tests.app.helpers import ask, new_app, texts
+
+QUESTION = "Which team represented the AFC at Super Bowl 50?"
+
+
+def _turns(at):
+    return at.session_state["turns"]
+
+
+def test_chat_answers_with_cited_highlighted_passage_and_keeps_history(corpus_dir, app_home, fake_llm):
+    at = new_app()
+    ask(at, QUESTION)
+    [turn] = _turns(at)
+    [r] = turn["results"]
+    assert r["error"] is None
+    assert r["text"] == "The Denver Broncos represented the AFC at Super Bowl 50 and won it [1]."
+    assert r["cited"] == [1] and r["sources"][0]["docid"].startswith("broncos.txt#")
+    assert r["timings"]["first_token_s"] <= r["timings"]["total_s"]
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    assert "Denver Broncos" in texts(at.chat_message[1].markdown)
+    labels = [e.label for e in at.expander]
+    assert any(lb.startswith("📌") and "broncos.txt#0" in lb and "score" in lb for lb in labels), labels
+    # The answer's sentence is marked inside the cited passage; the other sentences are not.
+    marked = [m.value for m in at.markdown if "<mark>" in m.value]
+    assert len(marked) == 1 and "<mark>The Denver Broncos represented the AFC" in marked[0]
+    assert "Carolina Panthers represented the NFC" not in marked[0].split("<mark>")[1].split("</mark>")[0]
+    # The prompt the LLM saw numbers the passages.
+    assert "[1] (broncos)" in fake_llm[-1].prompts[0]
+
+    ask(at, "Where was Chopin born?")
+    assert len(_turns(at)) == 2  # history per browser session
+    assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant"]
+    assert "Żelazowa Wola" in _turns(at)[1]["results"][0]["text"]
+
+
+def test_dollar_signs_in_passages_do_not_become_latex(corpus_dir, app_home, fake_llm):
+    at = new_app()
+    ask(at, "Into which sea does the Nile flow?")
+    shown = texts(at.markdown)
+    assert r"\$0" in shown  # escaped: Streamlit would otherwise render "$...$" as LaTeX
+
+
+def test_retriever_switch_and_no_distilled_notice(corpus_dir, app_home, fake_llm):
+    at = new_app()
+    radio = at.radio(key="retriever")
+    assert list(radio.options) == ["base", "bm25", "hybrid"]  # distilled only when published
+    assert "No distilled retriever is published yet" in texts(at.sidebar.caption)
+    radio.set_value("bm25").run()
+    ask(at, QUESTION)
+    r = _turns(at)[0]["results"][0]
+    assert r["retriever"] == "bm25" and r["error"] is None
+    assert r["sources"][0]["docid"].startswith("broncos.txt#")
+    at.radio(key="retriever").set_value("hybrid").run()
+    ask(at, "Where was Chopin born?")
+    assert _turns(at)[1]["results"][0]["retriever"] == "hybrid"
+
+
+def test_distilled_listed_with_its_card(corpus_dir, app_home, fake_llm, published_distilled):
+    at = new_app()
+    assert list(at.radio(key="retriever").options) == ["base", "distilled", "bm25", "hybrid"]
+    sidebar = texts(at.sidebar.markdown)
+    assert "distilled-minilm-test" in sidebar and "2026-11-23" in sidebar
+    table = at.sidebar.table[0].value
+    assert list(table["metric"]) == ["ndcg@10"] and list(table["distilled"]) == ["0.801"]
+    at.radio(key="retriever").set_value("distilled").run()
+    ask(at, QUESTION)
+    assert _turns(at)[0]["results"][0]["retriever"] == "distilled"
+
+
+def test_llm_unavailable_is_a_message_not_a_traceback(corpus_dir, app_home, monkeypatch):
+    from app import services
+    from rag.llm import LLMUnavailable
+
+    def broken(cfg):
+        raise LLMUnavailable("The local LLM server exited with code 1; see its log.")
+    monkeypatch.setattr(services, "make_llm", broken)
+    at = new_app()
+    ask(at, QUESTION)
+    assert not at.exception
+    assert "The LLM is unavailable: The local LLM server exited with code 1" in texts(at.error)
+
+
+def test_stale_index_is_refused_and_rebuilt_on_request(corpus_dir, app_home, fake_llm):
+    at = new_app()
+    ask(at, QUESTION)  # builds the base index on the first question
+    manifest = next(app_home.glob("indexes/*/base/manifest.json"))
+    m = json.loads(manifest.read_text())
+    m["embedder_hash"] = "0" * 64  # as if built by another embedder
+    manifest.write_text(json.dumps(m))
+
+    at.run()
+    assert "must be rebuilt" in texts(at.sidebar.error)
+    ask(at, "Where was Chopin born?")
+    r = _turns(at)[1]["results"][0]
+    assert r["text"] == "" and "Rebuild it with the sidebar" in r["error"]
+
+    at.button(key="build-base").click().run()
+    assert not at.exception
+    assert json.loads(manifest.read_text())["embedder_hash"] != "0" * 64
+    assert not at.sidebar.error
+    ask(at, "Where was Chopin born?")
+    assert _turns(at)[2]["results"][0]["error"] is None

