@@ -39,6 +39,9 @@ class LLMRankConfig:
     step: int = 5                # listwise: window stride (back to front, RankGPT style)
     passage_words: int = 80      # listwise/pointwise: passages cut to this many words (0 = whole)
     n_threads: int = 0           # query_likelihood: CPU threads for llama.cpp (0 = all)
+    ql_backend: str = "llama_cpp"  # query_likelihood runtime: llama_cpp (CPU) | transformers (GPU machines)
+    ql_device: str = "auto"      # transformers backend: cuda | cpu | auto
+    ql_batch_size: int = 32      # transformers backend: queries per forward pass
     concurrency: int = 4         # listwise/pointwise: parallel requests to the endpoint
     price_in_per_mtok: float = 0.0   # cost table for the ledger/dry run (USD per 1M tokens)
     price_out_per_mtok: float = 0.0

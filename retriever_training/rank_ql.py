@@ -18,10 +18,12 @@ from retriever_training.llm_rank import Ledger, LLMRankConfig, save_ledger
 from retriever_training.query_likelihood import PASSAGE_TEMPLATE, PROMPT_ID, PROMPT_VERSION, QLConfig
 
 
-def model_id() -> str:
+def model_id(backend: str = "llama_cpp") -> str:
+    """Weights and runtime: two runtimes give slightly different numbers, so they never share a cache entry."""
     from rag.models import DEFAULT_LLM
 
-    return f"{DEFAULT_LLM.name}@{DEFAULT_LLM.sha256[:12]}"
+    base = f"{DEFAULT_LLM.name}@{DEFAULT_LLM.sha256[:12]}"
+    return base if backend == "llama_cpp" else f"{base}/{backend}"
 
 
 def pair_key(model: str, title: str, text: str, query: str, qcfg: QLConfig) -> str:
@@ -36,7 +38,7 @@ def rank_query_likelihood(todo: list[CandidateList], corpus: Corpus, cfg: LLMRan
     from tqdm.auto import tqdm
 
     qcfg = QLConfig(n_threads=cfg.n_threads)
-    model = model_id()
+    model = model_id(cfg.ql_backend)
     ledger = Ledger(mode=cfg.mode, model=model)
     pairs_total = sum(min(len(c.candidates), cfg.max_candidates) for c in todo)
     if dry_run:
@@ -67,10 +69,9 @@ def rank_query_likelihood(todo: list[CandidateList], corpus: Corpus, cfg: LLMRan
         todo_idx = [i for i, v in enumerate(cached) if v is None]
         if todo_idx:
             if scorer is None:
-                from rag.models import ensure_llm
-                from retriever_training.query_likelihood import QueryLikelihoodScorer
+                from retriever_training.query_likelihood import make_scorer
 
-                scorer = QueryLikelihoodScorer(ensure_llm(), qcfg)
+                scorer = make_scorer(cfg.ql_backend, qcfg, device=cfg.ql_device, batch_size=cfg.ql_batch_size)
             new = scorer.score_passage(p.title, p.text, [lists[qids[i]].query for i in todo_idx])
             cache.put_many([(keys[i], s) for i, s in zip(todo_idx, new)])
             for i, s in zip(todo_idx, new):
