@@ -77,13 +77,23 @@ def run_labelling(cfgs: dict, dry_run: bool = False, progress: bool = True):
     prov.update({
         "teacher_model": DEFAULT_LLM.name if cfgs["llm_rank"].mode == "query_likelihood" else ledger.model,
         "teacher_model_sha256": DEFAULT_LLM.sha256 if cfgs["llm_rank"].mode == "query_likelihood" else "",
-        "mode": cfgs["llm_rank"].mode, "prompt_id": ledger.model and _prompt_id(cfgs["llm_rank"].mode),
+        "mode": cfgs["llm_rank"].mode, "prompt_id": _prompt_id(cfgs["llm_rank"].mode),
+        "ledger_model": ledger.model,  # includes the runtime for query likelihood (llama_cpp / transformers)
         "corpus": lc.corpus, "queries": len(cands), "ranked": n_done, "complete": n_done >= len(cands),
         "first_started": prov.get("first_started", started), "last_updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "config": {k: asdict(v) for k, v in cfgs.items()},
+        # Relative paths only: the label set is committed and must not name this machine's folders.
+        "config": {k: (asdict(v) if k != "label" else {**asdict(v), "labels_dir": _portable(out)})
+                   for k, v in cfgs.items()},
     })
     write_json(prov_path, prov)
     return ledger
+
+
+def _portable(path: Path) -> str:
+    try:
+        return path.resolve().relative_to(REPO_ROOT).as_posix()
+    except ValueError:
+        return path.name
 
 
 def _prompt_id(mode: str) -> str:

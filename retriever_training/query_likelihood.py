@@ -75,7 +75,10 @@ class QueryLikelihoodScorer:
         """Scores of several queries against one passage, sharing the passage's KV prefix."""
         prefix = self.prefix_tokens(title, text)
         self._load_prefix(prefix)
-        return [self._score_after_prefix(prefix, q) for q in queries]
+        scores = [self._score_after_prefix(prefix, q) for q in queries]
+        # Tokens actually evaluated (the passage once, then each query): the ledger's cost basis.
+        self.last_tokens = len(prefix) + sum(len(self._tokens(" " + q.strip())) + 1 for q in queries)
+        return scores
 
     def score_naive(self, title: str, text: str, query: str) -> float:
         """The same score without prefix reuse (re-reads the passage): the reference path in tests."""
@@ -134,6 +137,7 @@ class TransformersQLScorer:
                     continue
                 lp = logp[j, torch.arange(len(q)), torch.tensor(q, device=logp.device)]
                 out.append(float(lp.mean()))
+        self.last_tokens = len(queries) * len(prefix) + sum(len(self._tokens(" " + q)) for q in queries)
         return out
 
 

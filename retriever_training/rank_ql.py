@@ -77,6 +77,7 @@ def rank_query_likelihood(todo: list[CandidateList], corpus: Corpus, cfg: LLMRan
             for i, s in zip(todo_idx, new):
                 cached[i] = s
             ledger.calls += len(todo_idx)
+            ledger.prompt_tokens += getattr(scorer, "last_tokens", 0)
         ledger.cache_hits += len(qids) - len(todo_idx)
         for qid, s in zip(qids, cached):
             scores[(qid, docid)] = float(s)
