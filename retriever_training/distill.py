@@ -114,7 +114,7 @@ def distill(cfg: DistillConfig, scores: list[TeacherScores], queries: dict[str, 
 
     from rag.models import base_embedder_path
 
-    model = SentenceTransformer(str(base_model or base_embedder_path()), device="cpu")
+    model = SentenceTransformer(str(base_model or base_embedder_path()))  # cuda when present, else cpu
     model.max_seq_length = cfg.max_seq_length
     evaluator = dev_evaluator(corpus, dev, qrels)
     base = evaluator(model, epoch=0)
@@ -123,7 +123,7 @@ def distill(cfg: DistillConfig, scores: list[TeacherScores], queries: dict[str, 
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
         seed=cfg.seed, eval_strategy="epoch", save_strategy="epoch", save_total_limit=cfg.epochs + 1,
         load_best_model_at_end=True, metric_for_best_model="eval_dev_ndcg@10", greater_is_better=True,
-        logging_steps=25, report_to="none", use_cpu=True)
+        logging_steps=25, report_to="none")
     trainer = SentenceTransformerTrainer(
         model=model, args=args, train_dataset=training_dataset(scores, queries, corpus, cfg.docs_per_query),
         loss=make_loss(cfg, model), evaluator=evaluator)

@@ -63,6 +63,19 @@ class Stages:
                                                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
+def unlabelled_lists(cfgs: dict, corpus, labelled: set[str], run_dir: Path, progress: bool = True):
+    """Candidate lists for the queries the LLM never saw (written once; the ranker scores them)."""
+    from retriever_training.candidates import CandidatesConfig, make_candidates
+    from retriever_training.queries import unlabelled_pool
+
+    tc: TeacherConfig = cfgs["teacher"]
+    path = run_dir / f"unlabelled_candidates_{fingerprint(asdict(tc), asdict(cfgs['queries']), asdict(cfgs['candidates']), sorted(labelled))}.jsonl.gz"
+    if not path.exists():
+        extra = unlabelled_pool(cfgs["queries"], cfgs["label"].corpus, labelled, tc.unlabelled_queries)
+        write_jsonl(path, make_candidates(corpus, extra, CandidatesConfig(cfgs["candidates"].retriever, tc.depth), progress))
+    return list(read_jsonl(path, CandidateList))
+
+
 def retrain(cfgs: dict, progress: bool = True) -> dict:
     from rag.corpus import load_corpus, load_qrels, load_queries
     from retriever_training.label import labels_path, prepare_lists, run_labelling
@@ -117,17 +130,14 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
     if not stages.done("teacher", fp_t, [teacher_path]):
         from sentence_transformers.cross_encoder import CrossEncoder
 
-        from retriever_training.candidates import CandidatesConfig, make_candidates
-        from retriever_training.queries import unlabelled_pool
         from retriever_training.score_teacher import score_lists
 
         tc: TeacherConfig = cfgs["teacher"]
         labelled = {r.qid for r in rankings}
-        extra = unlabelled_pool(cfgs["queries"], corpus_name, labelled, tc.unlabelled_queries)
-        extra_lists = make_candidates(corpus, extra, CandidatesConfig(cfgs["candidates"].retriever, tc.depth), progress)
-        queries.update({q.qid: q.query for q in extra})
+        extra_lists = unlabelled_lists(cfgs, corpus, labelled, run_dir, progress)
+        queries.update({cl.qid: cl.query for cl in extra_lists})
         lists = [c for c in cands if c.qid in labelled] + extra_lists
-        ranker = CrossEncoder(str(ranker_dir), device="cpu")
+        ranker = CrossEncoder(str(ranker_dir))
         write_jsonl(teacher_path, score_lists(ranker, lists, corpus, labelled, f"ranker:{fp}", tc.depth,
                                               tc.batch_size, progress))
         stages.mark("teacher", fp_t, time.perf_counter() - t)
@@ -173,7 +183,9 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
     }
     out = publish(run_dir, card, force=run.force, make_default=run.set_default)
     metrics = {"label_report": report, "ranker": card["ranker"], "distill": card["distill"],
-               "timings_s": card["timings_s"], "model": str(out)}
+               "timings_s": card["timings_s"], "model": str(out),
+               # read by the evaluation report's label-efficiency curve
+               "n_labels": len(rankings), "dev": card["distill"].get("best_dev", {})}
     write_json(run_dir / "metrics.json", metrics)
     return metrics
 

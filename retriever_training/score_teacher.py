@@ -23,13 +23,16 @@ class TeacherConfig:
 
 def score_lists(ranker, lists: list[CandidateList], corpus: Corpus, labelled: set[str], teacher: str,
                 depth: int, batch_size: int = 64, progress: bool = True) -> list[TeacherScores]:
+    import torch
     from tqdm.auto import tqdm
 
     out = []
     for cl in tqdm(lists, desc="teacher scores", unit="q", disable=not progress):
         ids = [c.docid for c in cl.candidates[:depth]]
-        scores = ranker.predict([(cl.query, passage_text(corpus.by_id[d])) for d in ids],
-                                batch_size=batch_size, show_progress_bar=False)
+        # Raw logits, not the default sigmoid: squashed into (0, 1) they would give the student an
+        # almost uniform softmax target (measured: the student then forgot how to rank).
+        scores = ranker.predict([(cl.query, passage_text(corpus.by_id[d])) for d in ids], batch_size=batch_size,
+                                show_progress_bar=False, activation_fn=torch.nn.Identity())
         out.append(TeacherScores(qid=cl.qid, docids=ids, scores=[float(s) for s in scores],
                                  teacher=teacher, labelled=cl.qid in labelled))
     return out

@@ -27,7 +27,7 @@ class RankerConfig:
     loss: str = "listmle"
     epochs: int = 2
     batch_size: int = 8
-    lr: float = 3e-5
+    lr: float = 1e-4   # the fresh 1-logit head needs it: at 3e-5 the ranker stayed near random
     warmup_ratio: float = 0.1
     max_length: int = 256
     heldout_fraction: float = 0.1   # labelled queries kept out to measure agreement with the LLM
@@ -80,13 +80,12 @@ def train_ranker(cfg: RankerConfig, rankings: list[LLMRanking], queries: dict[st
         train = train[: cfg.max_queries]
     if not train:
         raise ValueError("No labelled queries to train the ranker on: run the labelling stage first.")
-    model = CrossEncoder(str(base_model or base_embedder_path()), num_labels=1, max_length=cfg.max_length,
-                         device="cpu")
+    model = CrossEncoder(str(base_model or base_embedder_path()), num_labels=1, max_length=cfg.max_length)
     args = CrossEncoderTrainingArguments(
         output_dir=str(out_dir / "checkpoints"), num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in Transformers 5
         seed=cfg.seed, save_strategy="no", logging_steps=25, report_to="none",
-        dataloader_drop_last=False, use_cpu=True)
+        dataloader_drop_last=False)
     trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=listwise_dataset(train, queries, corpus),
                                   loss=make_loss(cfg.loss, model))
     trainer.train()
