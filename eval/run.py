@@ -1,6 +1,6 @@
 """Batch QA evaluation: the app's chain over a question set, for several retrievers, resumably.
 
-    distilrag eval --corpus squad_dev --split test --retrievers base,distilled,bm25,hybrid \
+    distilrag eval --corpus squad_dev --split test --retrievers base,distilled,bm25,hybrid
                    [--n 200] [--ragas-n 20] [--retrieval-only] [--name NAME]
     distilrag eval --corpus my_docs/ --queries questions.txt --retrievers base,bm25   # no gold labels
     distilrag eval report runs/eval/NAME          # re-draw the report of a finished run
@@ -183,6 +183,8 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
     from rag.chain import RAGChain
 
     retrieve = build_retrieval(spec, corpus, cfg.depth)
+    # The chain only answers here (nodes are passed in), so the harness can time retrieval and
+    # keep the full --depth ranking for IR metrics while the LLM sees the top --top-k.
     chain = None if cfg.retrieval_only else RAGChain(retriever=None, llm=llm, name=spec)
     buf: list[dict] = []
     for q in tqdm(todo, desc=slug(spec), unit="q", disable=not progress):
@@ -281,8 +283,8 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
     from rag.settings import apply_offline_env
 
     apply_offline_env()
+    questions, qrels = load_questions(cfg)  # first: a missing questions file fails before any work
     corpus = load_corpus(cfg.corpus)
-    questions, qrels = load_questions(cfg)
     questions = select(questions, cfg.n, cfg.seed)
     run_dir = prepare_run_dir(cfg, corpus, out, overwrite)
     if not cfg.retrieval_only and llm is None:
@@ -300,8 +302,13 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
     if not results:
         raise SystemExit("error: no retriever could be evaluated (" +
                          "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")")
-    summary = {"config": json.loads((run_dir / "config.json").read_text()), "skipped": skipped,
-               "retrievers": {slug(s): m for s, m in results.items()}, "has_qrels": qrels is not None}
+    resolved = json.loads((run_dir / "config.json").read_text())
+    for spec in resolved["retrievers"]:  # retrievers finished by an earlier invocation of this run
+        f = run_dir / slug(spec) / "metrics.json"
+        if spec not in results and spec not in skipped and f.exists():
+            results[spec] = json.loads(f.read_text())
+    summary = {"config": resolved, "skipped": skipped, "has_qrels": qrels is not None,
+               "retrievers": {slug(s): m for s, m in results.items()}}
     write_json(run_dir / "summary.json", summary)
     if report:
         from eval.report import write_report

@@ -1,5 +1,7 @@
 """The harness end to end with BM25 and a scripted LLM: files, metrics, resume, skips, report."""
+import importlib.util
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -58,8 +60,10 @@ def test_full_run_writes_everything_and_resumes(tiny):
     assert m["ir"]["recall@1"] == 1.0 and m["ir"]["n_judged"] == 4
     assert m["answers"]["no_answer_rate"] == 0.75 and m["answers"]["cited_relevant"] == 1.0
     assert (d / "run.trec").read_text().startswith("q1 Q0 sb#0 1 ")
-    for f in ("summary.json", "report.md", "report.html", "plots/metric_bars.png", "plots/recall_curve.png"):
+    for f in ("summary.json", "report.md", "report.html"):
         assert (run_dir / f).exists(), f
+    if importlib.util.find_spec("matplotlib"):
+        assert (run_dir / "plots" / "metric_bars.png").exists() and (run_dir / "plots" / "recall_curve.png").exists()
     # Resume: nothing is answered again.
     calls = llm.calls
     run_eval(cfg_for(tiny), out=tiny / "run", llm=llm, progress=False)
@@ -82,19 +86,18 @@ def test_retrieval_only_needs_no_llm_and_changed_settings_refuse_to_resume(tiny)
     m = json.loads((run_dir / "bm25" / "metrics.json").read_text())
     assert m["ir"]["mrr@10"] == 1.0 and m["qa"] == {"answer_in_context": 1.0} and "answers" not in m
     with pytest.raises(SystemExit, match="different top_k"):
-        run_eval(cfg_for(tiny, retrieval_only=True).__class__(**{**cfg_for(tiny, retrieval_only=True).__dict__, "top_k": 3}),
-                 out=tiny / "ir", progress=False)
+        run_eval(replace(cfg_for(tiny, retrieval_only=True), top_k=3), out=tiny / "ir", progress=False)
 
 
 def test_unpublished_distilled_is_skipped_with_a_message(tiny, capsys, monkeypatch):
     monkeypatch.delenv("DISTILRAG_DISTILLED", raising=False)
-    cfg = EvalConfig(**{**cfg_for(tiny, retrieval_only=True).__dict__, "retrievers": ("distilled", "bm25")})
+    cfg = replace(cfg_for(tiny, retrieval_only=True), retrievers=("distilled", "bm25"))
     run_dir = run_eval(cfg, out=tiny / "ir2", progress=False)
     assert "skipping distilled: No distilled retriever is published" in capsys.readouterr().err
     summary = json.loads((run_dir / "summary.json").read_text())
     assert list(summary["retrievers"]) == ["bm25"] and "distilled" in summary["skipped"]
     assert "Skipped `distilled`" in (run_dir / "report.md").read_text()
-    only = EvalConfig(**{**cfg.__dict__, "retrievers": ("distilled",)})
+    only = replace(cfg, retrievers=("distilled",))
     with pytest.raises(SystemExit, match="no retriever could be evaluated"):
         run_eval(only, out=tiny / "ir3", progress=False)
 
@@ -128,6 +131,7 @@ def test_report_compares_against_base_and_draws_label_efficiency(tiny, monkeypat
     s = json.loads((run_dir / "summary.json").read_text())
     s["retrievers"]["base"] = s["retrievers"]["bm25"]
     (run_dir / "summary.json").write_text(json.dumps(s))
+    pytest.importorskip("matplotlib")
     md = write_report(run_dir).read_text()
     assert "Paired bootstrap: bm25 vs base" in md and "+0.000" in md
     assert (run_dir / "plots" / "label_efficiency.png").exists()
