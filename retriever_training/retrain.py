@@ -185,7 +185,8 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
     metrics = {"label_report": report, "ranker": card["ranker"], "distill": card["distill"],
                "timings_s": card["timings_s"], "model": str(out),
                # read by the evaluation report's label-efficiency curve
-               "n_labels": len(rankings), "dev": card["distill"].get("best_dev", {})}
+               "n_labels": min(len(rankings), cfgs["ranker"].max_queries or len(rankings)),
+               "dev": card["distill"].get("best_dev", {})}
     write_json(run_dir / "metrics.json", metrics)
     return metrics
 
