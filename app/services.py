@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
+
+from app.warmup import preload_modules
 
 MY_DOCS = "my documents"
 RETRIEVERS = ("base", "distilled", "bm25", "hybrid")
@@ -33,7 +36,10 @@ def default_corpus() -> str:
 @st.cache_resource(show_spinner=False, max_entries=4)
 def _load_corpus(spec: str, stamp: str):
     from rag.corpus import load_corpus
+    from rag.settings import CORPORA_DIR
 
+    if not (CORPORA_DIR / spec / "corpus.jsonl.gz").exists():
+        preload_modules()  # a folder is read with LlamaIndex readers
     return load_corpus(spec)
 
 
@@ -137,6 +143,7 @@ def index_state(corpus, embedder: str) -> IndexState:
 
 def build_index(corpus, embedder: str, on_progress) -> None:
     """(Re)build the index; chains re-key on the manifest's build time, so none uses the old one."""
+    preload_modules()
     from rag.index import build_index as _build
 
     _build(corpus, embedder, progress=False, on_progress=on_progress)
@@ -156,25 +163,29 @@ def make_llm(cfg):
     return llama_index_llm(cfg)
 
 
-@st.cache_resource(show_spinner=False)
-def _cached_llm(endpoint: str, model: str, api_key_env: str):
-    from rag.llm import LLMConfig
-
-    return make_llm(LLMConfig.from_env(endpoint=endpoint, model=model, api_key_env=api_key_env))
+_LLM_LOCK = threading.Lock()  # one LLM start at a time, whether from a question or the warm-up
+_LLMS: dict[tuple[str, str, str], object] = {}
 
 
-def get_llm(cfg):
-    if cfg.is_local:
-        from rag.llm import running_server
+def get_llm(cfg, factory=None):
+    """The answering LLM for `cfg`, made once per app process (and again if its server died)."""
+    from rag.llm import running_server
 
-        if running_server() is None:  # the server we cached a client for has gone: start a new one
-            _cached_llm.clear()
-    return _cached_llm(cfg.endpoint, cfg.model, cfg.api_key_env)
+    key = (cfg.endpoint, cfg.model, cfg.api_key_env)
+    preload_modules()
+    with _LLM_LOCK:
+        llm = _LLMS.get(key)
+        if llm is not None and cfg.is_local and running_server() is None:
+            llm = None  # the local server we made a client for has gone: start a new one
+        if llm is None:
+            llm = _LLMS[key] = (factory or make_llm)(cfg)
+        return llm
 
 
 def forget_llm() -> None:
     """After an LLM error: the next question builds a fresh client (and restarts a dead server)."""
-    _cached_llm.clear()
+    with _LLM_LOCK:
+        _LLMS.clear()
 
 
 def llm_needs_start(cfg) -> bool:
@@ -233,7 +244,7 @@ def get_chain(corpus, retriever: str, top_k: int, reranker: str | None, index_st
 
 
 # ---------------------------------------------------------------- errors
-def _scrub(text: str) -> str:
+def scrub(text: str) -> str:
     """Remove any API key value that a library may have echoed into an error message."""
     for var in {llm_config().api_key_env, "OPENAI_API_KEY"}:
         key = os.environ.get(var)
@@ -251,7 +262,7 @@ def user_message(e: BaseException) -> str | None:
     from rag.models import ModelIntegrityError
 
     if isinstance(e, LLMUnavailable):
-        return f"The LLM is unavailable: {_scrub(str(e))}"
+        return f"The LLM is unavailable: {scrub(str(e))}"
     if isinstance(e, ModelIntegrityError):
         return f"The local LLM's weights failed verification: {e} Run `distilrag llm fetch` to fetch them again."
     if isinstance(e, (CorpusError, EmbedderNotFound, IndexMismatchError, IndexMissingError)):
@@ -271,19 +282,23 @@ def user_message(e: BaseException) -> str | None:
             return (f"Cannot reach {where}. " + ("Ask again to restart it." if cfg.is_local
                     else "Check that it is running and the URL is right."))
         if isinstance(e, openai.APIError):
-            return f"{where} returned an error: {_scrub(str(e))[:300]}"
+            return f"{where} returned an error: {scrub(str(e))[:300]}"
     if isinstance(e, ConnectionError):
-        return f"The LLM connection failed: {_scrub(str(e))[:300]}. Ask again to retry."
+        return f"The LLM connection failed: {scrub(str(e))[:300]}. Ask again to retry."
     return None
+
+
+def _log():
+    import logging
+
+    return logging.getLogger("distilrag.app")
 
 
 def explain(e: BaseException) -> str:
     """Any error as one line for the page; unexpected ones go to the console with their traceback."""
     msg = user_message(e)
     if msg is None:
-        import logging
-
-        logging.getLogger("distilrag.app").error("unexpected error in the app", exc_info=e)
-        msg = (f"Unexpected error ({type(e).__name__}): {_scrub(str(e))[:300]}. "
+        _log().error("unexpected error in the app", exc_info=e)
+        msg = (f"Unexpected error ({type(e).__name__}): {scrub(str(e))[:300]}. "
                "The details are in the terminal that runs the app.")
     return msg

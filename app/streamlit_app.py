@@ -25,15 +25,16 @@ def main() -> None:
     from rag.settings import apply_offline_env
 
     apply_offline_env()
-    from app import services, ui_chat, ui_docs, ui_sidebar
+    from app import services, ui_chat, ui_docs, ui_sidebar, warmup
 
-    settings = ui_sidebar.render()
+    settings, llm_slot = ui_sidebar.render()
     st.title("Ask your documents")
     where = "your documents" if settings.corpus == services.MY_DOCS else f"the {settings.corpus} corpus"
     mode = (f"comparing {settings.compare[0]} and {settings.compare[1]}" if settings.compare
             else f"retriever {settings.retriever}")
     st.caption(f"Answers come only from {where} ({mode}, top-{settings.top_k}"
                f"{', reranked' if settings.reranker else ''}); each cites its passages as [n].")
+    warmup.warm_up(settings.corpus, list(settings.compare or (settings.retriever,)), settings.top_k)
     if settings.corpus == services.MY_DOCS:
         ui_docs.render(list(settings.compare or (settings.retriever,)))
     ui_chat.render_history()
@@ -43,6 +44,7 @@ def main() -> None:
     question = st.chat_input("Ask a question", key="question")
     if question and question.strip():
         ui_chat.ask(question.strip(), settings)
+    ui_sidebar.llm_status(llm_slot)
 
 
 main()

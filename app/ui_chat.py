@@ -94,7 +94,7 @@ def ask(question: str, settings: Settings) -> None:
             turns().append(turn)
             _render_results(turn)
             return
-        llm_key = f"{cfg.endpoint}|{cfg.model_name}"
+        llm_key = f"{cfg.endpoint}|{cfg.model_name}|{id(llm)}"  # a restarted server means a new client
         if len(retrievers) == 1:
             _answer_into(turn, 0, settings, corpus, llm, llm_key, t_submit)
         else:

@@ -18,7 +18,9 @@ class Settings:
     compare: tuple[str, str] | None  # the two retrievers answering side by side, or None
 
 
-def render() -> Settings:
+def render():
+    """Draw the sidebar; returns the settings and the slot for the LLM status, which the app fills
+    last so that it shows the state after this run's question (the first one starts the LLM)."""
     with st.sidebar:
         st.header("distilrag")
         shipped = services.default_corpus()
@@ -28,14 +30,14 @@ def render() -> Settings:
         retriever, reranker, top_k = _retrieval_controls()
         compare = _compare_controls(retriever)
         _index_status(corpus, {retriever, *(compare or ())})
-        _llm_status()
+        llm_slot = st.container()
         st.divider()
         from app.feedback import feedback_path, summary
 
         st.caption(f"Feedback: {summary()} in `{feedback_path().name}` under the app data dir.")
         if st.button("Clear chat", key="clear_chat", width="stretch"):
             st.session_state["turns"] = []
-    return Settings(corpus, retriever, top_k, reranker, compare)
+    return Settings(corpus, retriever, top_k, reranker, compare), llm_slot
 
 
 def _retrieval_controls() -> tuple[str, str | None, int]:
@@ -125,11 +127,16 @@ def build_with_progress(corpus, embedder: str) -> None:
     bar.progress(1.0, text=f"{embedder} index of {corpus.name} built.")
 
 
+def llm_status(slot) -> None:
+    with slot:
+        _llm_status()
+
+
 def _llm_status() -> None:
     cfg = services.llm_config()
     what, state, detail = services.llm_status(cfg)
-    icon = {"running": "🟢", "idle": "⚪", "problem": "🔴"}[state]
-    st.markdown(f"**LLM** {icon}  \n{what}")
+    dot = {"running": ":green[●]", "idle": ":gray[●]", "problem": ":red[●]"}[state]  # renders without emoji fonts
+    st.markdown(f"**LLM** {dot} {state}  \n{what}")
     st.caption(detail)
     if cfg.is_local and state == "idle" and st.button("Start the LLM now", key="start_llm", width="stretch"):
         try:
@@ -142,6 +149,11 @@ def _llm_status() -> None:
 
 def start_llm(cfg):
     """Start (or reuse) the answering LLM behind a spinner; errors become messages."""
-    with st.spinner("Starting the local LLM (about 10 s, once per session of the app)…"
-                    if services.llm_needs_start(cfg) else "Connecting to the LLM…"):
+    if not services.llm_needs_start(cfg):
+        text = "Connecting to the LLM…"
+    elif "not fetched" in services.llm_status(cfg)[2]:
+        text = "Fetching and verifying the local LLM (1.1 GB, once; see the terminal for progress)…"
+    else:
+        text = "Starting the local LLM (about 10 s, once while the app runs)…"
+    with st.spinner(text):
         return services.get_llm(cfg)

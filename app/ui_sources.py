@@ -74,9 +74,10 @@ def render_sources(sources: list[dict], cited: list[int], answer: str, question:
         return
     for s in sources:
         is_cited = s["n"] in cited
-        label = (f"{'📌 ' if is_cited else ''}\\[{s['n']}\\] {escape_label(s['title'] or s['docid'])} · "
-                 f"`{s['docid']}` · score {s['score']:.3f}")
-        with st.expander(label, expanded=is_cited and s["n"] == cited[0]):
+        label = (f"\\[{s['n']}\\] {escape_label(s['title'] or s['docid'])} · `{s['docid']}` · "
+                 f"score {s['score']:.3f}" + (" · **cited**" if is_cited else ""))
+        with st.expander(label, expanded=is_cited and s["n"] == cited[0],
+                         icon=":material/format_quote:" if is_cited else None):
             hl = answer_sentence(s["text"], answer, question) if is_cited else None
             st.markdown(passage_markdown(s["text"], hl), unsafe_allow_html=True)
             st.caption(f"doc id {escape_md(s['docid'])} · retrieval score {s['score']:.4f}"

@@ -16,7 +16,7 @@ DOCS = {
     "broncos.txt": "Super Bowl 50 was an American football game played in 2016. The Denver Broncos "
                    "represented the AFC at Super Bowl 50 and won it. The Carolina Panthers "
                    "represented the NFC.",
-    "chopin.md": "# Chopin\n\nFrédéric Chopin was a Polish composer and virtuoso pianist. He was born "
+    "chopin.md": "# Chopin\n\nFrédéric Chopin was a Polish composer and virtuoso pianist. Chopin was born "
                  "in Żelazowa Wola in 1810 and moved to Paris at the age of twenty.",
     "nile.txt": "The Nile is a major north-flowing river in northeastern Africa. It flows into the "
                 "Mediterranean Sea. Its water costs $0 to look at.",
@@ -26,11 +26,12 @@ DOCS = {
 def fake_answer(prompt: str) -> str:
     """Answer like a well-behaved RAG model: the source-1 sentence closest to the question, cited."""
     question = prompt.split("Question:", 1)[1].split("\n", 1)[0].lower()
-    src = re.search(r"^\[1\] (?:\([^)]*\) )?(.*?)(?=^\[2\]|\n\nQuestion:)", prompt, re.S | re.M)
+    # Up to the next numbered source or the question; tolerates the context arriving as a list repr.
+    src = re.search(r"\[1\] (?:\([^)]*\) )?(.*?)(?:\\n|\n)?(?:\[2\]|'\]|\n\nQuestion:)", prompt, re.S)
     if not src:
         return "I don't know based on the provided documents."
     qwords = set(re.findall(r"\w+", question))
-    sentences = re.split(r"(?<=\.)\s+", src.group(1).strip())
+    sentences = re.split(r"(?<=\.)\s+", src.group(1).replace("\\n", " ").strip())
     best = max(sentences, key=lambda s: len(qwords & set(re.findall(r"\w+", s.lower()))))
     return f"{best.rstrip('.')} [1]."
 
@@ -55,9 +56,13 @@ def app_home(tmp_path, monkeypatch) -> Path:
         monkeypatch.delenv(var, raising=False)
     import streamlit as st
 
-    st.cache_resource.clear()  # chains/corpora cached by an earlier test must not leak in
+    from app import services
+
+    st.cache_resource.clear()  # chains/corpora/LLMs made by an earlier test must not leak in
+    services.forget_llm()
     yield home
     st.cache_resource.clear()
+    services.forget_llm()
 
 
 @pytest.fixture

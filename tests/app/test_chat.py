@@ -25,7 +25,7 @@ def test_chat_answers_with_cited_highlighted_passage_and_keeps_history(corpus_di
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
     assert "Denver Broncos" in texts(at.chat_message[1].markdown)
     labels = [e.label for e in at.expander]
-    assert any(lb.startswith("📌") and "broncos.txt#0" in lb and "score" in lb for lb in labels), labels
+    assert any(lb.endswith("**cited**") and "broncos.txt#0" in lb and "score" in lb for lb in labels), labels
     # The answer's sentence is marked inside the cited passage; the other sentences are not.
     marked = [m.value for m in at.markdown if "<mark>" in m.value]
     assert len(marked) == 1 and "<mark>The Denver Broncos represented the AFC" in marked[0]
@@ -106,3 +106,29 @@ def test_stale_index_is_refused_and_rebuilt_on_request(corpus_dir, app_home, fak
     assert not at.sidebar.error
     ask(at, "Where was Chopin born?")
     assert _turns(at)[2]["results"][0]["error"] is None
+
+
+def test_page_load_starts_the_llm_in_the_background(corpus_dir, app_home, fake_llm):
+    import threading
+
+    from app import services
+
+    new_app()
+    for t in threading.enumerate():
+        if t.name.startswith("distilrag-"):
+            t.join(timeout=60)
+    assert len(fake_llm) == 1 and list(services._LLMS.values()) == fake_llm
+
+
+def test_reranker_offered_only_when_published(corpus_dir, app_home, fake_llm, monkeypatch):
+    from rag.models import base_embedder_path
+
+    at = new_app()
+    assert not at.checkbox and "Reranker: none trained yet" in texts(at.sidebar.caption)
+    # Any cross-encoder directory will do for the wiring (MiniLM gets a fresh scoring head).
+    monkeypatch.setenv("DISTILRAG_RANKER", str(base_embedder_path()))
+    at.run()
+    at.checkbox(key="rerank").check().run()
+    ask(at, QUESTION)
+    r = _turns(at)[0]["results"][0]
+    assert r["error"] is None and r["retriever"] == "base+ranker" and len(r["sources"]) == 3

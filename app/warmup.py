@@ -1,0 +1,87 @@
+"""Warm-up: import the heavy libraries once, then start the LLM and load the retrievers' models
+in background threads when a page is first shown, so the first question does not wait for them.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+
+_log = logging.getLogger("distilrag.app")
+
+_WARMED: set[tuple] = set()
+_IMPORT_LOCK = threading.Lock()
+_imported = False
+
+
+def preload_modules() -> None:
+    """Import the heavy libraries once, one thread at a time.
+
+    Two threads importing parts of the `llama_index` namespace package at once can fail with
+    "cannot import name 'core' from 'llama_index'" (seen when the warm-up ran beside a question),
+    so the warm-up threads and every UI path that reaches LlamaIndex come through here first.
+    """
+    global _imported
+    if _imported:
+        return
+    import importlib
+
+    with _IMPORT_LOCK:
+        if _imported:
+            return
+        for name in ("llama_index.core", "llama_index.core.instrumentation", "llama_index.llms.openai_like",
+                     "llama_index.vector_stores.faiss", "llama_index.retrievers.bm25",
+                     "sentence_transformers", "rag.chain", "rag.retrievers", "rag.index"):
+            try:
+                importlib.import_module(name)
+            except ImportError:  # the code that needs it raises with its install hint
+                pass
+        _imported = True
+
+
+def warm_up(corpus_choice: str, retrievers: list[str], top_k: int) -> None:
+    """Start the LLM and load the retrievers' models in the background once a page is shown, so
+    the first question does not wait for them (measured: ~25 s to the first token without)."""
+    key = (corpus_choice, tuple(sorted(retrievers)))
+    if key in _WARMED:
+        return
+    _WARMED.add(key)
+    from streamlit.runtime.scriptrunner import add_script_run_ctx
+
+    from app import services
+
+    factory = services.make_llm  # bound now: the thread must use the factory in force for this page
+    for target, args in ((_warm_llm, (services.llm_config(), factory)),
+                         (_warm_retrievers, (corpus_choice, list(retrievers), top_k))):
+        t = threading.Thread(target=target, args=args, daemon=True, name=f"distilrag-{target.__name__}")
+        add_script_run_ctx(t)  # lets the thread use Streamlit's caches without warnings
+        t.start()
+
+
+def _warm_llm(cfg, factory) -> None:
+    from app import services
+
+    try:
+        preload_modules()
+        services.get_llm(cfg, factory)
+    except Exception as e:  # the question that follows reports it properly
+        _log.info("LLM warm-up failed: %s", services.scrub(str(e)))
+
+
+def _warm_retrievers(corpus_choice: str, retrievers: list[str], top_k: int) -> None:
+    from app import services
+
+    try:
+        preload_modules()
+        from rag.embedder import load_sentence_transformer, resolve_embedder
+        from rag.retrievers import bm25_retriever
+
+        corpus = services.load_corpus(corpus_choice)
+        for r in retrievers:
+            emb = services.embedder_of(r)
+            # A missing index is built with a progress bar on the first question, not silently here.
+            if emb and services.index_state(corpus, emb).ready:
+                load_sentence_transformer(resolve_embedder(emb).path)
+            if r in ("bm25", "hybrid"):
+                bm25_retriever(corpus, top_k)
+    except Exception as e:
+        _log.info("retriever warm-up failed: %s", e)

@@ -1,0 +1,110 @@
+"""End to end in a real browser: `distilrag app` on the shipped corpus with the real local LLM,
+driven by Debian chromium through Playwright. A screenshot lands in test-artifacts/.
+
+Needs chromium (`apt-get install -y chromium`) and the `playwright` Python package (the dev
+extra); the embedded LLM is fetched and verified on first use. About a minute on 2 cores with
+nothing else running. BM25 is picked in the sidebar so a fresh data dir does not first embed the
+whole corpus (the dense path is covered by the AppTest tests).
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+QUESTION = "Which NFL team represented the AFC at Super Bowl 50?"
+
+pytestmark = pytest.mark.llm
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the app exited with code {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"the app did not answer on port {port} within {timeout:.0f} s")
+
+
+@pytest.fixture
+def running_app(tmp_path):
+    """`distilrag app` in its own process group on a free loopback port; stopped with its children."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip("chromium is not installed: apt-get install -y chromium")
+    pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = _free_port()
+    env = {**os.environ, "DISTILRAG_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
+    for var in ("DISTILRAG_DISTILLED", "DISTILRAG_RANKER", "DISTILRAG_LLM_ENDPOINT"):
+        env.pop(var, None)
+    log = open(ARTIFACTS / "app_browser_test.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "app", "--port", str(port), "--corpus", "squad_dev"],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_healthy(port, proc, timeout=90)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        # The group holds the launcher, Streamlit and the LLM server the app started.
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def test_question_in_browser_gets_streamed_cited_answer(running_app):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        try:
+            page.goto(running_app, wait_until="domcontentloaded")
+            box = page.get_by_test_id("stChatInputTextArea")
+            box.wait_for(timeout=60_000)
+            page.get_by_role("radiogroup", name="Retriever").get_by_text("bm25", exact=True).click()
+            page.wait_for_timeout(500)  # let the rerun for the new retriever settle
+            box.fill(QUESTION)
+            box.press("Enter")
+            # Streaming: the answer grows behind a cursor before the final rendering replaces it.
+            page.wait_for_function("document.body.innerText.includes('▌')", timeout=240_000, polling=100)
+            cited_label = page.locator("summary").filter(has_text=re.compile(r"cited\s*$"))
+            cited = page.get_by_test_id("stExpander").filter(has=cited_label).first
+            cited.wait_for(timeout=240_000)
+            answer = page.get_by_test_id("stChatMessage").nth(1).get_by_test_id("stMarkdown").first.inner_text()
+            (ARTIFACTS / "app_chat_answer.txt").write_text(answer + "\n")
+            assert answer.strip() and "error" not in answer.lower(), answer
+            assert "Super_Bowl_50#" in cited.inner_text()  # the cited passage of the shipped corpus
+            assert "cited in the answer" in cited.inner_text()  # expanded: its text is on the page
+            assert page.get_by_test_id("stException").count() == 0
+            # Let the run finish (passage text, feedback, sidebar status) before the screenshot.
+            page.get_by_test_id("stStatusWidgetRunningIcon").wait_for(state="detached", timeout=60_000)
+            page.get_by_test_id("stFeedback").first.wait_for(timeout=60_000)
+        finally:
+            page.screenshot(path=str(ARTIFACTS / "app_chat.png"), full_page=True)
+            browser.close()
