@@ -100,7 +100,8 @@ def cmd_app(a) -> int:
            "--server.port", str(a.port), "--server.headless", "true",
            "--browser.gatherUsageStats", "false"]
     print(f"distilrag chat UI: http://127.0.0.1:{a.port}", flush=True)
-    return subprocess.call(cmd, env={**os.environ, "DISTILRAG_CORPUS": a.corpus})
+    # From the repo root so Streamlit also reads .streamlit/config.toml (upload limit, toolbar).
+    return subprocess.call(cmd, env={**os.environ, "DISTILRAG_CORPUS": a.corpus}, cwd=REPO_ROOT)
 
 
 def main(argv: list[str] | None = None) -> int:

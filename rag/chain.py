@@ -25,6 +25,11 @@ QA_PROMPT = (
     "sentence with the number of the source that contains the answer, like [2]. If no source "
     f"contains the answer, reply exactly: {NO_ANSWER}"
 )
+REFINE_PROMPT = (
+    "Existing answer: {existing_answer}\n\nMore sources:\n{context_msg}\n\n"
+    "Improve the existing answer using these sources too, in one short sentence ending with the "
+    f"number of the source that contains the answer, like [2]. If no source contains it, reply exactly: {NO_ANSWER}"
+)
 _CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]|\bSource\s+(\d+)\b", re.IGNORECASE)
 
 
@@ -86,8 +91,12 @@ class RAGChain:
 
         self.retriever = retriever
         self.reranker = reranker
+        # COMPACT, not SIMPLE_SUMMARIZE: the latter hands the prompt a Python list repr of the
+        # passages (llama-index-core 0.14). COMPACT packs them into one text and only refines
+        # when they overflow the context window.
         self.synth = get_response_synthesizer(llm=llm, text_qa_template=PromptTemplate(QA_PROMPT),
-                                              response_mode=ResponseMode.SIMPLE_SUMMARIZE, streaming=True)
+                                              refine_template=PromptTemplate(REFINE_PROMPT),
+                                              response_mode=ResponseMode.COMPACT, streaming=True)
         self.name = name
 
     def retrieve(self, question: str):

@@ -77,7 +77,7 @@ class QueryLikelihoodScorer:
         self._load_prefix(prefix)
         scores = [self._score_after_prefix(prefix, q) for q in queries]
         # Tokens actually evaluated (the passage once, then each query): the ledger's cost basis.
-        self.last_tokens = len(prefix) + sum(len(self._tokens(" " + q.strip())) + 1 for q in queries)
+        self.last_tokens = len(prefix) + sum(len(self._tokens(" " + q.strip(), bos=False)) + 1 for q in queries)
         return scores
 
     def score_naive(self, title: str, text: str, query: str) -> float:

@@ -32,7 +32,8 @@ def test_chain_maps_citation_to_docid_and_streams():
     assert ans.cited == [2] and ans.cited_docids == ["d2"]
     assert ans.retrieved_docids == ["d1", "d2"]
     prompt = llm.prompts[0]
-    assert "[1] (T) Panthers text" in prompt and "[2] (T) Broncos text" in prompt
+    assert "[1] (T) Panthers text\n\n[2] (T) Broncos text" in prompt  # plain text, one passage per block
+    assert "['" not in prompt and len(llm.prompts) == 1
     assert "Which team represented the AFC?" in prompt
 
 
