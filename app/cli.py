@@ -1,7 +1,7 @@
 """`distilrag` — the command line: index, ask, llm, app, label, retrain, eval.
 
     distilrag index --corpus squad_dev --embedder base
-    distilrag ask "Which NFL team represented the AFC at Super Bowl 50?"
+    distilrag ask "Where did Super Bowl 50 take place?"
     distilrag llm fetch|start|stop|status
     distilrag app [--port 8501]
     distilrag label   --config retriever_training/configs/squad_dev.yaml [--dry-run]

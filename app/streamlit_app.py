@@ -39,7 +39,7 @@ def main() -> None:
         ui_docs.render(list(settings.compare or (settings.retriever,)))
     ui_chat.render_history()
     if not ui_chat.turns():
-        st.caption("Try: *Which NFL team represented the AFC at Super Bowl 50?*"
+        st.caption("Try: *Where did Super Bowl 50 take place?*"
                    if settings.corpus == "squad_dev" else "Ask a question to begin.")
     question = st.chat_input("Ask a question", key="question")
     if question and question.strip():
