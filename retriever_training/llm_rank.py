@@ -83,7 +83,7 @@ def rank_candidates(candidates: list[CandidateList], corpus: Corpus, cfg: LLMRan
     if missing:
         raise ValueError(f"{len(missing)} candidate docids are not in corpus {corpus.name!r} "
                          f"(e.g. {sorted(missing)[:3]}): were the candidates made from another corpus?")
-    cache = cache or LLMCache()
+    cache = cache if cache is not None else LLMCache()  # an empty cache is falsy (__len__)
     if cfg.mode == "query_likelihood":
         from retriever_training.rank_ql import rank_query_likelihood
 

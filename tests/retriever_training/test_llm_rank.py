@@ -116,3 +116,21 @@ def test_pointwise_orders_by_yes_logprob(tmp_path):
                    client=FakeChatClient(responder), progress=False)
     rec = next(read_jsonl(tmp_path / "r.jsonl"))
     assert rec["ranked_docids"][0] == "d3" and rec["scores"][0] == 1.0
+
+
+def test_an_empty_cache_passed_in_is_the_one_used(tmp_path, monkeypatch):
+    """An empty LLMCache is falsy (len 0): it must still be used, not swapped for the default one."""
+    cfg = LLMRankConfig(mode="listwise", max_candidates=4, window=4, step=2)
+    mine = LLMCache(tmp_path / "mine.sqlite")
+    import retriever_training.rank_chat as rank_chat
+
+    seen = {}
+    real = rank_chat.rank_with_chat
+
+    def spy(todo, corpus, cfg, out_path, cache, *a, **kw):
+        seen["cache"] = cache
+        return real(todo, corpus, cfg, out_path, cache, client=FakeChatClient(reverse_responder), progress=False)
+
+    monkeypatch.setattr(rank_chat, "rank_with_chat", spy)
+    rank_candidates(lists(1, 4), CORPUS, cfg, tmp_path / "r.jsonl", cache=mine, progress=False)
+    assert seen["cache"] is mine and len(mine) == 1
