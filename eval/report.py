@@ -121,11 +121,7 @@ def plots(run_dir: Path, pq: dict, summary: dict, comps: dict, base: str) -> lis
         ax.set_xticks(np.arange(len(mets)) + 0.4 - w / 2, mets)
         ax.set_ylim(0, 1)
         ax.set_title("Mean per retriever (95% bootstrap CI)")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out_dir / "metric_bars.png", dpi=110)
-        plt.close(fig)
-        made.append("metric_bars.png")
+        made.append(_save(fig, ax, out_dir / "metric_bars.png"))
     key = next((m for m in ("ndcg@10", "f1", "answer_in_context") if pq.get(base, {}).get(m)), None)
     if key and len(names) > 1:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -138,11 +134,7 @@ def plots(run_dir: Path, pq: dict, summary: dict, comps: dict, base: str) -> lis
         ax.axhline(0, color="grey", lw=0.8)
         ax.set_xlabel("questions (sorted by delta)")
         ax.set_ylabel(f"per-question delta {key}")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out_dir / "deltas.png", dpi=110)
-        plt.close(fig)
-        made.append("deltas.png")
+        made.append(_save(fig, ax, out_dir / "deltas.png"))
     curves = {n: m.get("recall_curve") for n, m in summary["retrievers"].items() if m.get("recall_curve")}
     if curves:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -150,11 +142,7 @@ def plots(run_dir: Path, pq: dict, summary: dict, comps: dict, base: str) -> lis
             ax.plot([int(k) for k in c], list(c.values()), marker="o", label=n)
         ax.set_xlabel("k")
         ax.set_ylabel("recall@k")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out_dir / "recall_curve.png", dpi=110)
-        plt.close(fig)
-        made.append("recall_curve.png")
+        made.append(_save(fig, ax, out_dir / "recall_curve.png"))
     pts = label_efficiency_points(runs_dir())
     if pts:
         fig, ax = plt.subplots(figsize=(6, 4))
@@ -164,12 +152,19 @@ def plots(run_dir: Path, pq: dict, summary: dict, comps: dict, base: str) -> lis
             ax.axhline(base_ndcg, color="grey", ls="--", label=f"{base} (this eval)")
         ax.set_xlabel("LLM-labelled queries")
         ax.set_ylabel("nDCG@10")
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out_dir / "label_efficiency.png", dpi=110)
-        plt.close(fig)
-        made.append("label_efficiency.png")
+        made.append(_save(fig, ax, out_dir / "label_efficiency.png"))
     return made
+
+
+def _save(fig, ax, path: Path) -> str:
+    """Legend, layout, write, close: the same last steps for every plot."""
+    import matplotlib.pyplot as plt
+
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path.name
 
 
 def _fmt(v) -> str:

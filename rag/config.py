@@ -102,7 +102,3 @@ def load_sections(path: str | Path | None, sections: dict[str, type], overrides:
         raise ConfigError(f"unknown override section(s) {sorted(bad)}; known: {sorted(sections)}")
     return {name: build(cls, {**(raw.get(name) or {}), **ov.get(name, {})}, name)
             for name, cls in sections.items()}
-
-
-def as_dict(cfgs: dict[str, Any]) -> dict:
-    return {k: dataclasses.asdict(v) for k, v in cfgs.items()}

@@ -16,10 +16,6 @@ from rag.metrics import Run
 RRF_K = 60  # the constant of Cormack et al. 2009, also LlamaIndex's
 
 
-def dense_specs() -> tuple[str, ...]:
-    return ("base", "distilled")
-
-
 def _nodes(corpus: Corpus):
     from llama_index.core.schema import TextNode
 

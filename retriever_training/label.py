@@ -10,6 +10,7 @@ lists; rankings are appended per query and the LLM cache keeps every finished ca
 """
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -54,7 +55,6 @@ def prepare_lists(cfgs: dict, progress: bool = True) -> tuple[Path, list[Candida
 
 def run_labelling(cfgs: dict, dry_run: bool = False, progress: bool = True):
     from rag.corpus import load_corpus
-    from rag.records import read_jsonl as _read
 
     lc: LabelConfig = cfgs["label"]
     out, cands = prepare_lists(cfgs, progress)
@@ -65,12 +65,10 @@ def run_labelling(cfgs: dict, dry_run: bool = False, progress: bool = True):
                              dry_run=dry_run)
     if dry_run:
         return ledger
-    n_done = sum(1 for _ in _read(rankings)) if rankings.exists() else 0
+    n_done = sum(1 for _ in read_jsonl(rankings)) if rankings.exists() else 0
     prov_path = out / "provenance.json"
     prov = {}
     if prov_path.exists():
-        import json
-
         prov = json.loads(prov_path.read_text())
     from rag.models import DEFAULT_LLM
 
@@ -120,8 +118,6 @@ def main(argv: list[str] | None = None) -> None:
     apply_offline_env()
     cfgs = load_sections(args.config, LABEL_SECTIONS, overrides, allow_other_sections=True)
     ledger = run_labelling(cfgs, dry_run=args.dry_run)
-    import json
-
     print(json.dumps(asdict(ledger), indent=1))
 
 

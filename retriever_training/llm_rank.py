@@ -25,8 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rag.corpus import Corpus
-from rag.llm_cache import LLMCache, cache_key
-from rag.records import CandidateList, LLMRanking, append_jsonl, read_jsonl, write_json
+from rag.llm_cache import LLMCache
+from rag.records import CandidateList, read_jsonl, write_json
 
 MODES = ("listwise", "pointwise", "query_likelihood")
 
@@ -105,11 +105,3 @@ def save_ledger(out_path: Path, ledger: Ledger) -> None:
              ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "repairs", "malformed",
               "seconds", "queries_done", "cost_usd")}
     write_json(path, {"total": total, "runs": runs})
-
-
-def write_ranking(out_path: Path, rec: LLMRanking) -> None:
-    append_jsonl(out_path, rec)
-
-
-def cache_lookup_key(model: str, prompt_id: str, version: int, messages, params: dict) -> str:
-    return cache_key(model, prompt_id, version, messages, params)

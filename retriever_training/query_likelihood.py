@@ -7,7 +7,6 @@ with unique passages plus query tokens, not with pairs x passage length.
 """
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -152,7 +151,3 @@ def make_scorer(backend: str, cfg: QLConfig, model_path: Path | None = None, dev
     if backend == "transformers":
         return TransformersQLScorer(path, cfg, device=device, batch_size=batch_size)
     raise ValueError(f"llm_rank.ql_backend must be llama_cpp or transformers, not {backend!r}")
-
-
-def is_finite(x: float) -> bool:
-    return not (math.isnan(x) or math.isinf(x))

@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rag.records import CandidateList, LLMRanking, Query, TeacherScores, read_jsonl, write_json, write_jsonl
+from rag.records import CandidateList, LLMRanking, TeacherScores, read_jsonl, write_json, write_jsonl
 from rag.settings import runs_dir
 from retriever_training.distill import DistillConfig
 from retriever_training.label import LABEL_SECTIONS
@@ -108,7 +108,10 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
     write_json(run_dir / "label_report.json", report)
     timings["labels"] = time.perf_counter() - t
     label_hash = file_hash(rankings_path)
-    queries = {q.qid: q.query for q in read_jsonl(labels_dir / "queries.jsonl", Query)}
+    labelled = {r.qid for r in rankings}
+    extra_lists = unlabelled_lists(cfgs, corpus, labelled, run_dir, progress)
+    # Query text travels with every candidate list: one lookup for labelled and unlabelled queries.
+    queries = {cl.qid: cl.query for cl in [*cands, *extra_lists]}
 
     # 4: ranker
     ranker_dir = run_dir / "ranker"
@@ -133,9 +136,6 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
         from retriever_training.score_teacher import score_lists
 
         tc: TeacherConfig = cfgs["teacher"]
-        labelled = {r.qid for r in rankings}
-        extra_lists = unlabelled_lists(cfgs, corpus, labelled, run_dir, progress)
-        queries.update({cl.qid: cl.query for cl in extra_lists})
         lists = [c for c in cands if c.qid in labelled] + extra_lists
         ranker = CrossEncoder(str(ranker_dir))
         write_jsonl(teacher_path, score_lists(ranker, lists, corpus, labelled, f"ranker:{fp}", tc.depth,
@@ -143,12 +143,6 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
         stages.mark("teacher", fp_t, time.perf_counter() - t)
     timings["teacher"] = time.perf_counter() - t
     scores = list(read_jsonl(teacher_path, TeacherScores))
-    for cl in cands:
-        queries.setdefault(cl.qid, cl.query)
-    if any(s.qid not in queries for s in scores):
-        from rag.corpus import load_queries as _lq
-
-        queries.update({q.qid: q.query for q in _lq(corpus_name, cfgs["queries"].split)})
 
     # 6: distillation
     student = run_dir / "student"
