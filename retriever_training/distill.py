@@ -5,10 +5,13 @@
 In:  <run>/teacher_scores.jsonl.gz (TeacherScores), query texts, the corpus; the dev split
 Out: <run>/student/ — the best checkpoint by dev nDCG@10 (a sentence-transformers directory),
      <run>/distill_metrics.json — base and per-epoch dev metrics
-Loss: KL divergence between softmax(teacher / T_t) and softmax(student cosine / T_s) over each
-query's candidate list (sentence-transformers' DistillKLDivLoss; default), or DisRanker's hybrid
-point-MSE + margin-MSE (losses.py). Dev evaluation uses rag.metrics, the same implementation
-as the harness and the app, over retrieval from the whole corpus.
+Loss: KL divergence between softmax(teacher / T_t) over each query's candidate list and
+softmax(student cosine / T_s) over that list plus the batch's other passages as in-batch negatives
+(losses.ListwiseKLInBatchLoss; default; `in_batch_negatives: false` gives plain listwise KL), or
+DisRanker's hybrid point-MSE + margin-MSE. Batches group queries whose top candidate comes from the
+same document, so they share candidates (each distinct passage is encoded once) and the in-batch
+negatives are hard. Dev evaluation uses rag.metrics, the same implementation as the harness and
+the app, over retrieval from the whole corpus.
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ DISTILL_LOSSES = ("kl", "hybrid")
 @dataclass(frozen=True)
 class DistillConfig:
     loss: str = "kl"
+    in_batch_negatives: bool = True  # kl only: the other queries' candidates join each softmax
+    group_by_document: bool = True   # batch queries whose top candidate shares a document
     docs_per_query: int = 8          # candidates per training example (first-stage order, teacher-scored)
     student_temperature: float = 0.05  # cosines live in [-1, 1]: a low temperature gives them a usable softmax
     teacher_temperature: float = 1.0
@@ -34,27 +39,71 @@ class DistillConfig:
     warmup_ratio: float = 0.1
     max_seq_length: int = 192
     dev_queries: int = 400           # seeded subset of the dev split for per-epoch model selection
+    precision: str = "auto"          # auto: bf16 autocast where the CPU/GPU does bf16 natively
+    attention_dropout: float = 0.0   # on, it costs 1.6x per CPU step (training_speed.py)
     seed: int = 0
 
 
 def training_dataset(scores: list[TeacherScores], queries: dict[str, str], corpus: Corpus, n_docs: int):
-    """Columns query, doc_1..doc_N and label (N teacher scores) as DistillKLDivLoss expects."""
+    """Columns query, doc_1..doc_N and label (N teacher scores), plus each row's document group
+    (the source of its first candidate) for the batch sampler."""
     from datasets import Dataset
 
     rows: dict[str, list] = {"query": [], **{f"doc_{i}": [] for i in range(1, n_docs + 1)}, "label": []}
+    groups: list[str] = []
     for ts in scores:
         if len(ts.docids) < n_docs:
             continue  # a short list would break the fixed column layout; rare (tiny corpora)
+        top = corpus.by_id[ts.docids[0]]
+        groups.append(top.source or top.title or top.docid)
         rows["query"].append(queries[ts.qid])
         for i, d in enumerate(ts.docids[:n_docs], 1):
             rows[f"doc_{i}"].append(passage_text(corpus.by_id[d]))
         rows["label"].append([float(s) for s in ts.scores[:n_docs]])
     if not rows["query"]:
         raise ValueError(f"No teacher-scored query has {n_docs} candidates: lower distill.docs_per_query.")
-    return Dataset.from_dict(rows)
+    return Dataset.from_dict(rows), groups
 
 
-def dev_evaluator(corpus: Corpus, queries: list[Query], qrels: dict, name: str = "dev", depth: int = 20):
+class DocumentBatchSampler:
+    """A sentence-transformers batch-sampler factory (a class, so the training arguments that hold
+    it can be pickled with each checkpoint): queries of one document group are batched together
+    (shuffled within the group), batch order shuffled, reshuffled every epoch."""
+
+    def __init__(self, groups: list[str]):
+        self.groups = groups
+
+    def __call__(self, dataset, **kwargs):
+        from sentence_transformers.base.sampler import DefaultBatchSampler
+
+        groups = self.groups
+
+        class DocumentGroupedBatchSampler(DefaultBatchSampler):
+            def __iter__(self):
+                rng = random.Random(f"{self.seed}-{self.epoch}")
+                by_group: dict[str, list[int]] = {}
+                for i, g in enumerate(groups):
+                    by_group.setdefault(g, []).append(i)
+                stream: list[int] = []
+                for g in sorted(by_group):
+                    members = by_group[g]
+                    rng.shuffle(members)
+                    stream.extend(members)
+                batches = [stream[i:i + self.batch_size] for i in range(0, len(stream), self.batch_size)]
+                if self.drop_last and batches and len(batches[-1]) < self.batch_size:
+                    batches.pop()
+                rng.shuffle(batches)
+                yield from batches
+
+            def __len__(self) -> int:
+                n, rest = divmod(len(groups), self.batch_size)
+                return n + (1 if rest and not self.drop_last else 0)
+
+        return DocumentGroupedBatchSampler(dataset, **kwargs)
+
+
+def dev_evaluator(corpus: Corpus, queries: list[Query], qrels: dict, name: str = "dev", depth: int = 20,
+                  bf16: bool = False):
     """Retrieval over the whole corpus for dev queries, scored by rag.metrics (primary: nDCG@10),
     behind sentence-transformers' evaluator contract so the trainer keeps the best epoch."""
     from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
@@ -67,22 +116,25 @@ def dev_evaluator(corpus: Corpus, queries: list[Query], qrels: dict, name: str =
             self.history: list[dict] = []
 
         def __call__(self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict:
-            metrics = dev_metrics(model, corpus, queries, qrels, depth)
+            metrics = dev_metrics(model, corpus, queries, qrels, depth, bf16)
             self.history.append({"epoch": epoch, "steps": steps, **metrics})
             return {f"{name}_{k}": v for k, v in metrics.items()}
 
     return DevRetrievalEvaluator()
 
 
-def dev_metrics(model, corpus: Corpus, queries: list[Query], qrels: dict, depth: int = 20) -> dict:
+def dev_metrics(model, corpus: Corpus, queries: list[Query], qrels: dict, depth: int = 20,
+                bf16: bool = False) -> dict:
     import numpy as np
+    import torch
 
     from rag.metrics import evaluate
 
-    docs = model.encode([passage_text(p) for p in corpus.passages], batch_size=64,
-                        normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
-    qv = model.encode([q.query for q in queries], batch_size=64, normalize_embeddings=True,
-                      convert_to_numpy=True, show_progress_bar=False)
+    with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+        docs = model.encode([passage_text(p) for p in corpus.passages], batch_size=64,
+                            normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
+        qv = model.encode([q.query for q in queries], batch_size=64, normalize_embeddings=True,
+                          convert_to_numpy=True, show_progress_bar=False)
     sims = qv @ docs.T
     top = np.argsort(-sims, axis=1)[:, :depth]
     run = {q.qid: {corpus.passages[j].docid: float(sims[i, j]) for j in top[i]} for i, q in enumerate(queries)}
@@ -91,10 +143,10 @@ def dev_metrics(model, corpus: Corpus, queries: list[Query], qrels: dict, depth:
 
 def make_loss(cfg: DistillConfig, model):
     if cfg.loss == "kl":
-        from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss
+        from retriever_training.losses import ListwiseKLInBatchLoss
 
-        return DistillKLDivLoss(model, student_temperature=cfg.student_temperature,
-                                teacher_temperature=cfg.teacher_temperature)
+        return ListwiseKLInBatchLoss(model, cfg.student_temperature, cfg.teacher_temperature,
+                                     cfg.in_batch_negatives)
     if cfg.loss == "hybrid":
         from retriever_training.losses import HybridPointMarginMSELoss
 
@@ -113,20 +165,24 @@ def distill(cfg: DistillConfig, scores: list[TeacherScores], queries: dict[str, 
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
     from rag.models import base_embedder_path
+    from retriever_training.training_speed import autocast_trainer, set_attention_dropout, use_bf16
 
     model = SentenceTransformer(str(base_model or base_embedder_path()))  # cuda when present, else cpu
     model.max_seq_length = cfg.max_seq_length
-    evaluator = dev_evaluator(corpus, dev, qrels)
+    set_attention_dropout(model, cfg.attention_dropout)
+    dataset, groups = training_dataset(scores, queries, corpus, cfg.docs_per_query)
+    bf16 = use_bf16(cfg.precision)
+    evaluator = dev_evaluator(corpus, dev, qrels, bf16=bf16)
     base = evaluator(model, epoch=0)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out_dir.parent / "student_checkpoints"), num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
         seed=cfg.seed, eval_strategy="epoch", save_strategy="epoch", save_total_limit=cfg.epochs + 1,
         load_best_model_at_end=True, metric_for_best_model="eval_dev_ndcg@10", greater_is_better=True,
-        logging_steps=25, report_to="none")
-    trainer = SentenceTransformerTrainer(
-        model=model, args=args, train_dataset=training_dataset(scores, queries, corpus, cfg.docs_per_query),
-        loss=make_loss(cfg, model), evaluator=evaluator)
+        logging_steps=25, report_to="none",
+        batch_sampler=DocumentBatchSampler(groups) if cfg.group_by_document else "batch_sampler")
+    trainer = autocast_trainer(SentenceTransformerTrainer, bf16)(model=model, args=args, train_dataset=dataset,
+                                         loss=make_loss(cfg, model), evaluator=evaluator)
     trainer.train()
     model.save_pretrained(str(out_dir))
     best = max(evaluator.history[1:], key=lambda h: h["ndcg@10"]) if len(evaluator.history) > 1 else base

@@ -1,7 +1,9 @@
 """Distillation losses for the bi-encoder student that sentence-transformers does not ship.
 
-KL divergence over the candidate list is sentence-transformers' own `DistillKLDivLoss`
-(used as is by distill.py); this module adds DisRanker's hybrid loss.
+Plain KL divergence over the candidate list is sentence-transformers' own `DistillKLDivLoss`.
+This module adds the listwise KL with in-batch negatives (the default: each distinct passage of a
+batch is encoded once, and every query also learns from the other queries' candidates) and
+DisRanker's hybrid loss.
 """
 from __future__ import annotations
 
@@ -71,3 +73,103 @@ def hybrid_point_margin_mse(student: Tensor, teacher: Tensor, point_weight: floa
     t_diff = t.unsqueeze(2) - t.unsqueeze(1)
     margin = nn.functional.mse_loss(s_diff, t_diff)
     return point_weight * point + margin_weight * margin
+
+
+class ListwiseKLInBatchLoss(nn.Module):
+    """KL divergence between the teacher's softmax over a query's candidate list and the student's
+    softmax over that list plus every other passage in the batch (in-batch negatives, target 0).
+
+    Why: KL over the candidate list alone teaches the order among the first stage's top-N but never
+    that the rest of the corpus ranks below them, which is what retrieval from the whole corpus
+    needs. Batches built from queries on the same document (distill.py's sampler) share most of
+    their candidates, so the extra negatives are hard ones, and encoding each distinct passage once
+    makes a step several times cheaper than one forward per (query, candidate) slot.
+
+    Args:
+        model: the SentenceTransformer student.
+        student_temperature: cosine scores are divided by it (cosines live in [-1, 1]).
+        teacher_temperature: teacher scores (raw ranker logits) are divided by it.
+        in_batch_negatives: False restricts the student's softmax to the query's own list, i.e.
+            plain listwise KL (still with one forward per distinct passage).
+
+    Inputs: (query, doc_1, ..., doc_N) columns; labels are the teacher scores, shape (batch, N).
+    """
+
+    def __init__(self, model, student_temperature: float = 0.05, teacher_temperature: float = 1.0,
+                 in_batch_negatives: bool = True):
+        super().__init__()
+        self.model = model
+        self.student_temperature = student_temperature
+        self.teacher_temperature = teacher_temperature
+        self.in_batch_negatives = in_batch_negatives
+
+    def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
+        features = list(sentence_features)
+        queries = self.model(features[0])["sentence_embedding"]
+        unique, index = unique_rows(features[1:])
+        if unique is None:  # columns that cannot be merged: one forward per column, no sharing
+            docs = torch.cat([self.model(f)["sentence_embedding"] for f in features[1:]])
+        else:
+            docs = self.model(unique)["sentence_embedding"]
+        return listwise_kl_in_batch(queries, docs, index.to(docs.device), labels, self.student_temperature,
+                                    self.teacher_temperature, self.in_batch_negatives)
+
+    def get_config_dict(self) -> dict:
+        return {"student_temperature": self.student_temperature, "teacher_temperature": self.teacher_temperature,
+                "in_batch_negatives": self.in_batch_negatives}
+
+
+def unique_rows(columns: list[dict]) -> tuple[dict | None, Tensor]:
+    """Merge the candidate columns into one batch of distinct token sequences.
+
+    Returns (features of the distinct rows, index) where index[b, n] is the row holding query b's
+    n-th candidate; (None, column-major arange) when the columns cannot be merged.
+    """
+    from sentence_transformers.base.losses.merged_forward import merge_feature_batches
+
+    batch = columns[0]["input_ids"].shape[0]
+    merged = merge_feature_batches(columns) if len(columns) > 1 else dict(columns[0])
+    if merged is None:
+        return None, torch.arange(batch * len(columns)).reshape(len(columns), batch).T
+    ids = merged["input_ids"]
+    _, inverse = torch.unique(ids, dim=0, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), ids.shape[0], dtype=torch.long, device=ids.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(ids.shape[0], device=ids.device), reduce="amin")
+    mask = merged["attention_mask"][first]
+    width = int(mask.any(0).nonzero().max()) + 1  # drop columns that are padding for every kept row
+    out = {}
+    for key, value in merged.items():
+        if isinstance(value, Tensor) and value.ndim >= 1 and value.shape[0] == ids.shape[0] and key != "prompt_length":
+            value = value[first]
+            out[key] = value[:, :width] if value.ndim >= 2 and value.shape[1] == ids.shape[1] else value
+        else:
+            out[key] = value
+    return out, inverse.reshape(len(columns), batch).T
+
+
+def listwise_kl_in_batch(queries: Tensor, docs: Tensor, index: Tensor, teacher: Tensor,
+                         student_temperature: float = 0.05, teacher_temperature: float = 1.0,
+                         in_batch_negatives: bool = True) -> Tensor:
+    """The pure function behind the loss.
+
+    queries (B, d), docs (U, d) distinct passages, index (B, N) into docs, teacher (B, N) scores.
+    KL(p_teacher || p_student) per query, averaged; p_teacher puts zero mass outside the own list.
+    """
+    with torch.autocast(queries.device.type, enabled=False):  # softmax over 1/T-scaled cosines: fp32
+        return _listwise_kl(queries.float(), docs.float(), index, teacher.float(), student_temperature,
+                            teacher_temperature, in_batch_negatives)
+
+
+def _listwise_kl(queries, docs, index, teacher, student_temperature, teacher_temperature, in_batch_negatives):
+    q = nn.functional.normalize(queries, dim=-1)
+    d = nn.functional.normalize(docs, dim=-1)
+    logits = q @ d.T / student_temperature                                   # (B, U)
+    target = torch.zeros_like(logits).scatter_add(
+        1, index, torch.softmax(teacher.detach().float() / teacher_temperature, dim=1))
+    if not in_batch_negatives:
+        own = torch.zeros_like(logits, dtype=torch.bool).scatter(1, index, True)
+        logits = logits.masked_fill(~own, float("-inf"))
+    log_student = torch.log_softmax(logits, dim=1)
+    positive = target > 0  # 0 * log 0 is taken as 0; masked entries would otherwise give nan
+    kl = torch.where(positive, target * (torch.log(target.clamp_min(1e-30)) - log_student), torch.zeros_like(target))
+    return kl.sum(dim=1).mean()

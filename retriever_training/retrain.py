@@ -133,13 +133,14 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
     if not stages.done("teacher", fp_t, [teacher_path]):
         from sentence_transformers.cross_encoder import CrossEncoder
 
+        from retriever_training.training_speed import use_bf16
         from retriever_training.score_teacher import score_lists
 
         tc: TeacherConfig = cfgs["teacher"]
         lists = [c for c in cands if c.qid in labelled] + extra_lists
         ranker = CrossEncoder(str(ranker_dir))
         write_jsonl(teacher_path, score_lists(ranker, lists, corpus, labelled, f"ranker:{fp}", tc.depth,
-                                              tc.batch_size, progress))
+                                              tc.batch_size, progress, use_bf16(tc.precision)))
         stages.mark("teacher", fp_t, time.perf_counter() - t)
     timings["teacher"] = time.perf_counter() - t
     scores = list(read_jsonl(teacher_path, TeacherScores))

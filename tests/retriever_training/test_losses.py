@@ -74,3 +74,100 @@ def test_hybrid_loss_zero_at_agreement_and_grows_with_disagreement():
     shifted = target + 0.3
     assert float(hybrid_point_margin_mse(shifted, teacher, point_weight=0.0)) == pytest.approx(0.0, abs=1e-7)
     assert float(hybrid_point_margin_mse(shifted, teacher, margin_weight=0.0)) == pytest.approx(0.09, rel=1e-4)
+
+
+def angles_to_vectors(angles):
+    return torch.tensor([[math.cos(a), math.sin(a)] for a in angles])
+
+
+def test_listwise_kl_without_in_batch_negatives_equals_distill_kl_div():
+    """Second implementation: sentence-transformers' DistillKLDivLoss (scaled by T_s^2) over the same lists."""
+    from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss
+    from sentence_transformers.util import pairwise_dot_score
+
+    from retriever_training.losses import listwise_kl_in_batch
+
+    queries = angles_to_vectors([0.0, 0.8])
+    docs = angles_to_vectors([0.1, 0.6, 1.2, 1.5, 0.9])           # 5 distinct passages
+    index = torch.tensor([[0, 1, 2, 3], [4, 1, 3, 0]])              # two lists sharing passages 0, 1, 3
+    teacher = torch.tensor([[3.0, 1.0, -1.0, -2.0], [2.0, 0.5, 0.0, -1.0]])
+    ours = listwise_kl_in_batch(queries, docs, index, teacher, 0.05, 1.0, in_batch_negatives=False)
+
+    st = DistillKLDivLoss.__new__(DistillKLDivLoss)
+    torch.nn.Module.__init__(st)
+    st.similarity_fct = pairwise_dot_score
+    st.student_temperature, st.teacher_temperature = 0.05, 1.0
+    st.loss_fct = torch.nn.KLDivLoss(reduction="batchmean")
+    st._checked_teacher_scale = True
+    columns = [docs[index[:, n]] for n in range(index.shape[1])]
+    theirs = st.compute_loss_from_embeddings([queries, *columns], teacher) / 0.05 ** 2
+    assert float(ours) == pytest.approx(float(theirs), rel=1e-4)
+
+
+def test_in_batch_negatives_penalise_an_other_querys_passage_close_to_the_query():
+    from retriever_training.losses import listwise_kl_in_batch
+
+    queries = angles_to_vectors([0.0, 2.0])
+    teacher = torch.tensor([[2.0, 0.0], [2.0, 0.0]])
+    index = torch.tensor([[0, 1], [2, 3]])
+    far_other = angles_to_vectors([0.0, 0.5, 2.0, 2.5])     # query 1's passages far from query 0
+    near_other = angles_to_vectors([0.0, 0.5, 0.05, 2.5])   # query 1's best passage sits on query 0
+    plain = [listwise_kl_in_batch(queries, d, index, teacher, in_batch_negatives=False) for d in (far_other, near_other)]
+    extended = [listwise_kl_in_batch(queries, d, index, teacher) for d in (far_other, near_other)]
+    # The in-batch term sees the other list's passage crowding query 0, and is never below plain KL.
+    assert float(extended[1]) > float(extended[0]) + 0.1
+    assert all(float(e) >= float(p) - 1e-6 for e, p in zip(extended, plain))
+
+
+class CountingEncoder(torch.nn.Module):
+    """Embeds a token row as a fixed function of its ids and counts the rows it was asked to embed."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.ones(()))
+        self.rows = 0
+
+    def forward(self, features):
+        ids = features["input_ids"].float() * features["attention_mask"]
+        self.rows += ids.shape[0]
+        emb = torch.stack([ids.sum(1), (ids ** 2).sum(1).sqrt() + 1.0], dim=1) * self.scale
+        return {"sentence_embedding": emb}
+
+
+def tokens(rows, width):
+    ids = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+    return {"input_ids": ids, "attention_mask": (ids != 0).long()}
+
+
+def test_loss_encodes_each_distinct_passage_once_and_matches_the_per_slot_computation():
+    from retriever_training.losses import ListwiseKLInBatchLoss, listwise_kl_in_batch
+
+    model = CountingEncoder()
+    query = tokens([[1], [2], [3]], 1)
+    # 3 queries x 3 candidates, columns padded to different widths; only 4 distinct passages
+    col1 = tokens([[5, 6], [5, 6], [7]], 2)
+    col2 = tokens([[7], [8, 9, 4], [5, 6]], 3)
+    col3 = tokens([[8, 9, 4], [7], [8, 9, 4]], 3)
+    teacher = torch.tensor([[2.0, 1.0, 0.0], [1.0, 2.0, 0.0], [0.5, 0.0, 1.0]])
+    loss = ListwiseKLInBatchLoss(model, 0.1, 1.0, in_batch_negatives=False)
+    value = loss([query, col1, col2, col3], teacher)
+    assert model.rows == 3 + 3  # 3 queries + 3 distinct passages ([5,6], [7], [8,9,4])
+    # Same number from embedding every slot separately
+    q = model(query)["sentence_embedding"]
+    slots = torch.cat([model(c)["sentence_embedding"] for c in (col1, col2, col3)])
+    per_slot = listwise_kl_in_batch(q, slots, torch.arange(9).reshape(3, 3).T, teacher, 0.1, 1.0, False)
+    assert float(value.detach()) == pytest.approx(float(per_slot.detach()), rel=1e-5)
+    value.backward()
+    assert model.scale.grad is not None
+
+
+def test_listwise_kl_is_computed_in_fp32_under_bf16_autocast():
+    from retriever_training.losses import listwise_kl_in_batch
+
+    queries, docs = angles_to_vectors([0.0, 0.8]), angles_to_vectors([0.1, 0.6, 1.2, 1.5])
+    index, teacher = torch.tensor([[0, 1], [2, 3]]), torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    plain = listwise_kl_in_batch(queries, docs, index, teacher)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        autocast = listwise_kl_in_batch(queries.bfloat16(), docs.bfloat16(), index, teacher)
+    assert autocast.dtype == torch.float32
+    assert float(autocast) == pytest.approx(float(plain), rel=0.05)
