@@ -33,7 +33,7 @@ class RankerConfig:
     heldout_fraction: float = 0.1   # labelled queries kept out to measure agreement with the LLM
     max_queries: int = 0            # 0 = all labelled queries (the label-efficiency curve uses fewer)
     precision: str = "auto"         # auto: bf16 autocast where the CPU/GPU does bf16 natively
-    attention_dropout: float = 0.0   # on, it costs 1.6x per CPU step (training_speed.py)
+    attention_dropout: float | None = None  # None: the backbone's own (0.1); 0 is faster but hurt (training_speed.py)
     seed: int = 0
 
 
@@ -75,7 +75,7 @@ def train_ranker(cfg: RankerConfig, rankings: list[LLMRanking], queries: dict[st
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     from rag.models import base_embedder_path
-    from retriever_training.training_speed import autocast_trainer, set_attention_dropout, use_bf16
+    from retriever_training.training_speed import precision_training_args, set_attention_dropout
 
     train = [r for r in rankings if not is_heldout(r.qid, cfg.heldout_fraction)]
     heldout = [r for r in rankings if is_heldout(r.qid, cfg.heldout_fraction)]
@@ -89,9 +89,8 @@ def train_ranker(cfg: RankerConfig, rankings: list[LLMRanking], queries: dict[st
         output_dir=str(out_dir / "checkpoints"), num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in Transformers 5
         seed=cfg.seed, save_strategy="no", logging_steps=25, report_to="none",
-        dataloader_drop_last=False)
-    trainer_cls = autocast_trainer(CrossEncoderTrainer, use_bf16(cfg.precision))
-    trainer = trainer_cls(model=model, args=args, train_dataset=listwise_dataset(train, queries, corpus),
+        dataloader_drop_last=False, **precision_training_args(cfg.precision))
+    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=listwise_dataset(train, queries, corpus),
                           loss=make_loss(cfg.loss, model))
     trainer.train()
     model.save_pretrained(str(out_dir))
