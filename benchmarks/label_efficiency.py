@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 
 def main() -> None:
@@ -31,31 +32,31 @@ def main() -> None:
 
     apply_offline_env()
     set_torch_threads()
+    # Read once: a config edited while the sweep runs must not change its later sizes.
     base = load_sections(args.config, SECTIONS, overrides)
     corpus_name = base["label"].corpus
     bf16 = use_bf16(base["distill"].precision)
+    if args.split:
+        corpus = load_corpus(corpus_name)
+        split_queries, qrels = load_queries(corpus_name, args.split), load_qrels(corpus_name)
 
     def split_metrics(model_path) -> dict:
         from sentence_transformers import SentenceTransformer
 
         if not args.split:
             return {}
-        corpus = load_corpus(corpus_name)
-        return dev_metrics(SentenceTransformer(str(model_path)), corpus, load_queries(corpus_name, args.split),
-                           load_qrels(corpus_name), bf16=bf16)
+        return dev_metrics(SentenceTransformer(str(model_path)), corpus, split_queries, qrels, bf16=bf16)
 
     from rag.models import base_embedder_path
 
     print(json.dumps({"n_labels": 0, args.split: split_metrics(base_embedder_path())}), flush=True)
     for n in [int(x) for x in args.sizes.split(",")]:
-        cfgs = load_sections(args.config, SECTIONS, [*overrides, f"ranker.max_queries={n}",
-                                                     f"run.name={base['run'].name}-labels{n}",
-                                                     "run.force=true", "run.set_default=false"])
+        cfgs = {**base, "ranker": replace(base["ranker"], max_queries=n),
+                "run": replace(base["run"], name=f"{base['run'].name}-labels{n}", force=True, set_default=False)}
         m = retrain(cfgs)
         print(json.dumps({"n_labels": n, "dev": m["distill"]["best_dev"], "base_dev": m["distill"]["base_dev"],
                           args.split: split_metrics(m["model"]), "timings_s": m["timings_s"],
                           "ranker": {k: v for k, v in m["ranker"].items() if "ndcg" in k or "tau" in k}}), flush=True)
-
 
 if __name__ == "__main__":
     main()

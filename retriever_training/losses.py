@@ -1,8 +1,8 @@
 """Distillation losses for the bi-encoder student that sentence-transformers does not ship.
 
-Plain KL divergence over the candidate list is sentence-transformers' own `DistillKLDivLoss`.
-This module adds the listwise KL with in-batch negatives (the default: each distinct passage of a
-batch is encoded once, and every query also learns from the other queries' candidates) and
+The listwise KL with in-batch negatives (distill's `kl`: each distinct passage of a batch is
+encoded once, and every query also learns from the other queries' candidates; without the
+in-batch term it equals sentence-transformers' `DistillKLDivLoss`, which the tests check) and
 DisRanker's hybrid loss.
 """
 from __future__ import annotations

@@ -39,9 +39,21 @@ def kl(student, teacher, ts=0.05, tt=1.0):
     return torch.nn.functional.kl_div(torch.log_softmax(student / ts, dim=1), p, reduction="batchmean")
 
 
-def test_distill_kl_lower_when_student_agrees_with_teacher():
+def distill_kl_div_without_model(student_temperature=0.05, teacher_temperature=1.0):
+    """sentence-transformers' DistillKLDivLoss with only what compute_loss_from_embeddings reads."""
     from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss
+    from sentence_transformers.util import pairwise_dot_score
 
+    loss = DistillKLDivLoss.__new__(DistillKLDivLoss)
+    torch.nn.Module.__init__(loss)
+    loss.similarity_fct = pairwise_dot_score
+    loss.student_temperature, loss.teacher_temperature = student_temperature, teacher_temperature
+    loss.loss_fct = torch.nn.KLDivLoss(reduction="batchmean")
+    loss._checked_teacher_scale = True
+    return loss
+
+
+def test_distill_kl_lower_when_student_agrees_with_teacher():
     teacher = torch.tensor([[3.0, 1.0, -1.0, -2.0]])
     agree = torch.tensor([[0.9, 0.6, 0.3, 0.1]])
     disagree = torch.tensor([[0.1, 0.3, 0.6, 0.9]])
@@ -49,14 +61,7 @@ def test_distill_kl_lower_when_student_agrees_with_teacher():
     # DistillKLDivLoss computes the same quantity from embeddings (dot products of normalised vectors).
     q = torch.tensor([[1.0, 0.0]])
     docs = [torch.tensor([[math.cos(a), math.sin(a)]]) for a in (0.1, 0.6, 1.2, 1.5)]
-    loss = DistillKLDivLoss.__new__(DistillKLDivLoss)
-    torch.nn.Module.__init__(loss)
-    from sentence_transformers.util import pairwise_dot_score
-
-    loss.similarity_fct = pairwise_dot_score
-    loss.student_temperature, loss.teacher_temperature = 0.05, 1.0
-    loss.loss_fct = torch.nn.KLDivLoss(reduction="batchmean")
-    loss._checked_teacher_scale = True
+    loss = distill_kl_div_without_model()
     got = loss.compute_loss_from_embeddings([q, *docs], teacher)
     student = torch.tensor([[math.cos(a) for a in (0.1, 0.6, 1.2, 1.5)]])
     assert float(got) == pytest.approx(float(kl(student, teacher)) * 0.05 ** 2, rel=1e-4)
@@ -82,9 +87,6 @@ def angles_to_vectors(angles):
 
 def test_listwise_kl_without_in_batch_negatives_equals_distill_kl_div():
     """Second implementation: sentence-transformers' DistillKLDivLoss (scaled by T_s^2) over the same lists."""
-    from sentence_transformers.sentence_transformer.losses import DistillKLDivLoss
-    from sentence_transformers.util import pairwise_dot_score
-
     from retriever_training.losses import listwise_kl_in_batch
 
     queries = angles_to_vectors([0.0, 0.8])
@@ -93,12 +95,7 @@ def test_listwise_kl_without_in_batch_negatives_equals_distill_kl_div():
     teacher = torch.tensor([[3.0, 1.0, -1.0, -2.0], [2.0, 0.5, 0.0, -1.0]])
     ours = listwise_kl_in_batch(queries, docs, index, teacher, 0.05, 1.0, in_batch_negatives=False)
 
-    st = DistillKLDivLoss.__new__(DistillKLDivLoss)
-    torch.nn.Module.__init__(st)
-    st.similarity_fct = pairwise_dot_score
-    st.student_temperature, st.teacher_temperature = 0.05, 1.0
-    st.loss_fct = torch.nn.KLDivLoss(reduction="batchmean")
-    st._checked_teacher_scale = True
+    st = distill_kl_div_without_model()
     columns = [docs[index[:, n]] for n in range(index.shape[1])]
     theirs = st.compute_loss_from_embeddings([queries, *columns], teacher) / 0.05 ** 2
     assert float(ours) == pytest.approx(float(theirs), rel=1e-4)
