@@ -32,6 +32,10 @@ class RankerConfig:
     max_length: int = 256
     heldout_fraction: float = 0.1   # labelled queries kept out to measure agreement with the LLM
     max_queries: int = 0            # 0 = all labelled queries (the label-efficiency curve uses fewer)
+    list_size: int = 0              # train on the first-stage top-k of each LLM list (0 = all); the
+                                    # teacher only scores teacher.depth candidates, so more is unused
+    pairs_per_forward: int = 4      # pairs per forward pass, length-sorted: small chunks pad little
+                                    # on a CPU; raise it on a GPU (-1 = the whole batch at once)
     precision: str = "auto"         # auto: bf16 autocast where the CPU/GPU does bf16 natively
     attention_dropout: float | None = None  # None: the backbone's own (0.1); 0 is faster but hurt (training_speed.py)
     seed: int = 0
@@ -42,30 +46,41 @@ def is_heldout(qid: str, fraction: float) -> bool:
     return int(hashlib.sha1(qid.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF < fraction
 
 
-def listwise_dataset(rankings: list[LLMRanking], queries: dict[str, str], corpus: Corpus):
-    """(query, docs in the LLM's order, graded labels n..1) — the layout the listwise losses expect."""
+def listwise_dataset(rankings: list[LLMRanking], queries: dict[str, str], corpus: Corpus, list_size: int = 0):
+    """(query, docs, graded labels) — the layout the listwise losses expect. A list keeps the
+    first-stage top `list_size` candidates (0 = all), graded n..1 by the LLM's order among them.
+    Documents are stored shortest first with their labels alongside: the losses run the pairs in
+    chunks padded to the chunk's longest, so neighbours of similar length waste little compute
+    (measured on the shipped labels: 1.38x the real tokens in input order, 0.92x with 8-candidate
+    lists sorted and 4 pairs per chunk). Every loss reads the grade from the label, not the position."""
     from datasets import Dataset
 
     rows = {"query": [], "docs": [], "labels": []}
     for r in rankings:
-        n = len(r.ranked_docids)
+        kept = set(r.docids_in[:list_size] if list_size else r.docids_in)
+        ranked = [d for d in r.ranked_docids if d in kept]
+        grade = {d: float(len(ranked) - i) for i, d in enumerate(ranked)}
+        texts = {d: passage_text(corpus.by_id[d]) for d in ranked}
+        docs = sorted(ranked, key=lambda d: len(texts[d]))
         rows["query"].append(queries[r.qid])
-        rows["docs"].append([passage_text(corpus.by_id[d]) for d in r.ranked_docids])
-        rows["labels"].append([float(n - i) for i in range(n)])
+        rows["docs"].append([texts[d] for d in docs])
+        rows["labels"].append([grade[d] for d in docs])
     return Dataset.from_dict(rows)
 
 
-def make_loss(name: str, model):
+def make_loss(name: str, model, pairs_per_forward: int | None = None):
     from sentence_transformers.cross_encoder import losses
 
+    chunk = {"mini_batch_size": pairs_per_forward}
     if name == "listmle":
-        return losses.ListMLELoss(model)  # docs arrive best-first, as ListMLE's respect_input_order wants
+        # docs arrive sorted by length, not best-first: ListMLE must take the order from the labels
+        return losses.ListMLELoss(model, respect_input_order=False, **chunk)
     if name == "listnet":
-        return losses.ListNetLoss(model)
+        return losses.ListNetLoss(model, **chunk)
     if name == "lambda":
-        return losses.LambdaLoss(model)
+        return losses.LambdaLoss(model, **chunk)
     if name == "ranknet":
-        return losses.RankNetLoss(model)
+        return losses.RankNetLoss(model, **chunk)
     raise ValueError(f"ranker.loss must be one of {RANKER_LOSSES}, not {name!r}")
 
 
@@ -90,8 +105,9 @@ def train_ranker(cfg: RankerConfig, rankings: list[LLMRanking], queries: dict[st
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in Transformers 5
         seed=cfg.seed, save_strategy="no", logging_steps=25, report_to="none",
         dataloader_drop_last=False, **precision_training_args(cfg.precision))
-    trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=listwise_dataset(train, queries, corpus),
-                          loss=make_loss(cfg.loss, model))
+    trainer = CrossEncoderTrainer(model=model, args=args,
+                                  train_dataset=listwise_dataset(train, queries, corpus, cfg.list_size),
+                                  loss=make_loss(cfg.loss, model, cfg.pairs_per_forward))
     trainer.train()
     model.save_pretrained(str(out_dir))
     return model, train, heldout
