@@ -58,5 +58,6 @@ def main() -> None:
                           args.split: split_metrics(m["model"]), "timings_s": m["timings_s"],
                           "ranker": {k: v for k, v in m["ranker"].items() if "ndcg" in k or "tau" in k}}), flush=True)
 
+
 if __name__ == "__main__":
     main()

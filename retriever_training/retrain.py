@@ -115,14 +115,16 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
 
     # 4: ranker
     ranker_dir = run_dir / "ranker"
-    fp = fingerprint(asdict(cfgs["ranker"]), label_hash, corpus.hash)
+    list_size = cfgs["teacher"].depth  # the ranker trains on the candidates it will score
+    fp = fingerprint(asdict(cfgs["ranker"]), list_size, label_hash, corpus.hash)
     t = time.perf_counter()
     if not stages.done("ranker", fp, [ranker_dir, run_dir / "ranker_metrics.json"]):
         from retriever_training.train_ranker import agreement, train_ranker
 
-        model, _, heldout = train_ranker(cfgs["ranker"], rankings, queries, corpus, ranker_dir)
+        model, _, heldout = train_ranker(cfgs["ranker"], rankings, queries, corpus, ranker_dir, list_size)
         write_json(run_dir / "ranker_metrics.json",
-                   {"loss": cfgs["ranker"].loss, **agreement(model, heldout, queries, corpus, qrels)})
+                   {"loss": cfgs["ranker"].loss, "list_size": list_size,
+                    **agreement(model, heldout, queries, corpus, qrels)})
         stages.mark("ranker", fp, time.perf_counter() - t)
     timings["ranker"] = time.perf_counter() - t
 

@@ -32,8 +32,6 @@ class RankerConfig:
     max_length: int = 256
     heldout_fraction: float = 0.1   # labelled queries kept out to measure agreement with the LLM
     max_queries: int = 0            # 0 = all labelled queries (the label-efficiency curve uses fewer)
-    list_size: int = 0              # train on the first-stage top-k of each LLM list (0 = all); the
-                                    # teacher only scores teacher.depth candidates, so more is unused
     pairs_per_forward: int = 4      # pairs per forward pass, length-sorted: small chunks pad little
                                     # on a CPU; raise it on a GPU (-1 = the whole batch at once)
     precision: str = "auto"         # auto: bf16 autocast where the CPU/GPU does bf16 natively
@@ -85,8 +83,10 @@ def make_loss(name: str, model, pairs_per_forward: int | None = None):
 
 
 def train_ranker(cfg: RankerConfig, rankings: list[LLMRanking], queries: dict[str, str], corpus: Corpus,
-                 out_dir: Path, base_model: str | None = None):
-    """Train and save the cross-encoder; returns (model, train rankings, held-out rankings)."""
+                 out_dir: Path, list_size: int = 0, base_model: str | None = None):
+    """Train and save the cross-encoder on each LLM list's first-stage top `list_size` (0 = all; the
+    retrain passes teacher.depth: the ranker learns to order what it will score);
+    returns (model, train rankings, held-out rankings)."""
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     from rag.models import base_embedder_path
@@ -106,7 +106,7 @@ def train_ranker(cfg: RankerConfig, rankings: list[LLMRanking], queries: dict[st
         seed=cfg.seed, save_strategy="no", logging_steps=25, report_to="none",
         dataloader_drop_last=False, **precision_training_args(cfg.precision))
     trainer = CrossEncoderTrainer(model=model, args=args,
-                                  train_dataset=listwise_dataset(train, queries, corpus, cfg.list_size),
+                                  train_dataset=listwise_dataset(train, queries, corpus, list_size),
                                   loss=make_loss(cfg.loss, model, cfg.pairs_per_forward))
     trainer.train()
     model.save_pretrained(str(out_dir))
