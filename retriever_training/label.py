@@ -4,7 +4,7 @@
 
 In:  the config's corpus and query source
 Out: <labels_dir>/queries.jsonl, candidates.jsonl.gz, rankings.jsonl (+ rankings.ledger.json),
-     provenance.json (model and its hash, prompt, mode, counts, dates, config)
+     synthetic_queries.jsonl (+ .json) when queries.synthetic > 0, provenance.json (model and its hash, prompt, mode, counts, dates, config)
 Queries and candidates are written once and reused, so a resumed run ranks exactly the same
 lists; rankings are appended per query and the LLM cache keeps every finished call.
 """
@@ -19,7 +19,7 @@ from rag.records import CandidateList, Query, read_jsonl, write_json, write_json
 from rag.settings import REPO_ROOT
 from retriever_training.candidates import CandidatesConfig, make_candidates
 from retriever_training.llm_rank import LLMRankConfig, rank_candidates
-from retriever_training.queries import QueriesConfig, select_queries
+from retriever_training.queries import QueriesConfig, select_queries, synthetic_queries
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ def prepare_lists(cfgs: dict, progress: bool = True) -> tuple[Path, list[Candida
     if not cpath.exists():
         corpus = load_corpus(lc.corpus)
         write_jsonl(cpath, make_candidates(corpus, queries, cfgs["candidates"], progress))
+    synthetic_queries(cfgs["queries"], lc.corpus, out, progress)  # LLM time too: made here, read by the retrain
     return out, list(read_jsonl(cpath, CandidateList))
 
 

@@ -5,7 +5,9 @@
 In:  a corpus split (corpora/<name>/queries.jsonl.gz), a user's query log (one query per line,
      or JSONL with "query" and optional "qid"), the app's feedback log, or nothing: queries are
      then synthesised by the LLM from sampled passages (InPars/Promptagator style).
-Out: queries.jsonl — Query records, deduplicated (case/space-insensitive), `n` at most, seeded.
+Out: queries.jsonl — Query records, deduplicated (case/space-insensitive), `n` at most, seeded;
+     synthetic_queries.jsonl (+ .json, its settings) — `synthetic` > 0: further LLM-written queries
+     over the whole corpus, which the ranker, not the LLM, labels.
 """
 from __future__ import annotations
 
@@ -28,6 +30,10 @@ class QueriesConfig:
     seed: int = 0
     synth_passages: int = 0    # with source=synthesize: passages to sample (0 = n)
     synth_filter_depth: int = 20  # keep a synthetic query only if the base retriever finds its passage in top-N
+    # Further queries the LLM writes from passages sampled over the whole corpus, never LLM-ranked:
+    # the ranker scores their candidates, so the student also trains on the passages it will serve.
+    synthetic: int = 0
+    synth_per_passage: int = 3  # questions per LLM call (the passage is read once for all of them)
 
 
 def _norm(text: str) -> str:
@@ -94,10 +100,38 @@ def select_queries(cfg: QueriesConfig, corpus_name: str) -> list[Query]:
 
 
 def unlabelled_pool(cfg: QueriesConfig, corpus_name: str, labelled: set[str], n: int) -> list[Query]:
-    """Further queries of the same source for the ranker to score (no LLM cost)."""
+    """Further queries of the same split for the ranker to score (no LLM cost)."""
     if cfg.source != "split" or n <= 0:
         return []
     from rag.corpus import load_queries
 
     rest = [q for q in dedupe(load_queries(corpus_name, cfg.split)) if q.qid not in labelled]
     return random.Random(cfg.seed + 1).sample(rest, min(n, len(rest)))
+
+
+def synthetic_queries(cfg: QueriesConfig, corpus_name: str, out_dir: Path, progress: bool = True) -> list[Query]:
+    """`cfg.synthetic` LLM-written queries at most, from passages sampled over the whole corpus;
+    written once with their settings beside them and rewritten when the settings change (the LLM
+    cache makes the calls already paid for free)."""
+    if cfg.synthetic <= 0:
+        return []
+    from rag.records import read_jsonl, write_json, write_jsonl
+
+    path, meta_path = out_dir / "synthetic_queries.jsonl", out_dir / "synthetic_queries.json"
+    settings = {"corpus": corpus_name, "synthetic": cfg.synthetic, "per_passage": cfg.synth_per_passage,
+                "seed": cfg.seed, "filter_depth": cfg.synth_filter_depth}
+    if path.exists() and meta_path.exists() and json.loads(meta_path.read_text()).get("settings") == settings:
+        return list(read_jsonl(path, Query))
+    from rag.llm import LLMConfig
+    from retriever_training.synthesize import MULTI_PROMPT_ID, MULTI_PROMPT_VERSION, PROMPT_ID, PROMPT_VERSION, \
+        synthesize_queries
+
+    n_passages = -(-cfg.synthetic // cfg.synth_per_passage)
+    made = dedupe(synthesize_queries(corpus_name, cfg, progress=progress, n_passages=n_passages,
+                                     seed=cfg.seed + 2, per_passage=cfg.synth_per_passage))[:cfg.synthetic]
+    write_jsonl(path, made)
+    prompt = f"{PROMPT_ID}@v{PROMPT_VERSION}" if cfg.synth_per_passage == 1 else \
+        f"{MULTI_PROMPT_ID}@v{MULTI_PROMPT_VERSION}"
+    write_json(meta_path, {"settings": settings, "passages": n_passages, "queries": len(made),
+                           "model": LLMConfig.from_env().model_name, "prompt_id": prompt})
+    return made

@@ -63,15 +63,19 @@ class Stages:
                                                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
-def unlabelled_lists(cfgs: dict, corpus, labelled: set[str], run_dir: Path, progress: bool = True):
-    """Candidate lists for the queries the LLM never saw (written once; the ranker scores them)."""
+def unlabelled_lists(cfgs: dict, corpus, labelled: set[str], run_dir: Path, labels_dir: Path,
+                     progress: bool = True):
+    """Candidate lists for the queries the LLM never saw, further train-split queries and the
+    synthetic ones (written once; the ranker scores them)."""
     from retriever_training.candidates import CandidatesConfig, make_candidates
-    from retriever_training.queries import unlabelled_pool
+    from retriever_training.queries import synthetic_queries, unlabelled_pool
 
     tc: TeacherConfig = cfgs["teacher"]
     path = run_dir / f"unlabelled_candidates_{fingerprint(asdict(tc), asdict(cfgs['queries']), asdict(cfgs['candidates']), sorted(labelled))}.jsonl.gz"
     if not path.exists():
-        extra = unlabelled_pool(cfgs["queries"], cfgs["label"].corpus, labelled, tc.unlabelled_queries)
+        qc, corpus_name = cfgs["queries"], cfgs["label"].corpus
+        extra = unlabelled_pool(qc, corpus_name, labelled, tc.unlabelled_queries) + \
+            [q for q in synthetic_queries(qc, corpus_name, labels_dir, progress) if q.qid not in labelled]
         write_jsonl(path, make_candidates(corpus, extra, CandidatesConfig(cfgs["candidates"].retriever, tc.depth), progress))
     return list(read_jsonl(path, CandidateList))
 
@@ -109,7 +113,7 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
     timings["labels"] = time.perf_counter() - t
     label_hash = file_hash(rankings_path)
     labelled = {r.qid for r in rankings}
-    extra_lists = unlabelled_lists(cfgs, corpus, labelled, run_dir, progress)
+    extra_lists = unlabelled_lists(cfgs, corpus, labelled, run_dir, labels_dir, progress)
     # Query text travels with every candidate list: one lookup for labelled and unlabelled queries.
     queries = {cl.qid: cl.query for cl in [*cands, *extra_lists]}
 

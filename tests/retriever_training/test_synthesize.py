@@ -1,7 +1,7 @@
 from rag.corpus import Corpus
-from rag.records import Passage
-from retriever_training.queries import QueriesConfig, dedupe, read_query_file, select_queries
-from retriever_training.synthesize import clean_question, synthesize_queries
+from rag.records import Passage, Query, read_jsonl
+from retriever_training.queries import QueriesConfig, dedupe, read_query_file, select_queries, synthetic_queries
+from retriever_training.synthesize import clean_question, clean_questions, synthesize_queries
 from tests.fakes import FakeChatClient
 
 
@@ -47,3 +47,40 @@ def test_query_file_text_and_jsonl_and_dedupe(tmp_path):
     assert qs[0].qid == "z1" and qs[1].query == "When?"
     picked = select_queries(QueriesConfig(source="file", file=str(f), n=1, seed=0), "toy")
     assert len(picked) == 1
+
+
+def test_clean_questions_one_per_line():
+    p = "Warsaw is the capital of Poland. It lies on the Vistula. Its mayor is elected."
+    reply = ("1. Which river does Warsaw lie on?\n- which river does warsaw lie on\n\n"
+             "2) Warsaw is the capital of Poland\n* How is the mayor of Warsaw chosen?\n"
+             "Of which country is Warsaw the capital?")
+    qs, bad = clean_questions(reply, p, 2)
+    assert qs == ["Which river does Warsaw lie on?", "How is the mayor of Warsaw chosen?"]
+    assert bad == 2  # the copied sentence and the third question beyond k
+
+
+def test_synthetic_queries_written_once_and_remade_when_settings_change(tmp_path, monkeypatch):
+    """Several questions per call; the file and its settings are reused (no LLM call), a larger
+    count keeps the smaller one's passages, so the calls already paid for are cache hits."""
+
+    corpus = Corpus("toy6", [Passage(f"p{i}", f"Topic{i} was founded in year {1900 + i} by person{i}.")
+                            for i in range(6)])
+    monkeypatch.setattr("retriever_training.synthesize.load_corpus", lambda name: corpus)
+
+    def respond(messages):
+        n = messages[-1]["content"].split("Topic", 1)[1].split()[0]
+        return f"When was Topic{n} founded?\nWho founded Topic{n}?"
+
+    first = FakeChatClient(respond)
+    monkeypatch.setattr("rag.llm.openai_client", lambda cfg=None: first)
+    cfg = QueriesConfig(synthetic=4, synth_per_passage=2, synth_filter_depth=6)
+    qs = synthetic_queries(cfg, "toy6", tmp_path)
+    assert len(qs) == 4 and len(first.requests) == 2 and all(q.split == "synthetic" for q in qs)
+    assert sorted(q.query for q in read_jsonl(tmp_path / "synthetic_queries.jsonl", Query)) == sorted(q.query for q in qs)
+    # Same settings: read back, no call.
+    synthetic_queries(cfg, "toy6", tmp_path)
+    assert len(first.requests) == 2
+    # More queries: two more passages are asked for; the first two come from the cache.
+    more = synthetic_queries(QueriesConfig(synthetic=8, synth_per_passage=2, synth_filter_depth=6), "toy6", tmp_path)
+    assert len(more) == 8 and len(first.requests) == 4
+    assert {q.qid for q in qs} <= {q.qid for q in more}
