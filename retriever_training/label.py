@@ -4,7 +4,8 @@
 
 In:  the config's corpus and query source
 Out: <labels_dir>/queries.jsonl, candidates.jsonl.gz, rankings.jsonl (+ rankings.ledger.json),
-     synthetic_queries.jsonl (+ .json) when queries.synthetic > 0, provenance.json (model and its hash, prompt, mode, counts, dates, config)
+     synthetic_queries.jsonl (+ .json) when queries.synthetic > 0,
+     provenance.json (model and its hash, prompt, mode, counts, dates, config)
 Queries and candidates are written once and reused, so a resumed run ranks exactly the same
 lists; rankings are appended per query and the LLM cache keeps every finished call.
 """

@@ -123,15 +123,13 @@ def synthetic_queries(cfg: QueriesConfig, corpus_name: str, out_dir: Path, progr
     if path.exists() and meta_path.exists() and json.loads(meta_path.read_text()).get("settings") == settings:
         return list(read_jsonl(path, Query))
     from rag.llm import LLMConfig
-    from retriever_training.synthesize import MULTI_PROMPT_ID, MULTI_PROMPT_VERSION, PROMPT_ID, PROMPT_VERSION, \
-        synthesize_queries
+    from retriever_training.synthesize import prompt_of, synthesize_queries
 
     n_passages = -(-cfg.synthetic // cfg.synth_per_passage)
     made = dedupe(synthesize_queries(corpus_name, cfg, progress=progress, n_passages=n_passages,
                                      seed=cfg.seed + 2, per_passage=cfg.synth_per_passage))[:cfg.synthetic]
     write_jsonl(path, made)
-    prompt = f"{PROMPT_ID}@v{PROMPT_VERSION}" if cfg.synth_per_passage == 1 else \
-        f"{MULTI_PROMPT_ID}@v{MULTI_PROMPT_VERSION}"
+    prompt_id, version = prompt_of(cfg.synth_per_passage)
     write_json(meta_path, {"settings": settings, "passages": n_passages, "queries": len(made),
-                           "model": LLMConfig.from_env().model_name, "prompt_id": prompt})
+                           "model": LLMConfig.from_env().model_name, "prompt_id": f"{prompt_id}@v{version}"})
     return made

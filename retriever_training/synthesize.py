@@ -5,8 +5,8 @@
 
 In:  a corpus (any loader: shipped, JSONL, a folder of documents)
 Out: Query records, up to `per_passage` (1-3) per sampled passage: the LLM writes the questions
-     from a few-shot prompt (one call per passage); empty, over-long, duplicate and copied-sentence questions are dropped,
-     and so is any question for which the base dense retriever does not find its source passage
+     from a few-shot prompt (one call per passage); empty, over-long, duplicate and
+     copied-sentence questions are dropped, and so is any question for which the base dense retriever does not find its source passage
      in the top `synth_filter_depth` (consistency filtering: an unanswerable or vague question
      teaches the student nothing).
 All LLM calls go through the shared cache, so a re-run costs nothing.
@@ -43,6 +43,11 @@ FEW_SHOT = [
       "What kind of disaster was the Black Death?"]),
 ]
 MAX_PER_PASSAGE = len(FEW_SHOT[0][1])
+
+
+def prompt_of(per_passage: int) -> tuple[str, int]:
+    """(prompt id, version) of the prompt that asks for `per_passage` questions."""
+    return (PROMPT_ID, PROMPT_VERSION) if per_passage == 1 else (MULTI_PROMPT_ID, MULTI_PROMPT_VERSION)
 
 
 def question_messages(passage: str, k: int = 1) -> list[dict]:
@@ -109,7 +114,7 @@ def synthesize_queries(corpus_name: str, cfg, client=None, llm_cfg=None, corpus:
     random.Random(cfg.seed if seed is None else seed).shuffle(passages)
     passages = passages[:n]
     retriever = make_retriever("base", corpus, top_k=cfg.synth_filter_depth)
-    prompt = (PROMPT_ID, PROMPT_VERSION) if per_passage == 1 else (MULTI_PROMPT_ID, MULTI_PROMPT_VERSION)
+    prompt = prompt_of(per_passage)
     params = {"temperature": 0.0, "max_tokens": 64 * per_passage}
     cache = LLMCache()
     out: list[Query] = []
