@@ -8,6 +8,8 @@ of 10 passages: 11.3 s in fp32, 3.6 s under bf16 autocast (eval mode, no dropout
 config value. The student runs without it (test nDCG@10 unchanged); the ranker keeps it: one CPU
 epoch without it (and with the whole loss under autocast) ranked held-out queries at nDCG@10 .839
 against gold, worse than the first stage (.874), vs .912 with it.
+On a CPU with AVX512-BF16 but no AMX, bf16 still pays: 64 passages x 256 tokens forward and
+backward took 12-15 s under autocast vs 21-24 s in fp32, so "auto" takes bf16 on both.
 """
 from __future__ import annotations
 
