@@ -56,7 +56,7 @@ def main() -> None:
         m = retrain(cfgs)
         print(json.dumps({"n_labels": n, "dev": m["distill"]["best_dev"], "base_dev": m["distill"]["base_dev"],
                           args.split: split_metrics(m["model"]), "timings_s": m["timings_s"],
-                          "ranker": {k: v for k, v in m["ranker"].items() if "ndcg" in k or "tau" in k}}), flush=True)
+                          "ranker": {k: v for k, v in m["ranker"].items() if "ndcg" in k or "tau" in k or "top1" in k or k == "epochs"}}), flush=True)
 
 
 if __name__ == "__main__":

@@ -56,6 +56,7 @@ A dense retriever distilled from an LLM's rankings through an intermediate cross
 - Teacher LLM: {t.get('model')} (mode {t.get('mode')}, prompt {t.get('prompt_id')})
 - Ranker: cross-encoder from the MiniLM backbone, loss {r.get('loss')}; agreement with the LLM on
   held-out queries: Kendall tau {r.get('kendall_tau_vs_llm', float('nan')):.3f}, top-1 {r.get('top1_agreement_vs_llm', float('nan')):.3f}
+  (the first-stage order's top-1: {r.get('first_stage_top1_agreement_vs_llm', float('nan')):.3f})
 - Distillation: loss {card.get('config', {}).get('distill', {}).get('loss')}, best epoch {dev.get('best_epoch')},
   {dev.get('train_examples')} teacher-scored queries; seed {card.get('config', {}).get('distill', {}).get('seed')}
 - LLM cost ledger: {json.dumps(card.get('ledger', {}))}

@@ -28,7 +28,8 @@ from retriever_training.train_ranker import RankerConfig
 class RunConfig:
     name: str = "squad_dev"
     unranked: str = "rank"   # rank: label what is missing first; skip: train on the ranked queries only
-    force: bool = False      # publish even if the student is not better than the base on dev
+    force: bool = False      # publish even if the student is not better than the base on dev, and
+                             # distil from a ranker that has not learned the LLM (check_ranker)
     set_default: bool = True  # make the published model what "distilled" means
 
 
@@ -61,6 +62,21 @@ class Stages:
     def mark(self, stage: str, fp: str, seconds: float) -> None:
         write_json(self.dir / f"{stage}.json", {"fingerprint": fp, "seconds": round(seconds, 1),
                                                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+
+
+class RankerNotLearned(RuntimeError):
+    pass
+
+
+def check_ranker(metrics: dict, force: bool) -> None:
+    """Stop before spending teacher and student time on a ranker that has not learned the LLM
+    (a warning instead with --force)."""
+    from retriever_training.train_ranker import ranker_learned
+
+    if why := ranker_learned(metrics):
+        if not force:
+            raise RankerNotLearned(why)
+        print(f"warning: {why}", flush=True)
 
 
 def unlabelled_lists(cfgs: dict, corpus, labelled: set[str], run_dir: Path, labels_dir: Path,
@@ -123,14 +139,16 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
     fp = fingerprint(asdict(cfgs["ranker"]), list_size, label_hash, corpus.hash)
     t = time.perf_counter()
     if not stages.done("ranker", fp, [ranker_dir, run_dir / "ranker_metrics.json"]):
-        from retriever_training.train_ranker import agreement, train_ranker
+        from retriever_training.train_ranker import agreement, ranker_epochs, train_ranker
 
-        model, _, heldout = train_ranker(cfgs["ranker"], rankings, queries, corpus, ranker_dir, list_size)
+        model, train, heldout = train_ranker(cfgs["ranker"], rankings, queries, corpus, ranker_dir, list_size)
         write_json(run_dir / "ranker_metrics.json",
-                   {"loss": cfgs["ranker"].loss, "list_size": list_size,
+                   {"loss": cfgs["ranker"].loss, "list_size": list_size, "train_queries": len(train),
+                    "epochs": ranker_epochs(cfgs["ranker"], len(train)),
                     **agreement(model, heldout, queries, corpus, qrels)})
         stages.mark("ranker", fp, time.perf_counter() - t)
     timings["ranker"] = time.perf_counter() - t
+    check_ranker(json.loads((run_dir / "ranker_metrics.json").read_text()), run.force)
 
     # 5: teacher scores for labelled + unlabelled queries
     teacher_path = run_dir / "teacher_scores.jsonl.gz"
@@ -201,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="distilrag retrain", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="YAML with one mapping per stage")
-    ap.add_argument("--force", action="store_true", help="publish even if not better than the base on dev")
+    ap.add_argument("--force", action="store_true", help="go on past the ranker check and publish even if not better than the base on dev")
     args, overrides = ap.parse_known_args(argv)
     apply_offline_env()
     set_torch_threads()
@@ -215,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     except NotBetterThanBase as e:
         print(f"not published: {e}")
         return 3
+    except RankerNotLearned as e:
+        print(f"stopped after the ranker stage: {e}")
+        return 4
     print(json.dumps({"model": metrics["model"], "dev": metrics["distill"].get("best_dev"),
                       "base_dev": metrics["distill"].get("base_dev")}, indent=1))
     return 0

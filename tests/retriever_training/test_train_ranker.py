@@ -82,3 +82,51 @@ def test_pairs_per_forward_sets_the_chunks():
     make_loss("lambda", model, pairs_per_forward=4)([["q", "r"], [list("abcd"), list("efgh")]],
                                                     [torch.arange(4.0), torch.arange(4.0)])
     assert model.calls == 2
+
+
+class PredictByText:
+    """Stands in for CrossEncoder.predict: a fixed score per passage text."""
+
+    def __init__(self, scores: dict[str, float]):
+        self.scores = scores
+
+    def predict(self, pairs, **_):
+        docid = {passage_text(p): p.docid for p in CORPUS.passages}
+        return [self.scores[docid[t]] for _, t in pairs]
+
+
+def test_agreement_measures_the_ranker_and_the_first_stage_against_the_llm():
+    from retriever_training.train_ranker import agreement
+
+    # The ranker reproduces the LLM exactly; the first stage has the LLM's last passage on top.
+    ranker = PredictByText({"d3": 5.0, "d1": 4.0, "d4": 3.0, "d2": 2.0, "d0": 1.0})
+    m = agreement(ranker, [RANKING], QUERIES, CORPUS)
+    assert m["kendall_tau_vs_llm"] == pytest.approx(1.0)
+    assert m["top1_agreement_vs_llm"] == 1.0
+    assert m["first_stage_top1_agreement_vs_llm"] == 0.0
+    assert m["first_stage_kendall_tau_vs_llm"] < 0.5
+
+
+@pytest.mark.parametrize("n_train,epochs,expected", [(900, 1, 1), (450, 1, 2), (90, 1, 9), (900, 2, 2)])
+def test_small_label_sets_get_more_epochs_to_reach_min_steps(n_train, epochs, expected):
+    from retriever_training.train_ranker import RankerConfig, ranker_epochs
+
+    assert ranker_epochs(RankerConfig(epochs=epochs, batch_size=8, min_steps=100), n_train) == expected
+
+
+def test_a_ranker_below_the_first_stage_stops_the_retrain_unless_forced(capsys):
+    from retriever_training.retrain import RankerNotLearned, check_ranker
+    from retriever_training.train_ranker import ranker_learned
+
+    failed = {"heldout_queries": 100, "top1_agreement_vs_llm": 0.20, "first_stage_top1_agreement_vs_llm": 0.74}
+    assert "--ranker.epochs" in ranker_learned(failed)
+    with pytest.raises(RankerNotLearned, match="20% of 100"):
+        check_ranker(failed, force=False)
+    check_ranker(failed, force=True)
+    assert "warning" in capsys.readouterr().out
+    for ok in ({**failed, "top1_agreement_vs_llm": 0.78},   # better than the first stage
+               {**failed, "top1_agreement_vs_llm": 0.70},   # within sampling noise of it
+               {"heldout_queries": 0},                      # nothing held out: nothing to judge
+               {"heldout_queries": 100, "top1_agreement_vs_llm": 0.2}):  # metrics of an older run
+        assert ranker_learned(ok) is None
+        check_ranker(ok, force=False)
