@@ -27,7 +27,7 @@ class RankerConfig:
     loss: str = "listmle"
     epochs: int = 2
     min_steps: int = 100            # epochs are added until the ranker takes this many optimizer steps:
-                                    # 500 labels x 1 epoch (57 steps) left it worse than the first stage
+                                    # 500 labels x 1 epoch (63 steps) left it worse than the first stage
     batch_size: int = 8
     lr: float = 1e-4   # the fresh 1-logit head needs it: at 3e-5 the ranker stayed near random
     warmup_ratio: float = 0.1
