@@ -56,7 +56,9 @@ def main() -> None:
         m = retrain(cfgs)
         print(json.dumps({"n_labels": n, "dev": m["distill"]["best_dev"], "base_dev": m["distill"]["base_dev"],
                           args.split: split_metrics(m["model"]), "timings_s": m["timings_s"],
-                          "ranker": {k: v for k, v in m["ranker"].items() if "ndcg" in k or "tau" in k or "top1" in k or k == "epochs"}}), flush=True)
+                          "ranker": {k: v for k, v in m["ranker"].items()
+                                     if k == "epochs" or any(w in k for w in ("ndcg", "tau", "top1"))}}),
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from rag.settings import runs_dir
 from retriever_training.distill import DistillConfig
 from retriever_training.label import LABEL_SECTIONS
 from retriever_training.score_teacher import TeacherConfig
-from retriever_training.train_ranker import RankerConfig
+from retriever_training.train_ranker import RankerConfig, RankerNotLearned, check_ranker
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class RunConfig:
     name: str = "squad_dev"
     unranked: str = "rank"   # rank: label what is missing first; skip: train on the ranked queries only
     force: bool = False      # publish even if the student is not better than the base on dev, and
-                             # distil from a ranker that has not learned the LLM (check_ranker)
+                             # distil from a ranker that has not learned the LLM (train_ranker.check_ranker)
     set_default: bool = True  # make the published model what "distilled" means
 
 
@@ -62,21 +62,6 @@ class Stages:
     def mark(self, stage: str, fp: str, seconds: float) -> None:
         write_json(self.dir / f"{stage}.json", {"fingerprint": fp, "seconds": round(seconds, 1),
                                                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-
-
-class RankerNotLearned(RuntimeError):
-    pass
-
-
-def check_ranker(metrics: dict, force: bool) -> None:
-    """Stop before spending teacher and student time on a ranker that has not learned the LLM
-    (a warning instead with --force)."""
-    from retriever_training.train_ranker import ranker_learned
-
-    if why := ranker_learned(metrics):
-        if not force:
-            raise RankerNotLearned(why)
-        print(f"warning: {why}", flush=True)
 
 
 def unlabelled_lists(cfgs: dict, corpus, labelled: set[str], run_dir: Path, labels_dir: Path,
@@ -219,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="distilrag retrain", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="YAML with one mapping per stage")
-    ap.add_argument("--force", action="store_true", help="go on past the ranker check and publish even if not better than the base on dev")
+    ap.add_argument("--force", action="store_true", help="go on past the ranker check, publish even if not better than the base on dev")
     args, overrides = ap.parse_known_args(argv)
     apply_offline_env()
     set_torch_threads()

@@ -178,3 +178,16 @@ def ranker_learned(metrics: dict) -> str | None:
             f"queries, the first-stage order for {first:.0%}: it has not learned the LLM's ranking. Give it "
             f"more optimizer steps (--ranker.epochs / --ranker.min_steps), a higher --ranker.lr, or more "
             f"labelled queries; --force distils from it anyway.")
+
+
+class RankerNotLearned(RuntimeError):
+    pass
+
+
+def check_ranker(metrics: dict, force: bool) -> None:
+    """Stop before spending teacher and student time on a ranker that has not learned the LLM
+    (a warning instead with --force)."""
+    if why := ranker_learned(metrics):
+        if not force:
+            raise RankerNotLearned(why)
+        print(f"warning: {why}", flush=True)

@@ -115,8 +115,7 @@ def test_small_label_sets_get_more_epochs_to_reach_min_steps(n_train, epochs, ex
 
 
 def test_a_ranker_below_the_first_stage_stops_the_retrain_unless_forced(capsys):
-    from retriever_training.retrain import RankerNotLearned, check_ranker
-    from retriever_training.train_ranker import ranker_learned
+    from retriever_training.train_ranker import RankerNotLearned, check_ranker, ranker_learned
 
     failed = {"heldout_queries": 100, "top1_agreement_vs_llm": 0.20, "first_stage_top1_agreement_vs_llm": 0.74}
     assert "--ranker.epochs" in ranker_learned(failed)
