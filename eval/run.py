@@ -15,7 +15,9 @@ Out: runs/eval/<name>/
        <retriever>/ragas.jsonl       RAGAS judgements of the --ragas-n subset (eval/ragas_eval.py)
        <retriever>/metrics.json      IR metrics, EM/F1, answer-in-context, latencies, RAGAS + failures
        summary.json, report.md, report.html, plots/*.png   (eval/report.py)
-Answers are appended per question, so an interrupted run resumes where it stopped.
+Answers are appended per question, so an interrupted run resumes where it stopped; each
+retriever directory records the weights its spec resolved to (retriever.json), and answers from
+other weights (a retrain re-points "distilled") are moved aside and asked again.
 Retriever specs: base | distilled | bm25 | hybrid | hybrid:distilled | <model dir>, optionally
 "+ranker" (the trained cross-encoder) or "+<cross-encoder dir>" as a reranker, e.g. base+ranker.
 """
@@ -52,9 +54,31 @@ class EvalConfig:
 
 
 def slug(spec: str) -> str:
-    """A directory name for a retriever spec (a model dir becomes its folder name)."""
-    parts = [Path(p).name if ("/" in p or "\\" in p) else p for p in spec.split("+")]
+    """A directory name for a retriever spec (a model dir becomes rag.embedder.path_label of it)."""
+    from rag.embedder import path_label
+
+    parts = [path_label(p) if ("/" in p or "\\" in p) else p for p in spec.split("+")]
     return "+".join(parts).replace(":", "-")
+
+
+def retriever_identity(spec: str) -> dict:
+    """The weights every model of a spec resolves to now. "distilled", "+ranker" and a run's
+    student/ mean other models after a retrain: answers kept under the same name must not be
+    resumed as theirs. A model that cannot be resolved is None (building the retriever says why)."""
+    from rag.embedder import EmbedderNotFound, published_path, resolve_embedder, weights_hash
+    from rag.retrievers import spec_embedder
+
+    name, reranker = split_spec(spec)
+    ident: dict = {}
+    try:
+        if (emb := spec_embedder(name)) is not None:
+            ident["embedder"] = resolve_embedder(emb).weights_hash
+        if reranker:
+            path = published_path("ranker") if reranker == "ranker" else Path(reranker)
+            ident["reranker"] = weights_hash(Path(path)) if path is not None else None
+    except EmbedderNotFound:
+        ident["unresolved"] = True
+    return ident
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:
@@ -148,7 +172,16 @@ def build_retrieval(spec: str, corpus, depth: int):
     from rag.embedder import EmbedderNotFound, published_path
     from rag.retrievers import make_retriever
 
+    from rag.index import IndexMismatchError, get_index
+    from rag.retrievers import spec_embedder
+
     name, reranker = split_spec(spec)
+    if (emb := spec_embedder(name)) is not None:
+        try:
+            get_index(corpus, emb)
+        except IndexMismatchError as e:  # an index of the model this name meant before a retrain
+            print(f"{str(e).partition(' Rebuild it')[0]} Rebuilding it.", file=sys.stderr)
+            get_index(corpus, emb, rebuild=True)
     retriever = make_retriever(name, corpus, top_k=depth)
     rr = None
     if reranker:
@@ -230,6 +263,14 @@ def run_retriever(spec: str, questions: list, qrels, cfg: EvalConfig, corpus, ru
 
     d = run_dir / slug(spec)
     out = d / "answers.jsonl"
+    ident, ident_path = {"spec": spec, **retriever_identity(spec)}, d / "retriever.json"
+    old = json.loads(ident_path.read_text()) if ident_path.exists() else None
+    if out.exists() and old is not None and old != ident:
+        aside = d.with_name(f"{d.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
+        print(f"{d} holds answers from other weights than {spec!r} resolves to now ({old} vs {ident}); "
+              f"they are kept in {aside} and the questions are asked again.", file=sys.stderr)
+        d.rename(aside)
+    write_json(ident_path, ident)
     done = load_done(out, need_answer=not cfg.retrieval_only)
     todo = [q for q in questions if q.qid not in done]
     if todo:
@@ -286,6 +327,9 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
     questions, qrels = load_questions(cfg)  # first: a missing questions file fails before any work
     corpus = load_corpus(cfg.corpus)
     questions = select(questions, cfg.n, cfg.seed)
+    clash = {slug(s) for s in cfg.retrievers if [slug(t) for t in cfg.retrievers].count(slug(s)) > 1}
+    if clash:
+        raise SystemExit(f"error: retrievers {sorted(clash)} would share a directory; name model folders apart.")
     run_dir = prepare_run_dir(cfg, corpus, out, overwrite)
     if not cfg.retrieval_only and llm is None:
         from rag.llm import llama_index_llm

@@ -19,13 +19,25 @@ PUBLISHED = ("distilled", "ranker")  # names that resolve to the last published 
 
 @dataclass(frozen=True)
 class EmbedderId:
-    label: str        # "base", "distilled" or the directory name
+    label: str        # "base", "distilled" or path_label(directory)
     path: str
     weights_hash: str
 
     @property
     def key(self) -> str:
         return f"{self.label}-{self.weights_hash[:10]}"
+
+    @property
+    def spec(self) -> str:
+        """What names this embedder again on the command line."""
+        return self.label if self.label in ("base", "distilled") else self.path
+
+
+def path_label(path: str | Path) -> str:
+    """A short name for a model directory that keeps runs apart: every retrain writes a folder
+    called student/ or model/, so runs/a/student and runs/b/student are "a-student" and "b-student"."""
+    p = Path(path).expanduser()
+    return f"{p.parent.name}-{p.name}" if p.parent.name not in ("", ".", "..") else p.name
 
 
 class EmbedderNotFound(FileNotFoundError):
@@ -71,23 +83,29 @@ def resolve_embedder(name: str | Path) -> EmbedderId:
         label = "distilled"
     else:
         path = Path(name).expanduser()
-        label = path.name
+        label = path_label(path)
     if not (Path(path) / "config.json").exists() and not (Path(path) / "modules.json").exists():
         raise EmbedderNotFound(f"{path} is not a sentence-transformers model directory (no modules.json).")
     return EmbedderId(label=label, path=str(path), weights_hash=weights_hash(Path(path)))
 
 
-@lru_cache(maxsize=16)
 def weights_hash(model_dir: Path) -> str:
-    """sha256 over the weight files (names + bytes), so a retrained model gets a new identity."""
-    h = hashlib.sha256()
+    """sha256 over the weight files (names + bytes), so a retrained model gets a new identity.
+    Cached per file size and mtime: a long-lived app sees a model retrained in place."""
     files = sorted(p for p in Path(model_dir).rglob("*")
                    if p.suffix in {".safetensors", ".bin", ".pt"} and p.is_file())
     if not files:
         raise EmbedderNotFound(f"{model_dir} holds no weight files (.safetensors/.bin).")
-    for f in files:
-        h.update(f.relative_to(model_dir).as_posix().encode())
-        with open(f, "rb") as fh:
+    stats = tuple((f.relative_to(model_dir).as_posix(), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+    return _weights_hash(Path(model_dir), stats)
+
+
+@lru_cache(maxsize=16)
+def _weights_hash(model_dir: Path, stats: tuple) -> str:
+    h = hashlib.sha256()
+    for name, _, _ in stats:
+        h.update(name.encode())
+        with open(model_dir / name, "rb") as fh:
             while block := fh.read(1 << 22):
                 h.update(block)
     return h.hexdigest()

@@ -66,13 +66,13 @@ def check_manifest(m: Manifest, eid: EmbedderId, corpus: Corpus | None, path: Pa
             f"The index at {path} was built with embedder '{m.embedder_label}' "
             f"({m.embedder_path}, weights {m.embedder_hash[:12]}) but the query embedder is "
             f"'{eid.label}' ({eid.path}, weights {eid.weights_hash[:12]}). Rebuild it: "
-            f"`distilrag index --corpus {m.corpus} --embedder {eid.label} --rebuild`."
+            f"`distilrag index --corpus {m.corpus} --embedder {eid.spec} --rebuild`."
         )
     if corpus is not None and m.corpus_hash != corpus.hash:
         raise IndexMismatchError(
             f"The index at {path} was built for another version of corpus '{m.corpus}' "
             f"(hash {m.corpus_hash}, now {corpus.hash}). Rebuild it: "
-            f"`distilrag index --corpus {m.corpus} --embedder {eid.label} --rebuild`."
+            f"`distilrag index --corpus {m.corpus} --embedder {eid.spec} --rebuild`."
         )
 
 

@@ -63,15 +63,25 @@ def hybrid_retriever(corpus: Corpus, embedder: str, top_k: int):
     )
 
 
+def spec_embedder(spec: str) -> str | None:
+    """The dense embedder a retriever spec uses (None for BM25)."""
+    if spec == "bm25":
+        return None
+    if spec == "hybrid" or spec.startswith("hybrid:"):
+        return spec.partition(":")[2] or "base"
+    return spec
+
+
 def make_retriever(spec: str, corpus: Corpus | str, top_k: int = 5):
     """Build the retriever a spec string names (see the module docstring)."""
     if isinstance(corpus, str):
         corpus = load_corpus(corpus)
-    if spec == "bm25":
+    embedder = spec_embedder(spec)
+    if embedder is None:
         return bm25_retriever(corpus, top_k)
-    if spec == "hybrid" or spec.startswith("hybrid:"):
-        return hybrid_retriever(corpus, spec.partition(":")[2] or "base", top_k)
-    return dense_retriever(corpus, spec, top_k)
+    if spec != embedder:
+        return hybrid_retriever(corpus, embedder, top_k)
+    return dense_retriever(corpus, embedder, top_k)
 
 
 def retrieve_run(retriever, queries: Iterable[tuple[str, str]], progress: bool = False) -> Run:

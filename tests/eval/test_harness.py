@@ -142,7 +142,53 @@ def test_cli_help_and_helpers(capsys):
     with pytest.raises(SystemExit) as e:
         main(["--help"])
     assert e.value.code == 0 and "--retrieval-only" in capsys.readouterr().out
-    assert slug("/models/my-distilled+ranker") == "my-distilled+ranker" and slug("hybrid:distilled") == "hybrid-distilled"
+    assert slug("/models/my-distilled+ranker") == "models-my-distilled+ranker" and slug("hybrid:distilled") == "hybrid-distilled"
     qs = [type("Q", (), {"qid": f"q{i}"})() for i in range(10)]
     assert [q.qid for q in select(qs, 3, 0)] == [q.qid for q in select(qs, 3, 0)]
     assert ragas_subset([f"q{i}" for i in range(10)], 4, 0) == ragas_subset([f"q{i}" for i in range(9, -1, -1)], 4, 0)
+
+
+def test_model_folders_of_different_runs_get_different_directories(tiny):
+    assert slug("runs/a/student") == "a-student" and slug("runs/b/student") == "b-student"
+    assert slug("base+runs/a/ranker") == "base+a-ranker" and slug("hybrid:distilled") == "hybrid-distilled"
+    with pytest.raises(SystemExit, match="share a directory"):
+        run_eval(replace(cfg_for(tiny), retrievers=("x/a/student", "y/a/student"), retrieval_only=True),
+                 out=tiny / "run", progress=False)
+
+
+def test_answers_of_other_weights_are_kept_aside_and_not_resumed(tiny, monkeypatch):
+    """After a retrain "distilled" names another model: its old answers must not count as the new one's."""
+    import eval.run as harness
+
+    weights = {"embedder": "w1"}
+    monkeypatch.setattr(harness, "retriever_identity", lambda spec: dict(weights))
+    run_eval(cfg_for(tiny), out=tiny / "run", llm=scripted_llm(answer_from_prompt), progress=False)
+    llm = scripted_llm(answer_from_prompt)
+    run_eval(cfg_for(tiny), out=tiny / "run", llm=llm, progress=False)
+    assert llm.calls == 0  # same weights: resumed
+    weights["embedder"] = "w2"
+    run_eval(cfg_for(tiny), out=tiny / "run", llm=llm, progress=False)
+    assert llm.calls == len(QUERIES)  # other weights: every question asked again
+    aside = [p for p in (tiny / "run").iterdir() if p.name.startswith("bm25.replaced-")]
+    assert len(aside) == 1 and len(list(read_jsonl(aside[0] / "answers.jsonl"))) == len(QUERIES)
+    assert json.loads((tiny / "run" / "bm25" / "retriever.json").read_text())["embedder"] == "w2"
+
+
+def test_identity_follows_what_distilled_means(tmp_path, monkeypatch):
+    from eval.run import retriever_identity
+
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "modules.json").write_text("[]")
+        (tmp_path / name / "model.safetensors").write_bytes(f"weights of {name}".encode())
+    monkeypatch.setenv("DISTILRAG_DISTILLED", str(tmp_path / "a"))
+    first = retriever_identity("hybrid:distilled")
+    assert retriever_identity("distilled") == first and retriever_identity("bm25") == {}
+    monkeypatch.setenv("DISTILRAG_DISTILLED", str(tmp_path / "b"))
+    assert retriever_identity("hybrid:distilled") != first
+    (tmp_path / "b" / "model.safetensors").write_bytes(b"retrained in place")
+    monkeypatch.setenv("DISTILRAG_DISTILLED", str(tmp_path / "a"))
+    assert retriever_identity("distilled") == first
+    monkeypatch.setenv("DISTILRAG_DISTILLED", str(tmp_path / "missing"))
+    assert retriever_identity("distilled") == {"unresolved": True}
+    assert retriever_identity(f"bm25+{tmp_path / 'b'}")["reranker"] != retriever_identity(f"bm25+{tmp_path / 'a'}")["reranker"]
