@@ -192,3 +192,27 @@ def test_identity_follows_what_distilled_means(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILRAG_DISTILLED", str(tmp_path / "missing"))
     assert retriever_identity("distilled") == {"unresolved": True}
     assert retriever_identity(f"bm25+{tmp_path / 'b'}")["reranker"] != retriever_identity(f"bm25+{tmp_path / 'a'}")["reranker"]
+
+
+def test_a_stale_index_is_rebuilt_before_retrieval(tiny, monkeypatch, capsys):
+    """An index of the model "distilled" meant before a retrain is rebuilt, not queried or fatal."""
+    import rag.index
+    import rag.retrievers
+    from eval.run import build_retrieval
+    from rag.corpus import load_corpus
+
+    calls = []
+
+    def fake_get_index(corpus, embedder, rebuild=False):
+        calls.append((embedder, rebuild))
+        if not rebuild:
+            raise rag.index.IndexMismatchError("The index at X was built with embedder 'distilled' (old). Rebuild it: ...")
+
+    monkeypatch.setattr(rag.index, "get_index", fake_get_index)
+    monkeypatch.setattr(rag.retrievers, "make_retriever", lambda name, corpus, top_k: object())
+    build_retrieval("hybrid:distilled", load_corpus(str(tiny / "corpus.jsonl")), 5)
+    assert calls == [("distilled", False), ("distilled", True)]
+    assert "Rebuilding it." in capsys.readouterr().err
+    calls.clear()
+    build_retrieval("bm25", load_corpus(str(tiny / "corpus.jsonl")), 5)
+    assert calls == []
