@@ -32,6 +32,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from eval.qa_metrics import answer_in_context, qa_scores
+from eval.retriever_specs import build_retrieval, retriever_identity, slug
 
 IR_DEPTH = 20
 _RESUME_KEYS = ("corpus", "corpus_hash", "split", "queries", "n", "seed", "top_k", "depth", "retrieval_only")
@@ -51,39 +52,6 @@ class EvalConfig:
     retrieval_only: bool = False
     ragas_n: int = 0                  # seeded, paired subset judged by RAGAS; 0 = none
     name: str = ""
-
-
-def slug(spec: str) -> str:
-    """A directory name for a retriever spec (a model dir becomes rag.embedder.path_label of it)."""
-    from rag.embedder import path_label
-
-    parts = [path_label(p) if ("/" in p or "\\" in p) else p for p in spec.split("+")]
-    return "+".join(parts).replace(":", "-")
-
-
-def retriever_identity(spec: str) -> dict:
-    """The weights every model of a spec resolves to now. "distilled", "+ranker" and a run's
-    student/ mean other models after a retrain: answers kept under the same name must not be
-    resumed as theirs. A model that cannot be resolved is None (building the retriever says why)."""
-    from rag.embedder import EmbedderNotFound, published_path, resolve_embedder, weights_hash
-    from rag.retrievers import spec_embedder
-
-    name, reranker = split_spec(spec)
-    ident: dict = {}
-    try:
-        if (emb := spec_embedder(name)) is not None:
-            ident["embedder"] = resolve_embedder(emb).weights_hash
-        if reranker:
-            path = published_path("ranker") if reranker == "ranker" else Path(reranker)
-            ident["reranker"] = weights_hash(Path(path)) if path is not None else None
-    except EmbedderNotFound:
-        ident["unresolved"] = True
-    return ident
-
-
-def split_spec(spec: str) -> tuple[str, str | None]:
-    retriever, _, reranker = spec.partition("+")
-    return retriever, (reranker or None)
 
 
 def load_questions(cfg: EvalConfig):
@@ -165,42 +133,6 @@ def _append_many(path: Path, recs: list[dict]) -> None:
         os.fsync(f.fileno())
 
 
-def build_retrieval(spec: str, corpus, depth: int):
-    """A function question -> nodes (first stage, then the reranker if the spec names one)."""
-    from llama_index.core.schema import QueryBundle
-
-    from rag.embedder import EmbedderNotFound, published_path
-    from rag.retrievers import make_retriever
-
-    from rag.index import IndexMismatchError, get_index
-    from rag.retrievers import spec_embedder
-
-    name, reranker = split_spec(spec)
-    if (emb := spec_embedder(name)) is not None:
-        try:
-            get_index(corpus, emb)
-        except IndexMismatchError as e:  # an index of the model this name meant before a retrain
-            print(f"{str(e).partition(' Rebuild it')[0]} Rebuilding it.", file=sys.stderr)
-            get_index(corpus, emb, rebuild=True)
-    retriever = make_retriever(name, corpus, top_k=depth)
-    rr = None
-    if reranker:
-        from rag.chain import make_reranker
-
-        path = published_path("ranker") if reranker == "ranker" else Path(reranker)
-        if path is None or not Path(path).exists():
-            raise EmbedderNotFound("No trained ranker is published yet: run `distilrag retrain` first, "
-                                   "or name a cross-encoder directory after '+'.")
-        rr = make_reranker(str(path), top_n=depth)
-
-    def retrieve(question: str):
-        bundle = QueryBundle(question)
-        nodes = retriever.retrieve(bundle)
-        return rr.postprocess_nodes(nodes, query_bundle=bundle) if rr is not None else nodes
-
-    return retrieve
-
-
 def _record(q, spec: str, nodes, top_k: int, t_ret: float) -> dict:
     return {"qid": q.qid, "question": q.query, "references": list(q.answers), "retriever": spec,
             "retrieved": [nw.node.node_id for nw in nodes],
@@ -264,6 +196,7 @@ def run_retriever(spec: str, questions: list, qrels, cfg: EvalConfig, corpus, ru
     d = run_dir / slug(spec)
     out = d / "answers.jsonl"
     ident, ident_path = {"spec": spec, **retriever_identity(spec)}, d / "retriever.json"
+    # Runs written before retriever.json existed have none: their answers are trusted.
     old = json.loads(ident_path.read_text()) if ident_path.exists() else None
     if out.exists() and old is not None and old != ident:
         aside = d.with_name(f"{d.name}.replaced-{time.strftime('%Y%m%d-%H%M%S')}")
@@ -327,9 +260,11 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
     questions, qrels = load_questions(cfg)  # first: a missing questions file fails before any work
     corpus = load_corpus(cfg.corpus)
     questions = select(questions, cfg.n, cfg.seed)
-    clash = {slug(s) for s in cfg.retrievers if [slug(t) for t in cfg.retrievers].count(slug(s)) > 1}
+    from collections import Counter
+
+    clash = [name for name, n in Counter(slug(s) for s in cfg.retrievers).items() if n > 1]
     if clash:
-        raise SystemExit(f"error: retrievers {sorted(clash)} would share a directory; name model folders apart.")
+        raise SystemExit(f"error: retrievers {clash} would share a directory; name model folders apart.")
     run_dir = prepare_run_dir(cfg, corpus, out, overwrite)
     if not cfg.retrieval_only and llm is None:
         from rag.llm import llama_index_llm
