@@ -52,13 +52,12 @@ def build_retrieval(spec: str, corpus, depth: int):
     from rag.retrievers import make_retriever, spec_embedder
 
     name, reranker = split_spec(spec)
-    if (emb := spec_embedder(name)) is not None:
-        try:
-            get_index(corpus, emb)
-        except IndexMismatchError as e:  # an index of the model this name meant before a retrain
-            print(f"{str(e).partition(' Rebuild it')[0]} Rebuilding it.", file=sys.stderr)
-            get_index(corpus, emb, rebuild=True)
-    retriever = make_retriever(name, corpus, top_k=depth)
+    try:
+        retriever = make_retriever(name, corpus, top_k=depth)
+    except IndexMismatchError as e:  # an index of the model this name meant before a retrain
+        print(f"{str(e).partition(' Rebuild it')[0]} Rebuilding it.", file=sys.stderr)
+        get_index(corpus, spec_embedder(name), rebuild=True)
+        retriever = make_retriever(name, corpus, top_k=depth)
     rr = None
     if reranker:
         from rag.chain import make_reranker

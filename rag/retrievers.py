@@ -79,7 +79,7 @@ def make_retriever(spec: str, corpus: Corpus | str, top_k: int = 5):
     embedder = spec_embedder(spec)
     if embedder is None:
         return bm25_retriever(corpus, top_k)
-    if spec != embedder:
+    if spec != embedder:  # "hybrid" / "hybrid:<embedder>"
         return hybrid_retriever(corpus, embedder, top_k)
     return dense_retriever(corpus, embedder, top_k)
 

@@ -202,18 +202,29 @@ def test_a_stale_index_is_rebuilt_before_retrieval(tiny, monkeypatch, capsys):
     from eval.retriever_specs import build_retrieval
     from rag.corpus import load_corpus
 
-    calls = []
+    calls, stale = [], [True]
 
     def fake_get_index(corpus, embedder, rebuild=False):
         calls.append((embedder, rebuild))
-        if not rebuild:
+        if rebuild:
+            stale[0] = False
+        elif stale[0]:
             raise rag.index.IndexMismatchError("The index at X was built with embedder 'distilled' (old). Rebuild it: ...")
 
+    def fake_make_retriever(name, corpus, top_k):  # loads its index as the real one does
+        if (emb := rag.retrievers.spec_embedder(name)) is not None:
+            rag.index.get_index(corpus, emb)
+        return object()
+
     monkeypatch.setattr(rag.index, "get_index", fake_get_index)
-    monkeypatch.setattr(rag.retrievers, "make_retriever", lambda name, corpus, top_k: object())
-    build_retrieval("hybrid:distilled", load_corpus(str(tiny / "corpus.jsonl")), 5)
-    assert calls == [("distilled", False), ("distilled", True)]
+    monkeypatch.setattr(rag.retrievers, "make_retriever", fake_make_retriever)
+    corpus = load_corpus(str(tiny / "corpus.jsonl"))
+    build_retrieval("hybrid:distilled", corpus, 5)
+    assert calls == [("distilled", False), ("distilled", True), ("distilled", False)]
     assert "Rebuilding it." in capsys.readouterr().err
     calls.clear()
-    build_retrieval("bm25", load_corpus(str(tiny / "corpus.jsonl")), 5)
+    build_retrieval("hybrid:distilled", corpus, 5)
+    assert calls == [("distilled", False)]  # a fresh index is loaded once, not checked first
+    calls.clear()
+    build_retrieval("bm25", corpus, 5)
     assert calls == []
