@@ -10,11 +10,15 @@ from pathlib import Path
 
 
 def slug(spec: str) -> str:
-    """A directory name for a retriever spec (a model dir becomes rag.embedder.path_label of it)."""
+    """A directory name for a retriever spec (a model dir becomes rag.embedder.path_label of it;
+    "hybrid:<model dir>" keeps its prefix, so it never shares the dense model's directory)."""
     from rag.embedder import path_label
 
-    parts = [path_label(p) if ("/" in p or "\\" in p) else p for p in spec.split("+")]
-    return "+".join(parts).replace(":", "-")
+    def part(p: str) -> str:
+        kind, sep, model = p.partition(":") if p.startswith("hybrid:") else ("", "", p)
+        return kind + sep + (path_label(model) if ("/" in model or "\\" in model) else model)
+
+    return "+".join(part(p) for p in spec.split("+")).replace(":", "-")
 
 
 def retriever_identity(spec: str) -> dict:

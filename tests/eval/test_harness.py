@@ -152,6 +152,8 @@ def test_cli_help_and_helpers(capsys):
 def test_model_folders_of_different_runs_get_different_directories(tiny):
     assert slug("runs/a/student") == "a-student" and slug("runs/b/student") == "b-student"
     assert slug("base+runs/a/ranker") == "base+a-ranker" and slug("hybrid:distilled") == "hybrid-distilled"
+    assert slug("hybrid:runs/a/student") == "hybrid-a-student" != slug("runs/a/student")
+    assert slug("hybrid:runs/a/student+runs/a/ranker") == "hybrid-a-student+a-ranker"
     with pytest.raises(SystemExit, match="share a directory"):
         run_eval(replace(cfg_for(tiny), retrievers=("x/a/student", "y/a/student"), retrieval_only=True),
                  out=tiny / "run", progress=False)
