@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from eval.metrics_table import agreement, per_question
-from eval.stats import bootstrap_ci, paired_by_qid
+from rag.stats import bootstrap_ci, paired_by_qid
 
 BAR_METRICS = ("ndcg@10", "recall@1", "recall@5", "mrr@10", "answer_in_context", "f1", "em")
 SEED = 0

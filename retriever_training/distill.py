@@ -125,10 +125,15 @@ def dev_evaluator(corpus: Corpus, queries: list[Query], qrels: dict, name: str =
 
 def dev_metrics(model, corpus: Corpus, queries: list[Query], qrels: dict, depth: int = 20,
                 bf16: bool = False) -> dict:
+    from rag.metrics import evaluate
+
+    return evaluate(retrieval_run(model, corpus, queries, depth, bf16), qrels, qids=[q.qid for q in queries])
+
+
+def retrieval_run(model, corpus: Corpus, queries: list[Query], depth: int = 20, bf16: bool = False) -> dict:
+    """qid -> {docid: cosine} for the top `depth` passages of the whole corpus."""
     import numpy as np
     import torch
-
-    from rag.metrics import evaluate
 
     with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
         docs = model.encode([passage_text(p) for p in corpus.passages], batch_size=64,
@@ -137,8 +142,7 @@ def dev_metrics(model, corpus: Corpus, queries: list[Query], qrels: dict, depth:
                           convert_to_numpy=True, show_progress_bar=False)
     sims = qv @ docs.T
     top = np.argsort(-sims, axis=1)[:, :depth]
-    run = {q.qid: {corpus.passages[j].docid: float(sims[i, j]) for j in top[i]} for i, q in enumerate(queries)}
-    return evaluate(run, qrels, qids=[q.qid for q in queries])
+    return {q.qid: {corpus.passages[j].docid: float(sims[i, j]) for j in top[i]} for i, q in enumerate(queries)}
 
 
 def make_loss(cfg: DistillConfig, model):

@@ -35,6 +35,8 @@ def package_versions() -> dict:
 
 
 def model_card(card: dict) -> str:
+    from retriever_training.heldout import heldout_card_section
+
     dev = card.get("distill", {})
     base, best = dev.get("base_dev", {}), dev.get("best_dev", {})
     rows = "\n".join(f"| {k} | {base.get(k, float('nan')):.4f} | {best.get(k, float('nan')):.4f} | "
@@ -66,7 +68,7 @@ A dense retriever distilled from an LLM's rankings through an intermediate cross
 |---|---|---|---|
 {rows}
 
-## Configuration
+{heldout_card_section(card.get("heldout", {}))}## Configuration
 ```json
 {json.dumps(card.get('config', {}), indent=1)}
 ```

@@ -4,7 +4,8 @@
 
 In:  the config (label, queries, candidates, llm_rank, ranker, teacher, distill, run sections)
 Out: runs/<run.name>/ — config.json (resolved), label_report.json, ranker/, ranker_metrics.json,
-     teacher_scores.jsonl.gz, student/, distill_metrics.json, metrics.json, model/ (published)
+     teacher_scores.jsonl.gz, student/, distill_metrics.json, heldout_metrics.json (test split vs
+     base), metrics.json, model/ (published)
 A stage whose recorded fingerprint (its config plus its inputs' hashes) is unchanged and whose
 outputs exist is skipped, so an interrupted retrain resumes at the stage it was in.
 """
@@ -31,6 +32,8 @@ class RunConfig:
     force: bool = False      # publish even if the student is not better than the base on dev, and
                              # distil from a ranker that has not learned the LLM (train_ranker.check_ranker)
     set_default: bool = True  # make the published model what "distilled" means
+    test_split: str = "test"  # the corpus's held-out split, reported in the model card with a paired
+                              # bootstrap against the base ("" skips it; a corpus without it is skipped)
 
 
 SECTIONS = {**LABEL_SECTIONS, "ranker": RankerConfig, "teacher": TeacherConfig, "distill": DistillConfig,
@@ -79,6 +82,18 @@ def unlabelled_lists(cfgs: dict, corpus, labelled: set[str], run_dir: Path, labe
             [q for q in synthetic_queries(qc, corpus_name, labels_dir, progress) if q.qid not in labelled]
         write_jsonl(path, make_candidates(corpus, extra, CandidatesConfig(cfgs["candidates"].retriever, tc.depth), progress))
     return list(read_jsonl(path, CandidateList))
+
+
+def split_queries(corpus_name: str, split: str, qrels: dict) -> list:
+    """The split's queries that have gold passages; none when the split is "" or the corpus lacks it."""
+    from rag.corpus import CorpusError, load_queries
+
+    if not split or not qrels:
+        return []
+    try:
+        return [q for q in load_queries(corpus_name, split) if q.qid in qrels]
+    except CorpusError:
+        return []
 
 
 def retrain(cfgs: dict, progress: bool = True) -> dict:
@@ -168,6 +183,22 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
         stages.mark("distill", fp_d, time.perf_counter() - t)
     timings["distill"] = time.perf_counter() - t
 
+    # 6b: base vs distilled on the held-out split (reported, never used to choose anything)
+    heldout_path = run_dir / "heldout_metrics.json"
+    test_queries = split_queries(corpus_name, run.test_split, qrels)
+    fp_h = fingerprint(fp_d, run.test_split, sorted(q.qid for q in test_queries), corpus.hash)
+    t = time.perf_counter()
+    if test_queries and not stages.done("heldout", fp_h, [heldout_path]):
+        from rag.models import base_embedder_path
+        from retriever_training.heldout import heldout_report
+        from retriever_training.training_speed import use_bf16
+
+        dc = cfgs["distill"]
+        write_json(heldout_path, heldout_report(student, str(base_embedder_path()), corpus, test_queries, qrels,
+                                                run.test_split, dc.max_seq_length, use_bf16(dc.precision)))
+        stages.mark("heldout", fp_h, time.perf_counter() - t)
+    timings["heldout"] = time.perf_counter() - t
+
     # 7: publish
     from retriever_training.publish import publish
 
@@ -182,6 +213,7 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
         "ranker": {"loss": cfgs["ranker"].loss, "checkpoint": str(ranker_dir.relative_to(run_dir)),
                    **json.loads((run_dir / "ranker_metrics.json").read_text())},
         "distill": json.loads((run_dir / "distill_metrics.json").read_text()),
+        "heldout": json.loads(heldout_path.read_text()) if test_queries else {},
         "ledger": json.loads(ledger_path.read_text()).get("total", {}) if ledger_path.exists() else {},
         "config": {k: asdict(v) for k, v in cfgs.items()}, "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
@@ -190,7 +222,7 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
                "timings_s": card["timings_s"], "model": str(out),
                # read by the evaluation report's label-efficiency curve
                "n_labels": min(len(rankings), cfgs["ranker"].max_queries or len(rankings)),
-               "dev": card["distill"].get("best_dev", {})}
+               "dev": card["distill"].get("best_dev", {}), "heldout": card["heldout"]}
     write_json(run_dir / "metrics.json", metrics)
     return metrics
 

@@ -20,8 +20,8 @@ def make_mini_corpus(root: Path, n_articles: int = 3, paras: int = 6, qs_per_par
         gold[q] = d
     split_of = json.loads((CORPORA_DIR / "squad_dev" / "split.json").read_text())["articles"]
     keep_articles = []
-    for split in ("train", "dev"):
-        keep_articles += [a for a, s in sorted(split_of.items()) if s == split][:n_articles]
+    for split in ("train", "dev", "test"):
+        keep_articles += [a for a, s in sorted(split_of.items()) if s == split][:n_articles if split != "test" else 1]
     passages = [p for p in full.passages if p.source in keep_articles and int(p.docid.split("#")[1]) < paras]
     keep = {p.docid for p in passages}
     per_doc: dict[str, int] = {}
@@ -69,6 +69,13 @@ def test_tiny_retrain_end_to_end(tmp_path, monkeypatch):
     assert card["teacher"]["queries"] == 6 and card["teacher"]["mode"] == "query_likelihood"
     assert "ndcg@10" in card["distill"]["best_dev"] and "ndcg@10" in card["distill"]["base_dev"]
     assert (model_dir / "README.md").read_text().startswith("---")
+    # The held-out split: every judged test query, base and distilled means with a paired bootstrap.
+    n_test = sum(q.split == "test" for q in load_queries(corpus_dir))
+    held = card["heldout"]
+    assert n_test > 0 and held["split"] == "test" and held["queries"] == n_test
+    assert held["metrics"]["ndcg@10"]["n"] == n_test and 0 < held["metrics"]["ndcg@10"]["mean_a"] <= 1
+    assert held["metrics"]["ndcg@10"]["ci_low"] <= held["metrics"]["ndcg@10"]["delta"] <= held["metrics"]["ndcg@10"]["ci_high"]
+    assert "Held-out test-split retrieval" in (model_dir / "README.md").read_text()
     emb = SentenceTransformer(str(model_dir), device="cpu").encode(["a question"])
     assert emb.shape == (1, 384)
 

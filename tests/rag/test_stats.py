@@ -1,7 +1,7 @@
 """Paired bootstrap on toy data whose answer is known."""
 import pytest
 
-from eval.stats import bootstrap_ci, paired_bootstrap, paired_by_qid
+from rag.stats import bootstrap_ci, paired_bootstrap, paired_by_qid
 
 
 def test_clear_improvement_is_significant():
