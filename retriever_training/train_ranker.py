@@ -38,6 +38,7 @@ class RankerConfig:
                                     # on a CPU; raise it on a GPU (-1 = the whole batch at once)
     precision: str = "auto"         # auto: bf16 autocast where the CPU/GPU does bf16 natively
     attention_dropout: float | None = None  # None: the backbone's own (0.1); 0 is faster but hurt (training_speed.py)
+    freeze_layers: int = 0          # embeddings + this many lower layers frozen: a cheaper backward pass
     seed: int = 0
 
 
@@ -98,7 +99,7 @@ def train_ranker(cfg: RankerConfig, rankings: list[LLMRanking], queries: dict[st
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     from rag.models import base_embedder_path
-    from retriever_training.training_speed import precision_training_args, set_attention_dropout
+    from retriever_training.training_speed import freeze_lower_layers, precision_training_args, set_attention_dropout
 
     train = [r for r in rankings if not is_heldout(r.qid, cfg.heldout_fraction)]
     heldout = [r for r in rankings if is_heldout(r.qid, cfg.heldout_fraction)]
@@ -108,6 +109,7 @@ def train_ranker(cfg: RankerConfig, rankings: list[LLMRanking], queries: dict[st
         raise ValueError("No labelled queries to train the ranker on: run the labelling stage first.")
     model = CrossEncoder(str(base_model or base_embedder_path()), num_labels=1, max_length=cfg.max_length)
     set_attention_dropout(model, cfg.attention_dropout)
+    freeze_lower_layers(model, cfg.freeze_layers)
     args = CrossEncoderTrainingArguments(
         output_dir=str(out_dir / "checkpoints"), num_train_epochs=ranker_epochs(cfg, len(train)),
         per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in Transformers 5

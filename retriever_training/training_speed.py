@@ -53,3 +53,20 @@ def set_attention_dropout(model, p: float | None) -> int:
             module.p = p
             changed += 1
     return changed
+
+
+def freeze_lower_layers(model, n: int) -> int:
+    """Freeze the embeddings and the first n transformer layers (BERT-style names: `embeddings.`,
+    `encoder.layer.<i>.`): backward then stops at layer n, so a step costs less where the CPU is the
+    limit. 0 leaves the model as it is. Returns how many parameter tensors were frozen."""
+    import re
+
+    if n <= 0:
+        return 0
+    frozen = 0
+    for name, param in model.named_parameters():
+        layer = re.search(r"\.encoder\.layer\.(\d+)\.", f".{name}")
+        if ".embeddings." in f".{name}" or (layer and int(layer.group(1)) < n):
+            param.requires_grad_(False)
+            frozen += 1
+    return frozen

@@ -1,4 +1,4 @@
-"""The CPU speed levers of the training stages: batch sampler, bf16 choice, attention dropout."""
+"""The CPU speed levers of the training stages: batch sampler, bf16 choice, attention dropout, frozen layers."""
 import pickle
 from collections import Counter
 
@@ -52,3 +52,19 @@ def test_set_attention_dropout_changes_only_attention_probabilities():
     assert ps[("self", 0.0)] == 2                      # attention.self.dropout: off
     assert all(p == 0.1 for (where, p) in ps if where != "self")  # hidden-state dropouts untouched
     assert model.config.attention_probs_dropout_prob == 0.1  # the saved config is unchanged
+
+
+def test_freeze_lower_layers_stops_gradients_below_layer_n():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from retriever_training.training_speed import freeze_lower_layers
+
+    model = BertForSequenceClassification(BertConfig(hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                                                     intermediate_size=64, vocab_size=50, num_labels=1))
+    assert freeze_lower_layers(model, 0) == 0 and all(p.requires_grad for p in model.parameters())
+    assert freeze_lower_layers(model, 2) > 0
+    model(input_ids=torch.tensor([[1, 2, 3]])).logits.sum().backward()
+    for name, p in model.named_parameters():
+        frozen = "embeddings." in name or ".layer.0." in name or ".layer.1." in name
+        assert p.requires_grad is not frozen, name
+        assert (p.grad is None) is frozen, name  # no gradient computed below layer 2, one above
