@@ -96,6 +96,12 @@ def split_queries(corpus_name: str, split: str, qrels: dict) -> list:
         return []
 
 
+def heldout_fp(student: Path, split: str, queries: list, corpus) -> str:
+    from rag.embedder import weights_hash
+
+    return fingerprint(weights_hash(student), split, sorted(q.qid for q in queries), corpus.hash)
+
+
 def retrain(cfgs: dict, progress: bool = True) -> dict:
     from rag.corpus import load_corpus, load_qrels, load_queries
     from retriever_training.label import labels_path, prepare_lists, run_labelling
@@ -186,9 +192,10 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
     # 6b: base vs distilled on the held-out split (reported, never used to choose anything)
     heldout_path = run_dir / "heldout_metrics.json"
     test_queries = split_queries(corpus_name, run.test_split, qrels)
-    fp_h = fingerprint(fp_d, run.test_split, sorted(q.qid for q in test_queries), corpus.hash)
     t = time.perf_counter()
-    if test_queries and not stages.done("heldout", fp_h, [heldout_path]):
+    # keyed by the student's own weights, not only fp_d: a student retrained in place is measured again
+    if test_queries and not stages.done("heldout", heldout_fp(student, run.test_split, test_queries, corpus),
+                                        [heldout_path]):
         from rag.models import base_embedder_path
         from retriever_training.heldout import heldout_report
         from retriever_training.training_speed import use_bf16
@@ -196,7 +203,7 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
         dc = cfgs["distill"]
         write_json(heldout_path, heldout_report(student, str(base_embedder_path()), corpus, test_queries, qrels,
                                                 run.test_split, dc.max_seq_length, use_bf16(dc.precision)))
-        stages.mark("heldout", fp_h, time.perf_counter() - t)
+        stages.mark("heldout", heldout_fp(student, run.test_split, test_queries, corpus), time.perf_counter() - t)
     timings["heldout"] = time.perf_counter() - t
 
     # 7: publish

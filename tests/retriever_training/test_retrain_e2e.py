@@ -80,6 +80,9 @@ def test_tiny_retrain_end_to_end(tmp_path, monkeypatch):
     assert emb.shape == (1, 384)
 
     # Resumable: a second run skips every finished stage (no LLM, no training).
-    t_stage = json.loads((tmp_path / "runs" / "tiny" / "stages" / "distill.json").read_text())["finished_at"]
+    def finished(stage):
+        return json.loads((tmp_path / "runs" / "tiny" / "stages" / f"{stage}.json").read_text())["finished_at"]
+
+    before = {s: finished(s) for s in ("distill", "heldout")}
     retrain(cfgs, progress=False)
-    assert json.loads((tmp_path / "runs" / "tiny" / "stages" / "distill.json").read_text())["finished_at"] == t_stage
+    assert {s: finished(s) for s in ("distill", "heldout")} == before
