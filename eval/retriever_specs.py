@@ -26,7 +26,7 @@ def retriever_identity(spec: str) -> dict:
     student/ mean other models after a retrain: answers kept under the same name must not be
     resumed as theirs. An unpublished ranker is None and an unresolvable embedder marks the spec
     unresolved: building the retriever then says why."""
-    from rag.embedder import EmbedderNotFound, published_path, resolve_embedder, weights_hash
+    from rag.embedder import EmbedderNotFound, resolve_embedder, weights_hash
     from rag.retrievers import spec_embedder
 
     name, reranker = split_spec(spec)
@@ -35,8 +35,8 @@ def retriever_identity(spec: str) -> dict:
         if (emb := spec_embedder(name)) is not None:
             ident["embedder"] = resolve_embedder(emb).weights_hash
         if reranker:
-            path = published_path("ranker") if reranker == "ranker" else Path(reranker)
-            ident["reranker"] = weights_hash(Path(path)) if path is not None else None
+            path = reranker_path(reranker)
+            ident["reranker"] = weights_hash(path) if path is not None else None
     except EmbedderNotFound:
         ident["unresolved"] = True
     return ident
@@ -47,11 +47,19 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return retriever, (reranker or None)
 
 
+def reranker_path(reranker: str) -> Path | None:
+    """The cross-encoder a spec's "+<reranker>" names: "ranker" is the published one (None if none)."""
+    from rag.embedder import published_path
+
+    path = published_path("ranker") if reranker == "ranker" else reranker
+    return Path(path) if path is not None else None
+
+
 def build_retrieval(spec: str, corpus, depth: int):
     """A function question -> nodes (first stage, then the reranker if the spec names one)."""
     from llama_index.core.schema import QueryBundle
 
-    from rag.embedder import EmbedderNotFound, published_path
+    from rag.embedder import EmbedderNotFound
     from rag.index import IndexMismatchError, get_index
     from rag.retrievers import make_retriever, spec_embedder
 
@@ -66,8 +74,8 @@ def build_retrieval(spec: str, corpus, depth: int):
     if reranker:
         from rag.chain import make_reranker
 
-        path = published_path("ranker") if reranker == "ranker" else Path(reranker)
-        if path is None or not Path(path).exists():
+        path = reranker_path(reranker)
+        if path is None or not path.exists():
             raise EmbedderNotFound("No trained ranker is published yet: run `distilrag retrain` first, "
                                    "or name a cross-encoder directory after '+'.")
         rr = make_reranker(str(path), top_n=depth)

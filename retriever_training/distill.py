@@ -158,21 +158,30 @@ def make_loss(cfg: DistillConfig, model):
     raise ValueError(f"distill.loss must be one of {DISTILL_LOSSES}, not {cfg.loss!r}")
 
 
+def base_cache_path(kind: str, model_path: str, corpus: Corpus, queries: list[Query], *params) -> Path:
+    """Where a base model's evaluation over `queries` is cached: keyed by its weights, the corpus, the
+    query ids and the encoding parameters, so every retrain and sweep point on one corpus shares it."""
+    import hashlib
+    import json
+
+    from rag.embedder import weights_hash
+    from rag.settings import home
+
+    key = hashlib.sha256(json.dumps([weights_hash(Path(model_path)), corpus.hash, sorted(q.qid for q in queries),
+                                     *params]).encode()).hexdigest()[:16]
+    return home() / kind / f"{key}.json"
+
+
 def base_dev_metrics(evaluator, model, model_path: str, corpus: Corpus, dev: list[Query], cfg: DistillConfig,
                      bf16: bool) -> dict:
     """The base model's dev metrics (the evaluator's first history entry), cached by model weights,
     corpus, dev queries, sequence length and precision: every retrain and sweep point on one corpus
     shares them, and each costs a full corpus encoding (~1.5 min at 256 tokens on 2 CPU cores)."""
-    import hashlib
     import json
 
-    from rag.embedder import weights_hash
     from rag.records import write_json
-    from rag.settings import home
 
-    key = hashlib.sha256(json.dumps([weights_hash(Path(model_path)), corpus.hash, sorted(q.qid for q in dev),
-                                     cfg.max_seq_length, bf16]).encode()).hexdigest()[:16]
-    path = home() / "base_dev_metrics" / f"{key}.json"
+    path = base_cache_path("base_dev_metrics", model_path, corpus, dev, cfg.max_seq_length, bf16)
     if path.exists():
         base = json.loads(path.read_text())
         evaluator.history.append({"epoch": 0, "steps": -1, **{k.removeprefix(f"{evaluator.name}_"): v

@@ -11,7 +11,6 @@ precision: on the shipped test split (4,610 queries) they cost a corpus encoding
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -37,13 +36,10 @@ def per_query_metrics(model_path: str, corpus: Corpus, queries: list[Query], qre
 
 def cached_base_metrics(base_path: str, corpus: Corpus, queries: list[Query], qrels: dict, max_seq_length: int,
                         bf16: bool) -> dict[str, dict[str, float]]:
-    from rag.embedder import weights_hash
     from rag.records import write_json
-    from rag.settings import home
+    from retriever_training.distill import base_cache_path
 
-    key = hashlib.sha256(json.dumps([weights_hash(Path(base_path)), corpus.hash, sorted(q.qid for q in queries),
-                                     max_seq_length, bf16, REPORTED]).encode()).hexdigest()[:16]
-    path = home() / "base_heldout_metrics" / f"{key}.json"
+    path = base_cache_path("base_heldout_metrics", base_path, corpus, queries, max_seq_length, bf16, REPORTED)
     if path.exists():
         return json.loads(path.read_text())
     values = per_query_metrics(base_path, corpus, queries, qrels, max_seq_length, bf16)

@@ -194,8 +194,8 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
     test_queries = split_queries(corpus_name, run.test_split, qrels)
     t = time.perf_counter()
     # keyed by the student's own weights, not only fp_d: a student retrained in place is measured again
-    if test_queries and not stages.done("heldout", heldout_fp(student, run.test_split, test_queries, corpus),
-                                        [heldout_path]):
+    fp_h = heldout_fp(student, run.test_split, test_queries, corpus) if test_queries else ""
+    if test_queries and not stages.done("heldout", fp_h, [heldout_path]):
         from rag.models import base_embedder_path
         from retriever_training.heldout import heldout_report
         from retriever_training.training_speed import use_bf16
@@ -203,7 +203,7 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
         dc = cfgs["distill"]
         write_json(heldout_path, heldout_report(student, str(base_embedder_path()), corpus, test_queries, qrels,
                                                 run.test_split, dc.max_seq_length, use_bf16(dc.precision)))
-        stages.mark("heldout", heldout_fp(student, run.test_split, test_queries, corpus), time.perf_counter() - t)
+        stages.mark("heldout", fp_h, time.perf_counter() - t)
     timings["heldout"] = time.perf_counter() - t
 
     # 7: publish

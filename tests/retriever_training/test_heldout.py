@@ -7,15 +7,15 @@ from rag.records import Passage, Query
 from retriever_training.retrain import split_queries
 
 
+calls: list[str] = []  # model paths fake_values was asked about
+
+
 def fake_values(model_path, corpus, queries, qrels, max_seq_length, bf16):
     """Per-query values that depend on the model: the student gets every query right, the base half."""
     calls.append(model_path)
     good = model_path.endswith("student")
     return {m: {q.qid: (1.0 if good or i % 2 == 0 else 0.0) for i, q in enumerate(queries)}
             for m in heldout.REPORTED}
-
-
-calls: list[str] = []
 
 
 def test_report_pairs_base_and_student_and_caches_the_base(tmp_path, monkeypatch):
