@@ -91,17 +91,22 @@ class ListwiseKLInBatchLoss(nn.Module):
         teacher_temperature: teacher scores (raw ranker logits) are divided by it.
         in_batch_negatives: False restricts the student's softmax to the query's own list, i.e.
             plain listwise KL (still with one forward per distinct passage).
+        rows_per_forward: distinct passages per forward pass, shortest first, each chunk padded only
+            to its own longest passage (0 = all in one forward, padded to the batch's longest). The
+            loss is the same; on a CPU the padding is compute, and a batch padded to its longest
+            passage is mostly padding.
 
     Inputs: (query, doc_1, ..., doc_N) columns; labels are the teacher scores, shape (batch, N).
     """
 
     def __init__(self, model, student_temperature: float = 0.05, teacher_temperature: float = 1.0,
-                 in_batch_negatives: bool = True):
+                 in_batch_negatives: bool = True, rows_per_forward: int = 0):
         super().__init__()
         self.model = model
         self.student_temperature = student_temperature
         self.teacher_temperature = teacher_temperature
         self.in_batch_negatives = in_batch_negatives
+        self.rows_per_forward = rows_per_forward
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
         features = list(sentence_features)
@@ -110,13 +115,37 @@ class ListwiseKLInBatchLoss(nn.Module):
         if unique is None:  # columns that cannot be merged: one forward per column, no sharing
             docs = torch.cat([self.model(f)["sentence_embedding"] for f in features[1:]])
         else:
-            docs = self.model(unique)["sentence_embedding"]
+            docs = embed_by_length(self.model, unique, self.rows_per_forward)
         return listwise_kl_in_batch(queries, docs, index.to(docs.device), labels, self.student_temperature,
                                     self.teacher_temperature, self.in_batch_negatives)
 
     def get_config_dict(self) -> dict:
         return {"student_temperature": self.student_temperature, "teacher_temperature": self.teacher_temperature,
-                "in_batch_negatives": self.in_batch_negatives}
+                "in_batch_negatives": self.in_batch_negatives, "rows_per_forward": self.rows_per_forward}
+
+
+def embed_by_length(model, features: dict, rows_per_forward: int = 0) -> Tensor:
+    """model(features)["sentence_embedding"], computed in chunks of rows_per_forward rows sorted by
+    length, each chunk cut to its own longest row; rows come back in their input order."""
+    mask = features["attention_mask"]
+    n = mask.shape[0]
+    if rows_per_forward <= 0 or n <= rows_per_forward:
+        return model(features)["sentence_embedding"]
+    lengths = mask.sum(dim=1)
+    order = torch.argsort(lengths, stable=True)
+    parts = []
+    for start in range(0, n, rows_per_forward):
+        rows = order[start:start + rows_per_forward]
+        width = int(lengths[rows].max())
+        chunk = {}
+        for key, value in features.items():
+            if isinstance(value, Tensor) and value.ndim >= 1 and value.shape[0] == n:
+                value = value[rows]
+                chunk[key] = value[:, :width] if value.ndim >= 2 and value.shape[1] == mask.shape[1] else value
+            else:
+                chunk[key] = value
+        parts.append(model(chunk)["sentence_embedding"])
+    return torch.cat(parts)[torch.argsort(order)]
 
 
 def unique_rows(columns: list[dict]) -> tuple[dict | None, Tensor]:

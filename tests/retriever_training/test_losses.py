@@ -168,3 +168,24 @@ def test_listwise_kl_is_computed_in_fp32_under_bf16_autocast():
         autocast = listwise_kl_in_batch(queries.bfloat16(), docs.bfloat16(), index, teacher)
     assert autocast.dtype == torch.float32
     assert float(autocast) == pytest.approx(float(plain), rel=0.05)
+
+
+def test_embed_by_length_chunks_shortest_first_and_returns_rows_in_input_order():
+    from retriever_training.losses import embed_by_length
+
+    model = CountingEncoder()
+    widths = []
+    forward = model.forward
+    model.forward = lambda f: (widths.append(tuple(f["input_ids"].shape)), forward(f))[1]
+    rows = [[5, 6, 7, 8, 9], [1], [2, 3], [4, 4, 4, 4], [3, 1, 2]]
+    feats = tokens(rows, 5)
+    whole = forward(feats)["sentence_embedding"]
+    chunked = embed_by_length(model, feats, rows_per_forward=2)
+    assert torch.allclose(chunked, whole)
+    # lengths 1, 2 | 3, 4 | 5: each chunk padded only to its own longest row
+    assert widths == [(2, 2), (2, 4), (1, 5)]
+    chunked.sum().backward()
+    assert model.scale.grad is not None
+    widths.clear()
+    embed_by_length(model, feats, rows_per_forward=0)
+    assert widths == [(5, 5)]
