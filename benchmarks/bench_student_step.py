@@ -1,0 +1,75 @@
+"""Student training step time by sequence length and passages per forward (distill.rows_per_forward).
+
+    python benchmarks/bench_student_step.py runs/<run> [--steps 4] [--lengths 256,512] [--rows 0,8,16]
+
+Takes the first document-grouped batches of a run's teacher scores (the batches the distill stage
+trains on) and times the KL loss forward and backward under the student's precision, with the
+student's settings (attention dropout off, train mode), for every length x rows_per_forward; no
+optimizer step, so every setting sees the same weights. Prints one JSON line per setting. The
+first setting also pays the warm-up: list the one to compare against first.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("run_dir")
+    ap.add_argument("--steps", type=int, default=4)
+    ap.add_argument("--lengths", default="256,512")
+    ap.add_argument("--rows", default="0,8,16")
+    ap.add_argument("--docs-per-query", type=int, default=8)
+    ap.add_argument("--batch-size", type=int, default=32)
+    args = ap.parse_args()
+
+    from rag.settings import apply_offline_env, set_torch_threads
+
+    apply_offline_env()
+    set_torch_threads()
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from rag.corpus import load_corpus, load_queries
+    from rag.models import base_embedder_path
+    from rag.records import TeacherScores, read_jsonl
+    from retriever_training.distill import DocumentBatchSampler, training_dataset
+    from retriever_training.losses import ListwiseKLInBatchLoss
+    from retriever_training.training_speed import set_attention_dropout, use_bf16
+
+    config = json.loads(open(f"{args.run_dir}/config.json").read())
+    corpus_name = config["label"]["corpus"]
+    corpus = load_corpus(corpus_name)
+    text = {q.qid: q.query for q in load_queries(corpus_name)}
+    scores = [s for s in read_jsonl(f"{args.run_dir}/teacher_scores.jsonl.gz", TeacherScores) if s.qid in text]
+    dataset, groups = training_dataset(scores, text, corpus, args.docs_per_query)
+    sampler = DocumentBatchSampler(groups)(dataset, batch_size=args.batch_size, drop_last=False,
+                                           valid_label_columns=["label"], generator=None, seed=0)
+    batches = list(iter(sampler))[:args.steps]
+    bf16 = use_bf16()
+
+    model = SentenceTransformer(str(base_embedder_path()))
+    set_attention_dropout(model, 0.0)
+    model.train()
+    for length in [int(x) for x in args.lengths.split(",")]:
+        model.max_seq_length = length
+        for rows in [int(x) for x in args.rows.split(",")]:
+            loss_fn = ListwiseKLInBatchLoss(model, rows_per_forward=rows)
+            t = time.perf_counter()
+            for batch in batches:
+                ex = dataset[batch]
+                features = [model.preprocess(ex["query"])] + \
+                    [model.preprocess(ex[f"doc_{i}"]) for i in range(1, args.docs_per_query + 1)]
+                with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+                    loss = loss_fn(features, torch.tensor(ex["label"]))
+                loss.backward()
+                model.zero_grad()
+            print(json.dumps({"max_seq_length": length, "rows_per_forward": rows, "steps": len(batches),
+                              "s_per_step": round((time.perf_counter() - t) / len(batches), 2), "bf16": bf16,
+                              "threads": torch.get_num_threads()}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
