@@ -136,16 +136,22 @@ def embed_by_length(model, features: dict, rows_per_forward: int = 0) -> Tensor:
     parts = []
     for start in range(0, n, rows_per_forward):
         rows = order[start:start + rows_per_forward]
-        width = int(lengths[rows].max())
-        chunk = {}
-        for key, value in features.items():
-            if isinstance(value, Tensor) and value.ndim >= 1 and value.shape[0] == n:
-                value = value[rows]
-                chunk[key] = value[:, :width] if value.ndim >= 2 and value.shape[1] == mask.shape[1] else value
-            else:
-                chunk[key] = value
-        parts.append(model(chunk)["sentence_embedding"])
+        parts.append(model(select_rows(features, rows, int(lengths[rows].max())))["sentence_embedding"])
     return torch.cat(parts)[torch.argsort(order)]
+
+
+def select_rows(features: dict, rows: Tensor, width: int) -> dict:
+    """The given rows of a tokenized batch, every per-token tensor cut to its first `width` columns
+    (right padding); values that are not per-row tensors pass through."""
+    n, seq = features["input_ids"].shape
+    out = {}
+    for key, value in features.items():
+        if isinstance(value, Tensor) and value.ndim >= 1 and value.shape[0] == n and key != "prompt_length":
+            value = value[rows]
+            out[key] = value[:, :width] if value.ndim >= 2 and value.shape[1] == seq else value
+        else:
+            out[key] = value
+    return out
 
 
 def unique_rows(columns: list[dict]) -> tuple[dict | None, Tensor]:
@@ -166,14 +172,7 @@ def unique_rows(columns: list[dict]) -> tuple[dict | None, Tensor]:
     first = first.scatter_reduce(0, inverse, torch.arange(ids.shape[0], device=ids.device), reduce="amin")
     mask = merged["attention_mask"][first]
     width = int(mask.any(0).nonzero().max()) + 1  # drop columns that are padding for every kept row
-    out = {}
-    for key, value in merged.items():
-        if isinstance(value, Tensor) and value.ndim >= 1 and value.shape[0] == ids.shape[0] and key != "prompt_length":
-            value = value[first]
-            out[key] = value[:, :width] if value.ndim >= 2 and value.shape[1] == ids.shape[1] else value
-        else:
-            out[key] = value
-    return out, inverse.reshape(len(columns), batch).T
+    return select_rows(merged, first, width), inverse.reshape(len(columns), batch).T
 
 
 def listwise_kl_in_batch(queries: Tensor, docs: Tensor, index: Tensor, teacher: Tensor,
