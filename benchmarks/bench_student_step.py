@@ -3,8 +3,9 @@
     python benchmarks/bench_student_step.py runs/<run> [--steps 4] [--lengths 256,512] [--rows 0,8,16]
 
 Takes the first document-grouped batches of a run's teacher scores (the batches the distill stage
-trains on) and times the KL loss forward and backward under the student's precision, with the
-student's settings (attention dropout off, train mode), for every length x rows_per_forward; no
+trains on) and times the KL loss forward and backward with the run's own distill settings (batch
+size, candidates per query, precision, attention dropout; train mode), for every length x
+rows_per_forward; no
 optimizer step, so every setting sees the same weights. Prints one JSON line per setting. The
 first setting also pays the warm-up: list the one to compare against first.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 
 def main() -> None:
@@ -21,8 +23,6 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=4)
     ap.add_argument("--lengths", default="256,512")
     ap.add_argument("--rows", default="0,8,16")
-    ap.add_argument("--docs-per-query", type=int, default=8)
-    ap.add_argument("--batch-size", type=int, default=32)
     args = ap.parse_args()
 
     from rag.settings import apply_offline_env, set_torch_threads
@@ -39,19 +39,19 @@ def main() -> None:
     from retriever_training.losses import ListwiseKLInBatchLoss
     from retriever_training.training_speed import set_attention_dropout, use_bf16
 
-    config = json.loads(open(f"{args.run_dir}/config.json").read())
-    corpus_name = config["label"]["corpus"]
+    config = json.loads((Path(args.run_dir) / "config.json").read_text())
+    corpus_name, dc = config["label"]["corpus"], config["distill"]
     corpus = load_corpus(corpus_name)
     text = {q.qid: q.query for q in load_queries(corpus_name)}
     scores = [s for s in read_jsonl(f"{args.run_dir}/teacher_scores.jsonl.gz", TeacherScores) if s.qid in text]
-    dataset, groups = training_dataset(scores, text, corpus, args.docs_per_query)
-    sampler = DocumentBatchSampler(groups)(dataset, batch_size=args.batch_size, drop_last=False,
+    dataset, groups = training_dataset(scores, text, corpus, dc["docs_per_query"])
+    sampler = DocumentBatchSampler(groups)(dataset, batch_size=dc["batch_size"], drop_last=False,
                                            valid_label_columns=["label"], generator=None, seed=0)
     batches = list(iter(sampler))[:args.steps]
-    bf16 = use_bf16()
+    bf16 = use_bf16(dc["precision"])
 
     model = SentenceTransformer(str(base_embedder_path()))
-    set_attention_dropout(model, 0.0)
+    set_attention_dropout(model, dc["attention_dropout"])
     model.train()
     for length in [int(x) for x in args.lengths.split(",")]:
         model.max_seq_length = length
@@ -61,7 +61,7 @@ def main() -> None:
             for batch in batches:
                 ex = dataset[batch]
                 features = [model.preprocess(ex["query"])] + \
-                    [model.preprocess(ex[f"doc_{i}"]) for i in range(1, args.docs_per_query + 1)]
+                    [model.preprocess(ex[f"doc_{i}"]) for i in range(1, dc["docs_per_query"] + 1)]
                 with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
                     loss = loss_fn(features, torch.tensor(ex["label"]))
                 loss.backward()
