@@ -1,4 +1,4 @@
-"""The CPU speed levers of the training stages: batch sampler, bf16 choice, attention dropout, frozen layers."""
+"""The CPU speed levers of the training stages: batch sampler, bf16 choice, dropouts, attention kernel, frozen layers."""
 import pickle
 from collections import Counter
 
@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from retriever_training.distill import DocumentBatchSampler
-from retriever_training.training_speed import set_attention_dropout, use_bf16
+from retriever_training.training_speed import (freeze_word_embeddings, inference_attention, set_attention, set_attention_dropout,
+                                               set_hidden_dropout, training_attention, use_bf16)
 
 
 def make_sampler(groups, batch_size=4, drop_last=False, seed=0):
@@ -68,3 +69,51 @@ def test_freeze_lower_layers_stops_gradients_below_layer_n():
         frozen = "embeddings." in name or ".layer.0." in name or ".layer.1." in name
         assert p.requires_grad is not frozen, name
         assert (p.grad is None) is frozen, name  # no gradient computed below layer 2, one above
+
+
+def tiny_bert(cls_name="BertModel", **kw):
+    import transformers
+
+    config = transformers.BertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                     vocab_size=50, attention_probs_dropout_prob=0.1, hidden_dropout_prob=0.1, **kw)
+    return getattr(transformers, cls_name)(config)
+
+
+def test_set_hidden_dropout_changes_every_dropout_but_attention_probabilities():
+    model = tiny_bert("BertForSequenceClassification", num_labels=1)
+    # embeddings, per layer attention output + feed-forward output, the classifier head
+    assert set_hidden_dropout(model, 0.0) == 1 + 2 * 2 + 1
+    ps = Counter((name.rsplit(".", 2)[-2] if "." in name else "", m.p)
+                 for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout))
+    assert ps[("self", 0.1)] == 2 and sum(n for (where, p), n in ps.items() if p == 0.1) == 2
+    assert set_hidden_dropout(model, None) == 0 and model.config.hidden_dropout_prob == 0.1
+
+
+def test_attention_kernel_switch_keeps_outputs_and_inference_context_restores_it():
+    model = tiny_bert(attn_implementation="sdpa").eval()
+    ids = torch.tensor([[1, 5, 7, 2, 0]])
+    mask = torch.tensor([[1, 1, 1, 1, 0]])
+    before = model(input_ids=ids, attention_mask=mask).last_hidden_state
+    set_attention(model, "eager")
+    assert model.config._attn_implementation == "eager"
+    assert torch.allclose(model(input_ids=ids, attention_mask=mask).last_hidden_state, before, atol=1e-5)
+    with inference_attention(model):
+        assert model.config._attn_implementation == "sdpa"
+    assert model.config._attn_implementation == "eager"
+    with pytest.raises(RuntimeError), inference_attention(model):
+        raise RuntimeError("an evaluation that fails still gives the training kernel back")
+    assert model.config._attn_implementation == "eager"
+
+
+def test_training_attention_choice():
+    assert training_attention("sdpa") == "sdpa" and training_attention("eager") == "eager"
+    assert training_attention("auto") == ("sdpa" if torch.cuda.is_available() else "eager")
+
+
+def test_freeze_word_embeddings_leaves_positions_and_layers_trainable():
+    model = tiny_bert("BertForSequenceClassification", num_labels=1)
+    assert freeze_word_embeddings(model, False) == 0
+    assert freeze_word_embeddings(model) == 1
+    model(input_ids=torch.tensor([[1, 2, 3]])).logits.sum().backward()
+    for name, p in model.named_parameters():
+        assert (p.grad is None) is name.endswith("word_embeddings.weight"), name
