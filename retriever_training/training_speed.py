@@ -57,13 +57,18 @@ def set_attention_dropout(model, p: float | None) -> int:
     """Set the attention-probability dropout of a (sentence-transformers or HF BERT-style) model,
     i.e. every dropout inside an attention block except the one on its output projection; the
     saved config is left as it was; None keeps the model's own. Returns how many layers changed."""
-    return _set_dropout(model, p, lambda name: ".attention." in f".{name}." and not name.endswith("output.dropout"))
+    return _set_dropout(model, p, _on_attention_probabilities)
 
 
 def set_hidden_dropout(model, p: float | None) -> int:
     """Set every other dropout (embeddings, attention and feed-forward outputs, a classifier head's);
     None keeps the model's own. Returns how many layers changed."""
-    return _set_dropout(model, p, lambda name: not (".attention." in f".{name}." and not name.endswith("output.dropout")))
+    return _set_dropout(model, p, lambda name: not _on_attention_probabilities(name))
+
+
+def _on_attention_probabilities(name: str) -> bool:
+    # BERT names: ...attention.self.dropout (probabilities), ...attention.output.dropout (projection)
+    return ".attention." in f".{name}." and not name.endswith("output.dropout")
 
 
 def _set_dropout(model, p: float | None, selected) -> int:
