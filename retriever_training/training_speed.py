@@ -112,8 +112,11 @@ def inference_attention(model):
     forward only, SDPA encoded 384 passages in 6.5 s, eager in 9.0 s (batch 16, bf16, 2 cores)."""
     from transformers import PreTrainedModel
 
-    before = [(m, m.config._attn_implementation) for m in model.modules() if isinstance(m, PreTrainedModel)]
-    set_attention(model, "sdpa")
+    modules = model.modules() if hasattr(model, "modules") else ()  # any other scorer has no kernel to switch
+    before = [(m, m.config._attn_implementation) for m in modules if isinstance(m, PreTrainedModel)]
+    for m, implementation in before:
+        if implementation != "sdpa":
+            m.set_attn_implementation("sdpa")
     try:
         yield model
     finally:
