@@ -210,16 +210,11 @@ def distill(cfg: DistillConfig, scores: list[TeacherScores], queries: dict[str, 
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
     from rag.models import base_embedder_path
-    from retriever_training.training_speed import (precision_training_args, set_attention, set_attention_dropout,
-                                                   set_hidden_dropout, training_attention,
-                                                   freeze_word_embeddings, use_bf16)
+    from retriever_training.training_speed import apply_training_settings, precision_training_args, use_bf16
 
     model = SentenceTransformer(str(base_model or base_embedder_path()))  # cuda when present, else cpu
     model.max_seq_length = cfg.max_seq_length
-    set_attention_dropout(model, cfg.attention_dropout)
-    set_hidden_dropout(model, cfg.hidden_dropout)
-    set_attention(model, training_attention(cfg.attention))
-    freeze_word_embeddings(model, cfg.freeze_word_embeddings)
+    apply_training_settings(model, cfg)
     dataset, groups = training_dataset(scores, queries, corpus, cfg.docs_per_query)
     bf16 = use_bf16(cfg.precision)
     evaluator = dev_evaluator(corpus, dev, qrels, bf16=bf16)

@@ -103,9 +103,7 @@ def train_ranker(cfg: RankerConfig, rankings: list[LLMRanking], queries: dict[st
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     from rag.models import base_embedder_path
-    from retriever_training.training_speed import (freeze_lower_layers, precision_training_args, set_attention,
-                                                   set_attention_dropout, set_hidden_dropout, training_attention,
-                                                   freeze_word_embeddings)
+    from retriever_training.training_speed import apply_training_settings, freeze_lower_layers, precision_training_args
 
     train = [r for r in rankings if not is_heldout(r.qid, cfg.heldout_fraction)]
     heldout = [r for r in rankings if is_heldout(r.qid, cfg.heldout_fraction)]
@@ -114,10 +112,7 @@ def train_ranker(cfg: RankerConfig, rankings: list[LLMRanking], queries: dict[st
     if not train:
         raise ValueError("No labelled queries to train the ranker on: run the labelling stage first.")
     model = CrossEncoder(str(base_model or base_embedder_path()), num_labels=1, max_length=cfg.max_length)
-    set_attention_dropout(model, cfg.attention_dropout)
-    set_hidden_dropout(model, cfg.hidden_dropout)
-    set_attention(model, training_attention(cfg.attention))
-    freeze_word_embeddings(model, cfg.freeze_word_embeddings)
+    apply_training_settings(model, cfg)
     freeze_lower_layers(model, cfg.freeze_layers)
     args = CrossEncoderTrainingArguments(
         output_dir=str(out_dir / "checkpoints"), num_train_epochs=ranker_epochs(cfg, len(train)),

@@ -53,6 +53,15 @@ def precision_training_args(precision: str = "auto") -> dict:
     return {"bf16": bf16, **({"use_cpu": True} if bf16 and not torch.cuda.is_available() else {})}
 
 
+def apply_training_settings(model, cfg) -> None:
+    """The settings both trainers share, read from their config (RankerConfig and DistillConfig
+    name them alike): dropouts, the training attention kernel, frozen word embeddings."""
+    set_attention_dropout(model, cfg.attention_dropout)
+    set_hidden_dropout(model, cfg.hidden_dropout)
+    set_attention(model, training_attention(cfg.attention))
+    freeze_word_embeddings(model, cfg.freeze_word_embeddings)
+
+
 def set_attention_dropout(model, p: float | None) -> int:
     """Set the attention-probability dropout of a (sentence-transformers or HF BERT-style) model,
     i.e. every dropout inside an attention block except the one on its output projection; the

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from retriever_training.distill import DocumentBatchSampler
-from retriever_training.training_speed import (freeze_word_embeddings, inference_attention, set_attention, set_attention_dropout,
-                                               set_hidden_dropout, training_attention, use_bf16)
+from retriever_training.training_speed import (apply_training_settings, freeze_word_embeddings, inference_attention,
+                                               set_attention, set_attention_dropout, set_hidden_dropout,
+                                               training_attention, use_bf16)
 
 
 def make_sampler(groups, batch_size=4, drop_last=False, seed=0):
@@ -117,3 +118,16 @@ def test_freeze_word_embeddings_leaves_positions_and_layers_trainable():
     model(input_ids=torch.tensor([[1, 2, 3]])).logits.sum().backward()
     for name, p in model.named_parameters():
         assert (p.grad is None) is name.endswith("word_embeddings.weight"), name
+
+
+def test_both_trainer_configs_carry_the_shared_training_settings():
+    from retriever_training.distill import DistillConfig
+    from retriever_training.train_ranker import RankerConfig
+
+    for cfg in (RankerConfig(), DistillConfig(hidden_dropout=0.05, freeze_word_embeddings=False, attention="sdpa")):
+        model = tiny_bert("BertForSequenceClassification", num_labels=1, attn_implementation="sdpa")
+        apply_training_settings(model, cfg)
+        ps = {m.p for name, m in model.named_modules() if isinstance(m, torch.nn.Dropout) and "self" not in name}
+        assert ps == {cfg.hidden_dropout}
+        assert model.config._attn_implementation == training_attention(cfg.attention)
+        assert model.bert.embeddings.word_embeddings.weight.requires_grad is not cfg.freeze_word_embeddings
