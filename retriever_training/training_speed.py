@@ -108,30 +108,29 @@ def training_attention(choice: str = "auto") -> str:
 def set_attention(model, implementation: str) -> None:
     """Switch the attention kernel of every Transformers model inside `model` (a CrossEncoder, a
     SentenceTransformer or a bare PreTrainedModel); the weights and the saved config are unchanged."""
+    for module in _transformers(model):
+        if module.config._attn_implementation != implementation:
+            module.set_attn_implementation(implementation)
+
+
+def _transformers(model) -> list:
     from transformers import PreTrainedModel
 
-    for module in model.modules():
-        if isinstance(module, PreTrainedModel) and module.config._attn_implementation != implementation:
-            module.set_attn_implementation(implementation)
+    modules = model.modules() if hasattr(model, "modules") else ()  # any other scorer has no kernel to switch
+    return [m for m in modules if isinstance(m, PreTrainedModel)]
 
 
 @contextmanager
 def inference_attention(model):
     """SDPA while `model` encodes (a training run's dev evaluation), its training kernel after:
     forward only, SDPA encoded 384 passages in 6.5 s, eager in 9.0 s (batch 16, bf16, 2 cores)."""
-    from transformers import PreTrainedModel
-
-    modules = model.modules() if hasattr(model, "modules") else ()  # any other scorer has no kernel to switch
-    before = [(m, m.config._attn_implementation) for m in modules if isinstance(m, PreTrainedModel)]
-    for m, implementation in before:
-        if implementation != "sdpa":
-            m.set_attn_implementation("sdpa")
+    before = [(m, m.config._attn_implementation) for m in _transformers(model)]
+    set_attention(model, "sdpa")
     try:
         yield model
     finally:
-        for m, implementation in before:
-            if m.config._attn_implementation != implementation:
-                m.set_attn_implementation(implementation)
+        for module, implementation in before:
+            set_attention(module, implementation)
 
 
 def freeze_word_embeddings(model, freeze: bool = True) -> int:
