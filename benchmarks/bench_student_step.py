@@ -13,6 +13,7 @@ first setting also pays the warm-up: list the one to compare against first.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -61,27 +62,29 @@ def main() -> None:
     kernels = args.attention.split(",") if args.attention else [training_attention(dc.get("attention", "auto"))]
     dropouts = [None if x == "none" else float(x) for x in args.hidden_dropout.split(",")] if args.hidden_dropout \
         else [dc.get("hidden_dropout")]
-    for kernel in kernels:
+    def seconds_per_step(rows: int) -> float:
+        loss_fn = ListwiseKLInBatchLoss(model, rows_per_forward=rows)
+        t = time.perf_counter()
+        for batch in batches:
+            ex = dataset[batch]
+            features = [model.preprocess(ex["query"])] + \
+                [model.preprocess(ex[f"doc_{i}"]) for i in range(1, dc["docs_per_query"] + 1)]
+            with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+                loss = loss_fn(features, torch.tensor(ex["label"]))
+            loss.backward()
+            model.zero_grad()
+        return (time.perf_counter() - t) / len(batches)
+
+    lengths, row_counts = [int(x) for x in args.lengths.split(",")], [int(x) for x in args.rows.split(",")]
+    for kernel, hidden, length, rows in itertools.product(kernels, dropouts, lengths, row_counts):
         set_attention(model, kernel)
-        for hidden in dropouts:
-            set_hidden_dropout(model, 0.1 if hidden is None else hidden)  # None: the backbone's 0.1
-            for length in [int(x) for x in args.lengths.split(",")]:
-                model.max_seq_length = length
-                for rows in [int(x) for x in args.rows.split(",")]:
-                    loss_fn = ListwiseKLInBatchLoss(model, rows_per_forward=rows)
-                    t = time.perf_counter()
-                    for batch in batches:
-                        ex = dataset[batch]
-                        features = [model.preprocess(ex["query"])] + \
-                            [model.preprocess(ex[f"doc_{i}"]) for i in range(1, dc["docs_per_query"] + 1)]
-                        with torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
-                            loss = loss_fn(features, torch.tensor(ex["label"]))
-                        loss.backward()
-                        model.zero_grad()
-                    print(json.dumps({"attention": kernel, "hidden_dropout": hidden, "max_seq_length": length,
-                                      "rows_per_forward": rows, "steps": len(batches),
-                                      "s_per_step": round((time.perf_counter() - t) / len(batches), 2),
-                                      "bf16": bf16, "threads": torch.get_num_threads()}), flush=True)
+        set_hidden_dropout(model, 0.1 if hidden is None else hidden)  # None: the backbone's 0.1
+        model.max_seq_length = length
+        print(json.dumps({"attention": kernel, "hidden_dropout": hidden, "max_seq_length": length,
+                          "rows_per_forward": rows, "steps": len(batches),
+                          "s_per_step": round(seconds_per_step(rows), 2),
+                          "bf16": bf16, "threads": torch.get_num_threads()}), flush=True)
+
 
 if __name__ == "__main__":
     main()
