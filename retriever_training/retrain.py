@@ -141,7 +141,7 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
 
     # 4: ranker
     ranker_dir = run_dir / "ranker"
-    list_size = cfgs["teacher"].depth  # the ranker trains on the candidates it will score
+    list_size = cfgs["ranker"].list_size or cfgs["teacher"].depth
     fp = fingerprint(asdict(cfgs["ranker"]), list_size, label_hash, corpus.hash)
     t = time.perf_counter()
     if not stages.done("ranker", fp, [ranker_dir, run_dir / "ranker_metrics.json"]):

@@ -34,6 +34,8 @@ class RankerConfig:
     max_length: int = 256
     heldout_fraction: float = 0.1   # labelled queries kept out to measure agreement with the LLM
     max_queries: int = 0            # 0 = all labelled queries (the label-efficiency curve uses fewer)
+    list_size: int = 0              # first-stage candidates per training list, in the LLM's order
+                                    # (0 = teacher.depth: the candidates the ranker will score)
     pairs_per_forward: int = 4      # pairs per forward pass, length-sorted: small chunks pad little
                                     # on a CPU; raise it on a GPU (-1 = the whole batch at once)
     precision: str = "auto"         # auto: bf16 autocast where the CPU/GPU does bf16 natively

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from rag.corpus import load_corpus, load_queries
-from rag.records import Passage, Query, write_jsonl
+from rag.records import Passage, Query, TeacherScores, read_jsonl, write_jsonl
 from rag.settings import CORPORA_DIR
 
 
@@ -48,7 +48,7 @@ def test_tiny_retrain_end_to_end(tmp_path, monkeypatch):
     overrides = [f"label.corpus={corpus_dir}", f"label.labels_dir={tmp_path / 'labels'}",
                  "queries.n=6", "candidates.depth=6", "llm_rank.max_candidates=3",
                  "ranker.epochs=1", "ranker.min_steps=0", "ranker.batch_size=4",
-                 "ranker.heldout_fraction=0.3",
+                 "ranker.heldout_fraction=0.3", "ranker.list_size=3",
                  "teacher.unlabelled_queries=6", "teacher.depth=6",
                  "distill.epochs=1", "distill.docs_per_query=4", "distill.batch_size=4",
                  "distill.max_seq_length=128", "distill.dev_queries=10",
@@ -61,6 +61,11 @@ def test_tiny_retrain_end_to_end(tmp_path, monkeypatch):
     assert all(len(r["ranked_docids"]) == 3 and sorted(r["ranked_docids"]) == sorted(r["docids_in"]) for r in rankings)
     assert all(r["scores"] == sorted(r["scores"], reverse=True) for r in rankings)  # best first
     assert all(s < 0 for r in rankings for s in r["scores"])  # mean log-probabilities
+
+    # The ranker trains on 3-candidate lists and scores 6 per query as the teacher.
+    assert json.loads((tmp_path / "runs" / "tiny" / "ranker_metrics.json").read_text())["list_size"] == 3
+    teacher = list(read_jsonl(tmp_path / "runs" / "tiny" / "teacher_scores.jsonl.gz", TeacherScores))
+    assert teacher and all(len(t.docids) == 6 for t in teacher)
 
     from sentence_transformers import SentenceTransformer
 
