@@ -147,9 +147,9 @@ class RAGChain:
 
 def make_reranker(path: str, top_n: int):
     """A trained cross-encoder (sentence-transformers directory) as a LlamaIndex postprocessor."""
-    from llama_index.core.postprocessor import SentenceTransformerRerank
+    from rag.rerank import CrossEncoderRerank
 
-    return SentenceTransformerRerank(model=path, top_n=top_n, device="cpu")
+    return CrossEncoderRerank(model=path, top_n=top_n)
 
 
 def build_chain(corpus: Corpus | str = "squad_dev", retriever: str = "base", top_k: int = 5,

@@ -51,8 +51,12 @@ class Corpus:
 
 
 def passage_text(p: Passage) -> str:
-    """What gets embedded and BM25-indexed: title then text (titles carry the topic)."""
-    return f"{p.title}\n{p.text}" if p.title else p.text
+    """What gets embedded, BM25-indexed and scored by the ranker: title then text (titles carry the topic)."""
+    return join_title(p.title, p.text)
+
+
+def join_title(title: str, text: str) -> str:
+    return f"{title}\n{text}" if title else text
 
 
 def shipped_corpora() -> list[str]:

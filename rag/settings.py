@@ -65,3 +65,20 @@ def set_torch_threads(n: int | None = None) -> None:
     import torch
 
     torch.set_num_threads(n)
+
+
+def use_bf16(precision: str = "auto") -> bool:
+    """"auto" takes bf16 where the hardware does it natively: a CUDA GPU with bf16, or a CPU with
+    AVX512-BF16/AMX. "bf16" and "fp32" force the choice."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, not {precision!r}")
+    if precision != "auto":
+        return precision == "bf16"
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.is_bf16_supported()
+    try:
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except AttributeError:  # an older torch without these probes: stay on fp32
+        return False

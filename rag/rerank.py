@@ -1,0 +1,65 @@
+"""The trained cross-encoder as a LlamaIndex node postprocessor (the chain's, the harness's and the
+app's reranker).
+
+It feeds the cross-encoder what the ranker was trained on: `passage_text` (title, newline, text) at
+the model's own max_length. LlamaIndex's SentenceTransformerRerank would give it the node's
+embed-mode text ("title: ...", blank line) at 512 tokens, in fp32. Scores are the raw logits, and
+the pairs run under bf16 autocast where the CPU or GPU does bf16 natively, as in teacher scoring.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from llama_index.core.bridge.pydantic import PrivateAttr
+from llama_index.core.postprocessor.types import BaseNodePostprocessor
+from llama_index.core.schema import NodeWithScore, QueryBundle
+
+from rag.corpus import join_title
+from rag.settings import use_bf16
+
+
+class CrossEncoderRerank(BaseNodePostprocessor):
+    """Score (query, passage) pairs with a sentence-transformers CrossEncoder; keep the top_n."""
+
+    model: str
+    top_n: int = 5
+    batch_size: int = 16     # predict sorts the pairs by length: 16 per forward pads little
+    precision: str = "auto"
+    _model: Any = PrivateAttr()
+    _bf16: bool = PrivateAttr()
+
+    def __init__(self, model: str, top_n: int = 5, batch_size: int = 16, precision: str = "auto",
+                 device: str | None = None, cross_encoder=None):
+        """`model`: a CrossEncoder directory; `cross_encoder`: one already loaded (then `model` only names it)."""
+        super().__init__(model=model, top_n=top_n, batch_size=batch_size, precision=precision)
+        if cross_encoder is None:
+            from sentence_transformers import CrossEncoder
+
+            cross_encoder = CrossEncoder(model, device=device or "cpu")
+        self._model = cross_encoder
+        self._bf16 = use_bf16(precision)
+
+    @classmethod
+    def class_name(cls) -> str:
+        return "CrossEncoderRerank"
+
+    def score(self, query: str, texts: list[str]) -> list[float]:
+        import torch
+
+        if not texts:
+            return []
+        with torch.inference_mode(), torch.autocast(self._model.device.type, dtype=torch.bfloat16,
+                                                    enabled=self._bf16):
+            scores = self._model.predict([(query, t) for t in texts], batch_size=self.batch_size,
+                                         show_progress_bar=False, activation_fn=torch.nn.Identity(),
+                                         convert_to_numpy=True)
+        return [float(s) for s in scores]
+
+    def _postprocess_nodes(self, nodes: list[NodeWithScore],
+                           query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:
+        if query_bundle is None:
+            raise ValueError("The reranker needs the query: pass a QueryBundle.")
+        texts = [join_title(n.node.metadata.get("title", ""), n.node.get_content()) for n in nodes]
+        for node, s in zip(nodes, self.score(query_bundle.query_str, texts)):
+            node.score = s
+        return sorted(nodes, key=lambda n: -n.score)[: self.top_n]
