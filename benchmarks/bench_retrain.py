@@ -21,8 +21,7 @@ def main() -> None:
     args, overrides = ap.parse_known_args()
 
     from rag.config import load_sections
-    from rag.settings import apply_offline_env, set_torch_threads
-    from retriever_training.training_speed import use_bf16
+    from rag.settings import apply_offline_env, set_torch_threads, use_bf16
     from retriever_training.retrain import SECTIONS, retrain
 
     apply_offline_env()

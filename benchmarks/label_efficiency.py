@@ -25,8 +25,7 @@ def main() -> None:
 
     from rag.config import load_sections
     from rag.corpus import load_corpus, load_qrels, load_queries
-    from rag.settings import apply_offline_env, set_torch_threads
-    from retriever_training.training_speed import use_bf16
+    from rag.settings import apply_offline_env, set_torch_threads, use_bf16
     from retriever_training.distill import dev_metrics
     from retriever_training.retrain import SECTIONS, retrain
 

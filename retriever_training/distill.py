@@ -245,7 +245,8 @@ def distill(cfg: DistillConfig, scores: list[TeacherScores], queries: dict[str, 
     from sentence_transformers.sentence_transformer.training_args import SentenceTransformerTrainingArguments
 
     from rag.models import base_embedder_path
-    from retriever_training.training_speed import apply_training_settings, precision_training_args, use_bf16
+    from rag.settings import use_bf16
+    from retriever_training.training_speed import apply_training_settings, precision_training_args
 
     model = SentenceTransformer(str(base_model or base_embedder_path()))  # cuda when present, else cpu
     model.max_seq_length = cfg.max_seq_length

@@ -163,7 +163,7 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
     if not stages.done("teacher", fp_t, [teacher_path]):
         from sentence_transformers.cross_encoder import CrossEncoder
 
-        from retriever_training.training_speed import use_bf16
+        from rag.settings import use_bf16
         from retriever_training.score_teacher import score_lists
 
         tc: TeacherConfig = cfgs["teacher"]
@@ -198,7 +198,7 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
     if test_queries and not stages.done("heldout", fp_h, [heldout_path]):
         from rag.models import base_embedder_path
         from retriever_training.heldout import heldout_report
-        from retriever_training.training_speed import use_bf16
+        from rag.settings import use_bf16
 
         dc = cfgs["distill"]
         write_json(heldout_path, heldout_report(student, str(base_embedder_path()), corpus, test_queries, qrels,

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
-from rag.settings import use_bf16  # noqa: F401  (the trainers' precision switch, shared with the reranker)
+from rag.settings import use_bf16
 
 
 def precision_training_args(precision: str = "auto") -> dict:

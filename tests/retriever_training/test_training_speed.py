@@ -5,10 +5,11 @@ from collections import Counter
 import pytest
 import torch
 
+from rag.settings import use_bf16
 from retriever_training.distill import DocumentBatchSampler
 from retriever_training.training_speed import (apply_training_settings, freeze_word_embeddings, inference_attention,
                                                set_attention, set_attention_dropout, set_hidden_dropout,
-                                               training_attention, use_bf16)
+                                               training_attention)
 
 
 def make_sampler(groups, batch_size=4, drop_last=False, seed=0):
