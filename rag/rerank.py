@@ -20,6 +20,22 @@ from rag.corpus import join_title
 from rag.settings import use_bf16
 
 
+def cross_encoder_scores(model, pairs: list[tuple[str, str]], batch_size: int = 16,
+                         bf16: bool = False) -> list[float]:
+    """Raw logits of a CrossEncoder for (query, passage) pairs: the one scoring path of teacher
+    scoring and reranking. Not the default sigmoid: squashed into (0, 1) the scores would give the
+    student an almost uniform softmax target (measured: the student then forgot how to rank).
+    predict sorts the pairs by length, so batches carry little padding."""
+    import torch
+
+    if not pairs:
+        return []
+    with torch.inference_mode(), torch.autocast(model.device.type, dtype=torch.bfloat16, enabled=bf16):
+        scores = model.predict(pairs, batch_size=batch_size, show_progress_bar=False,
+                               activation_fn=torch.nn.Identity(), convert_to_numpy=True)
+    return [float(s) for s in scores]
+
+
 class CrossEncoderRerank(BaseNodePostprocessor):
     """Score (query, passage) pairs with a sentence-transformers CrossEncoder; keep the top_n."""
 
@@ -46,16 +62,7 @@ class CrossEncoderRerank(BaseNodePostprocessor):
         return "CrossEncoderRerank"
 
     def score(self, query: str, texts: list[str]) -> list[float]:
-        import torch
-
-        if not texts:
-            return []
-        with torch.inference_mode(), torch.autocast(self._model.device.type, dtype=torch.bfloat16,
-                                                    enabled=self._bf16):
-            scores = self._model.predict([(query, t) for t in texts], batch_size=self.batch_size,
-                                         show_progress_bar=False, activation_fn=torch.nn.Identity(),
-                                         convert_to_numpy=True)
-        return [float(s) for s in scores]
+        return cross_encoder_scores(self._model, [(query, t) for t in texts], self.batch_size, self._bf16)
 
     def _postprocess_nodes(self, nodes: list[NodeWithScore],
                            query_bundle: QueryBundle | None = None) -> list[NodeWithScore]:

@@ -25,25 +25,21 @@ class TeacherConfig:
 def score_lists(ranker, lists: list[CandidateList], corpus: Corpus, labelled: set[str], teacher: str,
                 depth: int, batch_size: int = 16, progress: bool = True, bf16: bool = False,
                 chunk: int = 200) -> list[TeacherScores]:
-    import torch
     from tqdm.auto import tqdm
+
+    from rag.rerank import cross_encoder_scores
 
     out = []
     with tqdm(total=len(lists), desc="teacher scores", unit="q", disable=not progress) as bar:
-        # Many lists per predict call: it sorts pairs by length, so batches carry little padding.
+        # Many lists per predict call: the pairs are sorted by length across lists.
         for start in range(0, len(lists), chunk):
             part = lists[start:start + chunk]
             ids = [[c.docid for c in cl.candidates[:depth]] for cl in part]
             pairs = [(cl.query, passage_text(corpus.by_id[d])) for cl, docids in zip(part, ids) for d in docids]
-            # Raw logits, not the default sigmoid: squashed into (0, 1) they would give the student an
-            # almost uniform softmax target (measured: the student then forgot how to rank).
-            with torch.autocast(ranker.device.type, dtype=torch.bfloat16, enabled=bf16):
-                scores = ranker.predict(pairs, batch_size=batch_size, show_progress_bar=False,
-                                        activation_fn=torch.nn.Identity(), convert_to_numpy=True)
+            scores = cross_encoder_scores(ranker, pairs, batch_size, bf16)
             pos = 0
             for cl, docids in zip(part, ids):
-                out.append(TeacherScores(qid=cl.qid, docids=docids,
-                                         scores=[float(s) for s in scores[pos:pos + len(docids)]],
+                out.append(TeacherScores(qid=cl.qid, docids=docids, scores=scores[pos:pos + len(docids)],
                                          teacher=teacher, labelled=cl.qid in labelled))
                 pos += len(docids)
             bar.update(len(part))

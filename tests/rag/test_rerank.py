@@ -52,21 +52,29 @@ def test_the_reranker_scores_passage_text_and_keeps_the_top_n_by_raw_score():
         rr.postprocess_nodes(nodes())
 
 
-def test_the_reranker_gives_the_real_cross_encoder_the_teachers_pairs():
-    """On a real MiniLM cross-encoder: the reranker's scores are the ones teacher scoring computes
-    from passage_text (fp32 both: equal); under bf16 they stay close."""
+def test_the_reranker_scores_index_nodes_as_teacher_scoring_scores_the_corpus():
+    """On a real MiniLM cross-encoder: reranking the index's nodes gives the teacher's scores for
+    the same passages (both fp32: equal, so the two build the same text); bf16 stays close."""
     import torch
+    from llama_index.core.schema import QueryBundle
     from sentence_transformers import CrossEncoder
 
+    from rag.corpus import Corpus
     from rag.models import base_embedder_path
+    from rag.records import Candidate, CandidateList
+    from retriever_training.score_teacher import score_lists
 
     torch.manual_seed(0)  # the converted MiniLM gets a fresh scoring head
     model = CrossEncoder(str(base_embedder_path()), num_labels=1, max_length=256)
     query = "Where was Tesla born?"
-    expected = model.predict([(query, passage_text(p)) for p in PASSAGES],
-                             activation_fn=torch.nn.Identity(), convert_to_numpy=True)
-    texts = [passage_text(p) for p in PASSAGES]
-    assert CrossEncoderRerank("minilm", precision="fp32", cross_encoder=model).score(query, texts) == \
-        pytest.approx([float(s) for s in expected], abs=1e-5)
-    bf16 = CrossEncoderRerank("minilm", precision="bf16", cross_encoder=model).score(query, texts)
-    assert bf16 == pytest.approx([float(s) for s in expected], abs=0.05)
+    cl = CandidateList(qid="q", query=query, retriever="x",
+                       candidates=[Candidate(p.docid, 0.0, i + 1) for i, p in enumerate(PASSAGES)])
+    [teacher] = score_lists(model, [cl], Corpus("tiny", PASSAGES), set(), "ranker", depth=3, progress=False)
+    by_doc = dict(zip(teacher.docids, teacher.scores))
+    reranked = CrossEncoderRerank("minilm", top_n=3, precision="fp32", cross_encoder=model).postprocess_nodes(
+        nodes(), query_bundle=QueryBundle(query))
+    assert {n.node.id_: n.score for n in reranked} == pytest.approx(by_doc, abs=1e-5)
+    assert [n.score for n in reranked] == sorted(by_doc.values(), reverse=True)
+    bf16 = CrossEncoderRerank("minilm", precision="bf16", cross_encoder=model).score(
+        query, [passage_text(p) for p in PASSAGES])
+    assert bf16 == pytest.approx([by_doc[p.docid] for p in PASSAGES], abs=0.05)
