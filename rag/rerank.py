@@ -48,7 +48,8 @@ class CrossEncoderRerank(BaseNodePostprocessor):
 
     def __init__(self, model: str, top_n: int = 5, batch_size: int = 16, precision: str = "auto",
                  device: str | None = None, cross_encoder=None):
-        """`model`: a CrossEncoder directory; `cross_encoder`: one already loaded (then `model` only names it)."""
+        """`model`: a CrossEncoder directory; `cross_encoder`: one already loaded (then `model`
+        only names it)."""
         super().__init__(model=model, top_n=top_n, batch_size=batch_size, precision=precision)
         if cross_encoder is None:
             from sentence_transformers import CrossEncoder
