@@ -12,6 +12,7 @@ Every subcommand has --help. The only code that imports from every wing.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -107,6 +108,7 @@ def cmd_app(a) -> int:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="distilrag", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("index", help="build or refresh the FAISS index of a corpus")
@@ -141,30 +143,37 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=hlp, add_help=False)
         p.set_defaults(module=mod)
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug anywhere (also after a subcommand that parses its own flags) shows tracebacks.
+    debug = "--debug" in argv or os.environ.get("DISTILRAG_DEBUG") == "1"
+    argv = [a for a in argv if a != "--debug"]
     args, rest = ap.parse_known_args(argv)
-    if hasattr(args, "module"):
-        import importlib
-
-        return importlib.import_module(args.module).main(rest) or 0
-    if rest:
+    if not hasattr(args, "module") and rest:
         ap.error(f"unrecognised arguments: {' '.join(rest)}")
     from rag.settings import apply_offline_env
 
     apply_offline_env()
     try:
-        return args.func(args)
-    except Exception as e:  # user-facing errors: say what to do, no stack trace
-        from rag.corpus import CorpusError
-        from rag.embedder import EmbedderNotFound
-        from rag.index import IndexMismatchError, IndexMissingError
-        from rag.llm import LLMUnavailable
-        from rag.models import ModelIntegrityError
+        if hasattr(args, "module"):
+            import importlib
 
-        if isinstance(e, (CorpusError, EmbedderNotFound, IndexMismatchError, IndexMissingError,
-                          LLMUnavailable, ModelIntegrityError)):
-            print(f"error: {e}", file=sys.stderr)
+            return importlib.import_module(args.module).main(rest) or 0
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted; what was finished is kept, run the command again to resume", file=sys.stderr)
+        return 130
+    except Exception as e:  # user-facing errors: one line that says what to do, no stack trace
+        if debug:
+            raise
+        from rag.errors import scrub, user_message
+
+        msg = user_message(e)
+        if msg is not None:
+            print(f"error: {msg}", file=sys.stderr)
             return 2
-        raise
+        print(f"error: unexpected {type(e).__name__}: {scrub(str(e))[:300]} "
+              "(a bug: rerun with --debug for the traceback and report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

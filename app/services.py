@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,19 +193,6 @@ def llm_needs_start(cfg) -> bool:
     return cfg.is_local and running_server() is None
 
 
-def public_endpoint(url: str) -> str:
-    """An endpoint URL fit to display: credentials and query strings removed."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    try:
-        u = urlsplit(url)
-    except ValueError:
-        return "(unparsable URL)"
-    host = u.hostname or ""
-    netloc = host + (f":{u.port}" if u.port else "")
-    return urlunsplit((u.scheme, netloc, u.path, "", ""))
-
-
 def llm_status(cfg) -> tuple[str, str, str]:
     """(what, state, detail): state is "running", "idle" or "problem". Never includes a key."""
     if cfg.is_local:
@@ -244,48 +230,8 @@ def get_chain(corpus, retriever: str, top_k: int, reranker: str | None, index_st
 
 
 # ---------------------------------------------------------------- errors
-def scrub(text: str) -> str:
-    """Remove any API key value that a library may have echoed into an error message."""
-    for var in {llm_config().api_key_env, "OPENAI_API_KEY"}:
-        key = os.environ.get(var)
-        if key and len(key) >= 4:
-            text = text.replace(key, "***")
-    return re.sub(r"\bsk-[A-Za-z0-9_\-]{8,}", "sk-***", text)
-
-
-def user_message(e: BaseException) -> str | None:
-    """A message for errors a user can act on; None for bugs (shown briefly and logged)."""
-    from rag.corpus import CorpusError
-    from rag.embedder import EmbedderNotFound
-    from rag.index import IndexMismatchError, IndexMissingError
-    from rag.llm import LLMUnavailable
-    from rag.models import ModelIntegrityError
-
-    if isinstance(e, LLMUnavailable):
-        return f"The LLM is unavailable: {scrub(str(e))}"
-    if isinstance(e, ModelIntegrityError):
-        return f"The local LLM's weights failed verification: {e} Run `distilrag llm fetch` to fetch them again."
-    if isinstance(e, (CorpusError, EmbedderNotFound, IndexMismatchError, IndexMissingError)):
-        return str(e)
-    try:
-        import openai
-    except ImportError:  # pragma: no cover
-        openai = None
-    if openai is not None:
-        cfg = llm_config()
-        where = "the local LLM server" if cfg.is_local else public_endpoint(cfg.endpoint)
-        if isinstance(e, openai.AuthenticationError):
-            return f"{where} refused the API key in ${cfg.api_key_env}; check it and relaunch the app."
-        if isinstance(e, openai.APITimeoutError):
-            return f"{where} did not answer in time. Try again, or a smaller top-k."
-        if isinstance(e, openai.APIConnectionError):
-            return (f"Cannot reach {where}. " + ("Ask again to restart it." if cfg.is_local
-                    else "Check that it is running and the URL is right."))
-        if isinstance(e, openai.APIError):
-            return f"{where} returned an error: {scrub(str(e))[:300]}"
-    if isinstance(e, ConnectionError):
-        return f"The LLM connection failed: {scrub(str(e))[:300]}. Ask again to retry."
-    return None
+# One mechanism for every face (rag.errors): the app re-exports it for its pages.
+from rag.errors import public_endpoint, scrub, user_message  # noqa: E402,F401
 
 
 def _log():
@@ -298,7 +244,9 @@ def explain(e: BaseException) -> str:
     """Any error as one line for the page; unexpected ones go to the console with their traceback."""
     msg = user_message(e)
     if msg is None:
-        _log().error("unexpected error in the app", exc_info=e)
+        import traceback
+
+        _log().error("unexpected error in the app:\n%s", scrub("".join(traceback.format_exception(e))))
         msg = (f"Unexpected error ({type(e).__name__}): {scrub(str(e))[:300]}. "
                "The details are in the terminal that runs the app.")
     return msg

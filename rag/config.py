@@ -10,11 +10,12 @@ import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
+from rag.errors import UserError
 
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     pass
 
 

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 from rag.records import Passage, Query, read_jsonl
 from rag.settings import CORPORA_DIR
+from rag.errors import UserError
 
 DOC_SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
 TEXT_SUFFIXES = DOC_SUFFIXES - {".pdf"}
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError, ValueError):
     pass
 
 
@@ -120,29 +122,76 @@ def check_document(path: Path) -> str | None:
     return None
 
 
+def walk_documents(folder: Path) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Files to ingest under `folder`, and (name, reason) for what is left out.
+
+    Symbolic links are never followed (a link could pull in a file from anywhere on the machine)
+    and hidden files and folders (.git, .venv, editor state) are skipped; both are reported.
+    """
+    files: list[Path] = []
+    skipped: list[tuple[str, str]] = []
+    for root, dirs, names in os.walk(folder, followlinks=False):
+        here = Path(root)
+        for d in sorted(dirs):
+            if d.startswith("."):
+                skipped.append(((here / d).relative_to(folder).as_posix() + "/", "hidden folder"))
+            elif (here / d).is_symlink():
+                skipped.append(((here / d).relative_to(folder).as_posix() + "/", "symbolic link, not followed"))
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not (here / d).is_symlink())
+        for n in sorted(names):
+            f = here / n
+            rel = f.relative_to(folder).as_posix()
+            if n.startswith("."):
+                skipped.append((rel, "hidden file"))
+            elif f.is_symlink():
+                skipped.append((rel, "symbolic link, not followed"))
+            elif f.is_file():
+                files.append(f)
+            else:
+                skipped.append((rel, "not a regular file"))
+    return files, skipped
+
+
+# Text is cut at blank lines into blocks of about this many characters before sentence splitting:
+# LlamaIndex's splitter on one 25-50 MB string ran into its regex timeout and lost the whole folder.
+_SPLIT_BLOCK_CHARS = 200_000
+
+
+def _blocks(text: str, size: int = _SPLIT_BLOCK_CHARS):
+    start = 0
+    while start < len(text):
+        end = min(len(text), start + size)
+        if end < len(text):
+            cut = text.rfind("\n\n", start + size // 2, end)
+            end = cut + 2 if cut > 0 else end
+        yield text[start:end]
+        start = end
+
+
 def load_folder(folder: Path, chunk_size: int = 200, chunk_overlap: int = 30) -> Corpus:
     """Read every document under `folder` with LlamaIndex readers and chunk it into passages."""
     from llama_index.core import SimpleDirectoryReader
     from llama_index.core.node_parser import SentenceSplitter
 
     splitter = SentenceSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap)
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files, skipped = walk_documents(folder)
     passages: list[Passage] = []
-    skipped: list[tuple[str, str]] = []
     for f in files:
         rel = f.relative_to(folder).as_posix()
         reason = check_document(f)
+        chunks: list[str] = []
         if reason is None:
-            try:
+            try:  # reading and splitting: anything from ValueError to pdf errors to timeouts
                 docs = SimpleDirectoryReader(input_files=[str(f)], raise_on_error=True).load_data()
                 text = "\n\n".join(d.text for d in docs if d.text and d.text.strip())
-                reason = None if text.strip() else "no extractable text"
-            except Exception as e:  # readers raise anything from ValueError to pdf errors
+                chunks = [c for block in _blocks(text) for c in splitter.split_text(block) if c.strip()]
+                reason = None if chunks else "no extractable text"
+            except Exception as e:
                 reason = f"could not be read: {type(e).__name__}: {e}"
         if reason:
             skipped.append((rel, reason))
             continue
-        for i, chunk in enumerate(splitter.split_text(text)):
+        for i, chunk in enumerate(chunks):
             passages.append(Passage(docid=f"{rel}#{i}", text=chunk, title=f.stem, source=rel))
     if not passages:
         why = "; ".join(f"{n}: {r}" for n, r in skipped) or "the folder has no files"

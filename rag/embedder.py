@@ -13,6 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from rag.settings import apply_offline_env, home
+from rag.errors import UserError
 
 PUBLISHED = ("distilled", "ranker")  # names that resolve to the last published model of that kind
 
@@ -40,7 +41,7 @@ def path_label(path: str | Path) -> str:
     return f"{p.parent.name}-{p.name}" if p.parent.name not in ("", ".", "..") else p.name
 
 
-class EmbedderNotFound(FileNotFoundError):
+class EmbedderNotFound(UserError, FileNotFoundError):
     pass
 
 

@@ -23,16 +23,17 @@ from rag.corpus import Corpus, passage_text
 from rag.embedder import EmbedderId, llama_index_embedding, load_sentence_transformer, resolve_embedder
 from rag.records import write_json
 from rag.settings import apply_offline_env, indexes_dir
+from rag.errors import UserError
 
 MANIFEST = "manifest.json"
 INDEX_TYPES = ("flat", "ivf", "hnsw")
 
 
-class IndexMismatchError(RuntimeError):
+class IndexMismatchError(UserError, RuntimeError):
     """The index on disk was built for another embedder or corpus; it must be rebuilt."""
 
 
-class IndexMissingError(FileNotFoundError):
+class IndexMissingError(UserError, FileNotFoundError):
     pass
 
 

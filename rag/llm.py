@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from rag.settings import apply_offline_env, home
+from rag.errors import UserError
 
 LOCAL_ALIAS = "qwen2.5-coder-1.5b-instruct"
 
@@ -56,7 +57,7 @@ class LLMConfig:
         return f"LLMConfig(endpoint={self.endpoint!r}, model={self.model_name!r})"
 
 
-class LLMUnavailable(RuntimeError):
+class LLMUnavailable(UserError, RuntimeError):
     pass
 
 
@@ -66,6 +67,32 @@ def _state_file() -> Path:
 
 def _log_file() -> Path:
     return home() / "logs" / "llm_server.log"
+
+
+# What the server process inherits from the host. llama-cpp-python's server reads its settings from
+# the environment over its own arguments (PORT, HOST, API_KEY, CONFIG_FILE, MODEL, N_CTX ... any
+# field name): a shell with PORT=8501 made it fight the app for its port, HOST=0.0.0.0 would expose
+# it on every interface, API_KEY=x made it answer 401. So it gets only what a process needs to run.
+_SERVER_ENV_KEEP = ("PATH", "HOME", "USER", "LOGNAME", "LANG", "LANGUAGE", "TMPDIR", "TZ",
+                    "SYSTEMROOT", "LD_LIBRARY_PATH")
+
+
+def server_env() -> dict[str, str]:
+    """A clean environment for the embedded server: no setting can arrive from the host's shell."""
+    env = {k: v for k, v in os.environ.items() if k in _SERVER_ENV_KEEP or k.startswith("LC_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def log_tail(n: int = 6) -> str:
+    """The server log's last lines (scrubbed), for an error message that shows what went wrong."""
+    from rag.errors import scrub
+
+    try:
+        lines = _log_file().read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return scrub(" | ".join(line.strip() for line in lines[-n:] if line.strip()))[-800:]
 
 
 def _free_port() -> int:
@@ -153,18 +180,20 @@ def start_local_server(cfg: LLMConfig = LLMConfig(), detach: bool = False,
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(cfg.n_ctx),
            "--n_threads", threads, "--n_threads_batch", threads, "--n_gpu_layers", "0"]
     _log_file().parent.mkdir(parents=True, exist_ok=True)
-    log = open(_log_file(), "ab")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            start_new_session=detach)
+    with open(_log_file(), "ab") as log:
+        log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting on 127.0.0.1:{port}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=server_env(), start_new_session=detach)
     deadline = time.monotonic() + wait_s
     while not _healthy(port):
         if proc.poll() is not None:
-            raise LLMUnavailable(f"The local LLM server exited with code {proc.returncode}; "
-                                 f"see {_log_file()}.")
+            raise LLMUnavailable(f"The local LLM server exited with code {proc.returncode}. Its log "
+                                 f"({_log_file()}) ends: {log_tail()}")
         if time.monotonic() > deadline:
             proc.kill()
-            raise LLMUnavailable(f"The local LLM server did not answer within {wait_s:.0f} s; "
-                                 f"see {_log_file()}.")
+            raise LLMUnavailable(f"The local LLM server did not answer within {wait_s:.0f} s (is the "
+                                 f"CPU busy with another job?). Its log ({_log_file()}) ends: {log_tail()}")
         time.sleep(0.5)
     server = LocalServer(port=port, pid=proc.pid, owned=not detach)
     from rag.records import write_json

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.settings import models_dir
+from rag.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ QWEN_CODER_1_5B = GGUFSpec(
 DEFAULT_LLM = QWEN_CODER_1_5B
 
 
-class ModelIntegrityError(RuntimeError):
+class ModelIntegrityError(UserError, RuntimeError):
     pass
 
 

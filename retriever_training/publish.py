@@ -15,9 +15,10 @@ import platform
 import shutil
 import time
 from pathlib import Path
+from rag.errors import UserError
 
 
-class NotBetterThanBase(RuntimeError):
+class NotBetterThanBase(UserError, RuntimeError):
     pass
 
 

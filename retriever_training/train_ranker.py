@@ -18,6 +18,7 @@ from pathlib import Path
 
 from rag.corpus import Corpus, passage_text
 from rag.records import LLMRanking
+from rag.errors import UserError
 
 RANKER_LOSSES = ("listmle", "listnet", "lambda", "ranknet")
 
@@ -191,7 +192,7 @@ def ranker_learned(metrics: dict) -> str | None:
             f"labelled queries; --force distils from it anyway.")
 
 
-class RankerNotLearned(RuntimeError):
+class RankerNotLearned(UserError, RuntimeError):
     pass
 
 
