@@ -38,7 +38,7 @@ def cmd_index(a) -> int:
     corpus = load_corpus(a.corpus)
     for name, why in corpus.skipped:
         print(f"skipped {name}: {why}", file=sys.stderr)
-    eid = resolve_embedder(a.embedder)
+    eid = resolve_embedder(a.embedder, corpus)
     if a.rebuild:
         path = build_index(corpus, eid, index_type=a.index_type)
     else:
@@ -100,9 +100,24 @@ def cmd_app(a) -> int:
     cmd = [sys.executable, "-m", "streamlit", "run", str(script), "--server.address", "127.0.0.1",
            "--server.port", str(a.port), "--server.headless", "true",
            "--browser.gatherUsageStats", "false"]
+    if a.background_retrain:
+        _start_background_retrain(a.corpus)
     print(f"distilrag chat UI: http://127.0.0.1:{a.port}", flush=True)
     # From the repo root so Streamlit also reads .streamlit/config.toml (upload limit, toolbar).
     return subprocess.call(cmd, env={**os.environ, "DISTILRAG_CORPUS": a.corpus}, cwd=REPO_ROOT)
+
+
+def _start_background_retrain(corpus: str) -> None:
+    """The first run trains the shipped corpus's distilled retriever while the chat is usable."""
+    from app import retrain_job
+    from rag.embedder import published_path
+
+    if published_path("distilled", corpus) is not None or retrain_job.config_for(corpus) is None:
+        return
+    pid = retrain_job.start(corpus)
+    print(f"[distilrag] no distilled retriever for {corpus} yet: retraining it in the background from the "
+          f"committed labels (pid {pid}, lowest CPU priority, resumable; log: "
+          f"{retrain_job.log_path(corpus)}). The chat switches it on when it is published.", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("app", help="launch the Streamlit chat UI on 127.0.0.1")
     p.add_argument("--port", type=int, default=8501)
     p.add_argument("--corpus", default="squad_dev")
+    p.add_argument("--background-retrain", action="store_true",
+                   help="if the corpus has no distilled retriever yet, train it in the background")
     p.set_defaults(func=cmd_app)
 
     for name, mod, hlp in (("label", "retriever_training.label", "stages 1-3: queries, candidates, LLM rankings"),

@@ -53,22 +53,31 @@ def load_corpus(choice: str):
 
 
 # ---------------------------------------------------------------- retrievers and indexes
-def published_distilled() -> Path | None:
+def corpus_spec(choice: str) -> str:
+    """The corpus a sidebar choice names, as a name or path (published models are kept per corpus)."""
+    if choice == MY_DOCS:
+        from app.uploads import uploads_root
+
+        return str(uploads_root())
+    return choice
+
+
+def published_distilled(choice: str) -> Path | None:
     from rag.embedder import published_path
 
-    p = published_path("distilled")
+    p = published_path("distilled", corpus_spec(choice))
     return p if p is not None and p.is_dir() else None
 
 
-def published_ranker() -> Path | None:
+def published_ranker(choice: str) -> Path | None:
     from rag.embedder import published_path
 
-    p = published_path("ranker")
+    p = published_path("ranker", corpus_spec(choice))
     return p if p is not None and p.is_dir() else None
 
 
-def available_retrievers() -> list[str]:
-    return [r for r in RETRIEVERS if r != "distilled" or published_distilled()]
+def available_retrievers(choice: str) -> list[str]:
+    return [r for r in RETRIEVERS if r != "distilled" or published_distilled(choice)]
 
 
 def embedder_of(retriever: str) -> str | None:
@@ -76,9 +85,9 @@ def embedder_of(retriever: str) -> str | None:
     return {"base": "base", "distilled": "distilled", "hybrid": "base"}.get(retriever)
 
 
-def distilled_card() -> dict:
+def distilled_card(choice: str) -> dict:
     """The published distilled model's card (distilrag_card.json); {} when absent or unreadable."""
-    path = published_distilled()
+    path = published_distilled(choice)
     if path is None:
         return {}
     try:
@@ -122,7 +131,7 @@ def index_state(corpus, embedder: str) -> IndexState:
     from rag.index import MANIFEST, IndexMismatchError, check_manifest, index_dir, read_manifest
 
     try:
-        eid = resolve_embedder(embedder)
+        eid = resolve_embedder(embedder, corpus)
     except EmbedderNotFound as e:
         return IndexState("error", str(e), embedder)
     path = index_dir(corpus.name, eid.label)
@@ -166,6 +175,9 @@ _LLM_LOCK = threading.Lock()  # one LLM start at a time, whether from a question
 _LLMS: dict[tuple[str, str, str], object] = {}
 
 
+_LLM_FAILURE: dict[str, str] = {}  # the last start failure's message, for the sidebar's "failed"
+
+
 def get_llm(cfg, factory=None):
     """The answering LLM for `cfg`, made once per app process (and again if its server died)."""
     from rag.llm import running_server
@@ -177,14 +189,29 @@ def get_llm(cfg, factory=None):
         if llm is not None and cfg.is_local and running_server() is None:
             llm = None  # the local server we made a client for has gone: start a new one
         if llm is None:
-            llm = _LLMS[key] = (factory or make_llm)(cfg)
+            try:
+                llm = _LLMS[key] = (factory or make_llm)(cfg)
+            except Exception as e:
+                _LLM_FAILURE["message"] = user_message(e) or scrub(f"{type(e).__name__}: {e}")
+                raise
+            _LLM_FAILURE.clear()
         return llm
 
 
-def forget_llm() -> None:
+def forget_llm(error: BaseException | None = None) -> None:
     """After an LLM error: the next question builds a fresh client (and restarts a dead server)."""
     with _LLM_LOCK:
         _LLMS.clear()
+        if error is not None and llm_config().is_local:
+            from rag.llm import LLMUnavailable
+
+            if isinstance(error, LLMUnavailable):
+                _LLM_FAILURE["message"] = user_message(error) or ""
+
+
+def llm_failure() -> str:
+    """Why the embedded LLM last failed to start ("" when it did not, or has started since)."""
+    return _LLM_FAILURE.get("message", "")
 
 
 def llm_needs_start(cfg) -> bool:
@@ -194,7 +221,7 @@ def llm_needs_start(cfg) -> bool:
 
 
 def llm_status(cfg) -> tuple[str, str, str]:
-    """(what, state, detail): state is "running", "idle" or "problem". Never includes a key."""
+    """(what, state, detail): state is "running", "idle", "failed" or "problem". Never includes a key."""
     if cfg.is_local:
         from rag.llm import running_server
         from rag.models import gguf_path
@@ -203,6 +230,9 @@ def llm_status(cfg) -> tuple[str, str, str]:
         s = running_server()
         if s:
             return what, "running", f"serving on 127.0.0.1:{s.port}"
+        if llm_failure():
+            return what, "failed", (f"{llm_failure()} Fix what the log says, then ask again or press "
+                                    "'Start the LLM now'; `distilrag llm start` shows the same in a terminal.")
         if os.environ.get("DISTILRAG_LLM_GGUF") or gguf_path().exists():
             return what, "idle", "not started: starts with the first question (about 10 s)"
         return what, "idle", ("model not fetched yet: the first question downloads and verifies it "
@@ -218,15 +248,15 @@ def llm_status(cfg) -> tuple[str, str, str]:
 # ---------------------------------------------------------------- chains
 @st.cache_resource(show_spinner=False, max_entries=8)
 def _cached_chain(corpus_key: str, retriever: str, top_k: int, reranker: str | None,
-                  index_stamp: str, llm_key: str, _corpus, _llm):
+                  index_stamp: str, _corpus):
     from rag.chain import build_chain
 
-    return build_chain(_corpus, retriever, top_k=top_k, reranker=reranker, llm=_llm)
+    return build_chain(_corpus, retriever, top_k=top_k, reranker=reranker)
 
 
-def get_chain(corpus, retriever: str, top_k: int, reranker: str | None, index_stamp: str, llm, llm_key: str):
-    return _cached_chain(f"{corpus.name}:{corpus.hash}", retriever, top_k, reranker, index_stamp,
-                         llm_key, corpus, llm)
+def get_chain(corpus, retriever: str, top_k: int, reranker: str | None, index_stamp: str):
+    """The retrieval chain for these settings; it answers with the LLM each question passes it."""
+    return _cached_chain(f"{corpus.name}:{corpus.hash}", retriever, top_k, reranker, index_stamp, corpus)
 
 
 # ---------------------------------------------------------------- errors

@@ -47,6 +47,13 @@ def _render_results(turn: dict) -> None:
 
 def render_result(turn: dict, i: int) -> None:
     r = turn["results"][i]
+    _render_answer(turn, i)
+    if r["sources"] or not r["error"]:
+        render_sources(r["sources"], r["cited"], r["text"], turn["question"])
+
+
+def _render_answer(turn: dict, i: int) -> None:
+    r = turn["results"][i]
     if r["error"]:
         st.error(r["error"])
         return
@@ -54,7 +61,6 @@ def render_result(turn: dict, i: int) -> None:
     t = r["timings"]
     st.caption(f"{r['retriever']} · retrieval {t.get('retrieve_s', 0):.2f} s · first token "
                f"{t.get('first_token_s', 0):.1f} s · total {t.get('total_s', 0):.1f} s")
-    render_sources(r["sources"], r["cited"], r["text"], turn["question"])
     st.feedback("thumbs", key=f"fb-{turn['id']}-{i}", on_change=_on_feedback, args=(turn["id"], i))
 
 
@@ -74,7 +80,11 @@ def _on_feedback(turn_id: str, i: int) -> None:
 
 
 def ask(question: str, settings: Settings) -> None:
-    """Answer `question` live (streaming), then keep the turn in the session's history."""
+    """Answer `question` live, then keep the turn in the session's history.
+
+    Every retriever retrieves first and its passages are drawn at once, before the LLM is started
+    or asked; an LLM that cannot start leaves the passages on the page with the reason beside them.
+    """
     t_submit = time.perf_counter()
     retrievers = list(settings.compare) if settings.compare else [settings.retriever]
     turn = {"id": uuid.uuid4().hex[:12], "question": question, "corpus": settings.corpus,
@@ -84,25 +94,94 @@ def ask(question: str, settings: Settings) -> None:
     with st.chat_message("assistant"):
         try:
             corpus = _corpus(settings)
-            cfg = services.llm_config()
-            llm = start_llm(cfg)
-        except Exception as e:  # no corpus or no LLM: every result carries the message
+        except Exception as e:  # no corpus: every result carries the message
             msg = str(e) if isinstance(e, NotReady) else services.explain(e)
-            services.forget_llm()
             for r in turn["results"]:
                 r["error"] = msg
             turns().append(turn)
             _render_results(turn)
             return
-        llm_key = f"{cfg.endpoint}|{cfg.model_name}|{id(llm)}"  # a restarted server means a new client
-        if len(retrievers) == 1:
-            _answer_into(turn, 0, settings, corpus, llm, llm_key, t_submit)
-        else:
-            for i, col in enumerate(st.columns(len(retrievers), gap="medium")):
-                with col:
+        cols = st.columns(len(retrievers), gap="medium") if len(retrievers) > 1 else [st.container()]
+        slots, live = [], []
+        for i, col in enumerate(cols):
+            with col:
+                if len(retrievers) > 1:
                     st.markdown(f"#### {retrievers[i]}")
-                    _answer_into(turn, i, settings, corpus, llm, llm_key, time.perf_counter())
+                slots.append((st.empty(), st.empty()))  # (answer, sources)
+        for i in range(len(retrievers)):  # sources first, for every side
+            live.append(_retrieve_into(turn, i, settings, corpus, slots[i][1], t_submit))
+        try:
+            cfg = services.llm_config()
+            with cols[0]:
+                llm = start_llm(cfg)
+        except Exception as e:  # the LLM cannot start: keep the passages, say why and what to do
+            services.forget_llm(e)
+            for r in turn["results"]:
+                r["error"] = r["error"] or (services.explain(e) + " The retrieved passages are below.")
+            for i, (answer_slot, _) in enumerate(slots):
+                with answer_slot.container():
+                    _render_answer(turn, i)
+            turns().append(turn)
+            return
+        for i, (answer_slot, _) in enumerate(slots):
+            if live[i] is not None and i > 0:
+                answer_slot.caption(f"Waiting for the {retrievers[0]} answer to finish…")
+        for i, (answer_slot, sources_slot) in enumerate(slots):
+            if live[i] is not None:
+                _answer_into(turn, i, live[i], llm, answer_slot, sources_slot)
+            with answer_slot.container():
+                _render_answer(turn, i)
     turns().append(turn)
+
+
+def _retrieve_into(turn: dict, i: int, settings: Settings, corpus, sources_slot, t0: float):
+    """Retrieve for result `i` and draw its passages; (chain, nodes, t0) to answer from, or None."""
+    r = turn["results"][i]
+    try:
+        stamp = _ensure_index(corpus, r["retriever"])
+        with st.spinner(f"Retrieving with {r['retriever']}…"):
+            chain = services.get_chain(corpus, r["retriever"], settings.top_k, settings.reranker, stamp)
+            t1 = time.perf_counter()
+            nodes = chain.retrieve(turn["question"])
+    except Exception as e:
+        r["error"] = str(e) if isinstance(e, NotReady) else services.explain(e)
+        return None
+    from rag.chain import sources_of
+
+    r["sources"] = [asdict(s) for s in sources_of(nodes)]
+    r["timings"]["retrieve_s"] = round(time.perf_counter() - t1, 3)
+    with sources_slot.container():
+        render_sources(r["sources"], [], "", turn["question"])
+    return chain, nodes, t0
+
+
+def _answer_into(turn: dict, i: int, live, llm, answer_slot, sources_slot) -> None:
+    """Stream the answer into `answer_slot`, then redraw the passages with the cited ones marked."""
+    chain, nodes, _ = live
+    r = turn["results"][i]
+    t0 = time.perf_counter()
+    answer_slot.caption("Waiting for the first token… (a local LLM on CPU needs a few seconds)")
+    pieces: list[str] = []
+    first: list[float] = []
+
+    def on_token(tok: str) -> None:
+        if not first:
+            first.append(time.perf_counter() - t0)
+        pieces.append(tok)
+        answer_slot.markdown(answer_markdown("".join(pieces)) + CURSOR)
+    try:
+        ans = chain.answer(turn["question"], nodes=nodes, on_token=on_token, llm=llm)
+    except Exception as e:
+        services.forget_llm(e)  # a dead local server is restarted on the next question
+        r["error"] = services.explain(e) + " The retrieved passages are below."
+        return
+    total = time.perf_counter() - t0
+    r.update(text=ans.text, retriever=ans.retriever or r["retriever"], cited=list(ans.cited),
+             sources=[asdict(s) for s in ans.sources],
+             timings={**r["timings"], "first_token_s": round(first[0] if first else total, 3),
+                      "total_s": round(total, 3)})
+    with sources_slot.container():
+        render_sources(r["sources"], r["cited"], r["text"], turn["question"])
 
 
 def _empty_result(retriever: str) -> dict:
@@ -136,40 +215,3 @@ def _ensure_index(corpus, retriever: str) -> str:
     if not state.ready:
         raise NotReady(state.message)
     return state.built_at
-
-
-def _answer_into(turn: dict, i: int, settings: Settings, corpus, llm, llm_key: str, t0: float) -> None:
-    """Retrieve, stream the answer into the page, then draw it with its sources and feedback."""
-    r = turn["results"][i]
-    box = None
-    try:
-        stamp = _ensure_index(corpus, r["retriever"])
-        with st.spinner(f"Retrieving with {r['retriever']}…"):
-            chain = services.get_chain(corpus, r["retriever"], settings.top_k, settings.reranker,
-                                       stamp, llm, llm_key)
-            nodes = chain.retrieve(turn["question"])
-        t_ret = time.perf_counter() - t0
-        box = st.empty()
-        box.caption("Waiting for the first token… (a local LLM on CPU needs a few seconds)")
-        pieces: list[str] = []
-        first: list[float] = []
-
-        def on_token(tok: str) -> None:
-            if not first:
-                first.append(time.perf_counter() - t0)
-            pieces.append(tok)
-            box.markdown(answer_markdown("".join(pieces)) + CURSOR)
-        ans = chain.answer(turn["question"], nodes=nodes, on_token=on_token)
-    except Exception as e:
-        if not isinstance(e, NotReady):
-            services.forget_llm()  # a dead local server is restarted on the next question
-        r["error"] = str(e) if isinstance(e, NotReady) else services.explain(e)
-    else:
-        total = time.perf_counter() - t0
-        r.update(text=ans.text, retriever=ans.retriever or r["retriever"], cited=list(ans.cited),
-                 sources=[asdict(s) for s in ans.sources],
-                 timings={"retrieve_s": round(t_ret, 3), "first_token_s": round(first[0] if first else total, 3),
-                          "total_s": round(total, 3)})
-    if box is not None:
-        box.empty()
-    render_result(turn, i)

@@ -27,8 +27,8 @@ def render():
         corpus = st.radio("Documents", [shipped, services.MY_DOCS], key="corpus_choice",
                           format_func=lambda c: f"{c} (shipped)" if c == shipped else "my documents",
                           help="Ask about the shipped corpus, or about files you add.")
-        retriever, reranker, top_k = _retrieval_controls()
-        compare = _compare_controls(retriever)
+        retriever, reranker, top_k = _retrieval_controls(corpus)
+        compare = _compare_controls(corpus, retriever)
         _index_status(corpus, {retriever, *(compare or ())})
         llm_slot = st.container()
         st.divider()
@@ -40,12 +40,12 @@ def render():
     return Settings(corpus, retriever, top_k, reranker, compare), llm_slot
 
 
-def _retrieval_controls() -> tuple[str, str | None, int]:
-    options = services.available_retrievers()
+def _retrieval_controls(corpus: str) -> tuple[str, str | None, int]:
+    options = services.available_retrievers(corpus)
     retriever = st.radio("Retriever", options, key="retriever",
                          captions=[services.RETRIEVER_HELP[r] for r in options])
     if "distilled" in options:
-        card = services.distilled_card()
+        card = services.distilled_card(corpus)
         with st.expander("Distilled model", expanded=retriever == "distilled"):
             st.markdown(f"**{card.get('name', 'distilled')}**  \ncreated {card.get('created', 'unknown')}")
             rows = services.card_metrics(card)
@@ -55,11 +55,10 @@ def _retrieval_controls() -> tuple[str, str | None, int]:
             else:
                 st.caption("Its card records no metrics.")
     else:
-        st.caption("No distilled retriever is published yet: train one with "
-                   "`distilrag retrain --config retriever_training/configs/squad_dev.yaml`.")
+        _retrain_progress(corpus)
     top_k = st.slider("Passages (top-k)", 1, 20, 5, key="top_k")
     reranker = None
-    if services.published_ranker():
+    if services.published_ranker(corpus):
         if st.checkbox("Rerank with the trained cross-encoder", key="rerank",
                        help="Retrieves 20 candidates, the ranker keeps the best top-k."):
             reranker = "ranker"
@@ -68,11 +67,34 @@ def _retrieval_controls() -> tuple[str, str | None, int]:
     return retriever, reranker, top_k
 
 
-def _compare_controls(retriever: str) -> tuple[str, str] | None:
+def _retrain_progress(corpus: str) -> None:
+    """No distilled model yet: the background retrain's stage and progress, refreshed every few
+    seconds; the page reruns (and offers the new retriever, ranker and compare) once it is published."""
+    from app import retrain_job
+
+    if corpus == services.MY_DOCS or retrain_job.status(corpus).state == "none":
+        st.caption("No distilled retriever for these documents yet: train one with "
+                   "`distilrag retrain --corpus <folder> --queries <questions file>`.")
+        return
+
+    @st.fragment(run_every=5)
+    def progress() -> None:
+        stat = retrain_job.status(corpus)
+        if stat.state == "done" or services.published_distilled(corpus):
+            st.rerun(scope="app")
+        shown = {"running": st.info, "failed": st.error}.get(stat.state, st.caption)
+        shown(f"Distilled retriever: background retrain {stat.summary}. "
+              f"Log: `{retrain_job.log_path(corpus)}`")
+        if stat.state == "running":
+            st.progress(min(stat.done_stages / len(retrain_job.STAGES), 1.0))
+    progress()
+
+
+def _compare_controls(corpus: str, retriever: str) -> tuple[str, str] | None:
     if not st.toggle("Compare base vs distilled", key="compare",
                      help="Answer each question twice, side by side, with two retrievers."):
         return None
-    options = services.available_retrievers()
+    options = services.available_retrievers(corpus)
     if "distilled" not in options:
         st.warning("No distilled retriever exists yet, so base cannot be compared with it. "
                    "Train and publish one with `distilrag retrain --config "
@@ -135,10 +157,10 @@ def llm_status(slot) -> None:
 def _llm_status() -> None:
     cfg = services.llm_config()
     what, state, detail = services.llm_status(cfg)
-    dot = {"running": ":green[●]", "idle": ":gray[●]", "problem": ":red[●]"}[state]  # renders without emoji fonts
+    dot = {"running": ":green[●]", "idle": ":gray[●]", "failed": ":red[●]", "problem": ":red[●]"}[state]  # renders without emoji fonts
     st.markdown(f"**LLM** {dot} {state}  \n{what}")
     st.caption(detail)
-    if cfg.is_local and state == "idle" and st.button("Start the LLM now", key="start_llm", width="stretch"):
+    if cfg.is_local and state in ("idle", "failed") and st.button("Start the LLM now", key="start_llm", width="stretch"):
         try:
             start_llm(cfg)
         except Exception as e:  # shown as a message, never as a traceback

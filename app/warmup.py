@@ -80,7 +80,7 @@ def _warm_retrievers(corpus_choice: str, retrievers: list[str], top_k: int) -> N
             emb = services.embedder_of(r)
             # A missing index is built with a progress bar on the first question, not silently here.
             if emb and services.index_state(corpus, emb).ready:
-                load_sentence_transformer(resolve_embedder(emb).path)
+                load_sentence_transformer(resolve_embedder(emb, corpus).path)
             if r in ("bm25", "hybrid"):
                 bm25_retriever(corpus, top_k)
     except Exception as e:

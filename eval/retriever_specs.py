@@ -21,7 +21,7 @@ def slug(spec: str) -> str:
     return "+".join(part(p) for p in spec.split("+")).replace(":", "-")
 
 
-def retriever_identity(spec: str) -> dict:
+def retriever_identity(spec: str, corpus=None) -> dict:
     """The weights every model of a spec resolves to now. "distilled", "+ranker" and a run's
     student/ mean other models after a retrain: answers kept under the same name must not be
     resumed as theirs. An unpublished ranker is None and an unresolvable embedder marks the spec
@@ -33,9 +33,9 @@ def retriever_identity(spec: str) -> dict:
     ident: dict = {}
     try:
         if (emb := spec_embedder(name)) is not None:
-            ident["embedder"] = resolve_embedder(emb).weights_hash
+            ident["embedder"] = resolve_embedder(emb, corpus).weights_hash
         if reranker:
-            path = reranker_path(reranker)
+            path = reranker_path(reranker, corpus)
             ident["reranker"] = weights_hash(path) if path is not None else None
     except EmbedderNotFound:
         ident["unresolved"] = True
@@ -47,11 +47,12 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     return retriever, (reranker or None)
 
 
-def reranker_path(reranker: str) -> Path | None:
-    """The cross-encoder a spec's "+<reranker>" names: "ranker" is the published one (None if none)."""
+def reranker_path(reranker: str, corpus=None) -> Path | None:
+    """The cross-encoder a spec's "+<reranker>" names: "ranker" is the one published for `corpus`
+    (None if none)."""
     from rag.embedder import published_path
 
-    path = published_path("ranker") if reranker == "ranker" else reranker
+    path = published_path("ranker", corpus) if reranker == "ranker" else reranker
     return Path(path) if path is not None else None
 
 
@@ -74,7 +75,7 @@ def build_retrieval(spec: str, corpus, depth: int):
     if reranker:
         from rag.chain import make_reranker
 
-        path = reranker_path(reranker)
+        path = reranker_path(reranker, corpus)
         if path is None or not path.exists():
             raise EmbedderNotFound("No trained ranker is published yet: run `distilrag retrain` first, "
                                    "or name a cross-encoder directory after '+'.")

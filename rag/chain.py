@@ -82,22 +82,44 @@ def parse_citations(text: str, n_sources: int) -> list[int]:
     return seen
 
 
+def sources_of(nodes) -> list[Source]:
+    """Retrieved nodes as the numbered sources an answer cites ([1] is the first node)."""
+    return [Source(n=i, docid=nw.node.node_id, title=nw.node.metadata.get("title", ""),
+                   text=nw.node.get_content(), score=float(nw.score or 0.0))
+            for i, nw in enumerate(nodes, 1)]
+
+
 class RAGChain:
     """Question in, cited answer out. `answer(..., on_token=cb)` streams tokens to `cb`."""
 
-    def __init__(self, retriever, llm, name: str = "", reranker=None):
+    def __init__(self, retriever, llm=None, name: str = "", reranker=None, llm_cfg: LLMConfig | None = None):
+        self.retriever = retriever
+        self.reranker = reranker
+        self.name = name
+        # The LLM is needed only to answer: retrieval (and the sources a UI shows first) works
+        # before it has started, and while it is down. None = the configured endpoint, on demand.
+        self.llm, self.llm_cfg = llm, llm_cfg
+        self._synths: dict[int, object] = {}
+
+    def synthesizer(self, llm=None):
         from llama_index.core import PromptTemplate, get_response_synthesizer
         from llama_index.core.response_synthesizers import ResponseMode
 
-        self.retriever = retriever
-        self.reranker = reranker
-        # COMPACT, not SIMPLE_SUMMARIZE: the latter hands the prompt a Python list repr of the
-        # passages (llama-index-core 0.14). COMPACT packs them into one text and only refines
-        # when they overflow the context window.
-        self.synth = get_response_synthesizer(llm=llm, text_qa_template=PromptTemplate(QA_PROMPT),
-                                              refine_template=PromptTemplate(REFINE_PROMPT),
-                                              response_mode=ResponseMode.COMPACT, streaming=True)
-        self.name = name
+        if llm is None:
+            if self.llm is None:
+                from rag.llm import llama_index_llm
+
+                self.llm = llama_index_llm(self.llm_cfg)
+            llm = self.llm
+        if id(llm) not in self._synths:
+            # COMPACT, not SIMPLE_SUMMARIZE: the latter hands the prompt a Python list repr of the
+            # passages (llama-index-core 0.14). COMPACT packs them into one text and only refines
+            # when they overflow the context window.
+            self._synths = {id(llm): get_response_synthesizer(
+                llm=llm, text_qa_template=PromptTemplate(QA_PROMPT),
+                refine_template=PromptTemplate(REFINE_PROMPT),
+                response_mode=ResponseMode.COMPACT, streaming=True)}
+        return self._synths[id(llm)]
 
     def retrieve(self, question: str):
         from llama_index.core.schema import QueryBundle
@@ -108,7 +130,9 @@ class RAGChain:
             nodes = self.reranker.postprocess_nodes(nodes, query_bundle=bundle)
         return nodes
 
-    def answer(self, question: str, nodes=None, on_token: Callable[[str], None] | None = None) -> Answer:
+    def answer(self, question: str, nodes=None, on_token: Callable[[str], None] | None = None,
+               llm=None) -> Answer:
+        """Answer from `nodes` (retrieved now when None) with `llm` (the chain's own when None)."""
         from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
         question = question.strip()
@@ -118,15 +142,13 @@ class RAGChain:
         if nodes is None:
             nodes = self.retrieve(question)
         t_ret = time.perf_counter() - t0
-        sources = [Source(n=i, docid=nw.node.node_id, title=nw.node.metadata.get("title", ""),
-                          text=nw.node.get_content(), score=float(nw.score or 0.0))
-                   for i, nw in enumerate(nodes, 1)]
+        sources = sources_of(nodes)
         if not nodes:
             return Answer(question, NO_ANSWER, [], [], self.name, {"retrieve_s": t_ret, "total_s": t_ret})
         # One numbered source per passage, so [n] maps to exactly one docid.
         numbered = [NodeWithScore(node=TextNode(text=f"[{s.n}] ({s.title}) {s.text}" if s.title else f"[{s.n}] {s.text}"),
                                   score=s.score) for s in sources]
-        resp = self.synth.synthesize(QueryBundle(question), numbered)
+        resp = self.synthesizer(llm).synthesize(QueryBundle(question), numbered)
         pieces: list[str] = []
         t_first = None
         for tok in resp.response_gen:
@@ -155,8 +177,8 @@ def make_reranker(path: str, top_n: int):
 def build_chain(corpus: Corpus | str = "squad_dev", retriever: str = "base", top_k: int = 5,
                 reranker: str | None = None, rerank_depth: int = 20,
                 llm_cfg: LLMConfig | None = None, llm=None) -> RAGChain:
-    """A chain over `corpus` with the named retriever (see rag.retrievers) and the configured LLM."""
-    from rag.llm import llama_index_llm
+    """A chain over `corpus` with the named retriever (see rag.retrievers) and the configured LLM
+    (`llm`, or one for `llm_cfg` made on the first answer: building a chain starts no server)."""
     from rag.retrievers import make_retriever
     from rag.settings import apply_offline_env
 
@@ -169,6 +191,12 @@ def build_chain(corpus: Corpus | str = "squad_dev", retriever: str = "base", top
     if reranker:
         from rag.embedder import published_path
 
-        rr = make_reranker(str(published_path("ranker") if reranker == "ranker" else reranker), top_k)
+        path = published_path("ranker", corpus) if reranker == "ranker" else reranker
+        if path is None:
+            from rag.embedder import EmbedderNotFound
+
+            raise EmbedderNotFound(f"No ranker is published for {corpus.key} yet: `distilrag retrain` "
+                                   "publishes one with the distilled retriever, or name a cross-encoder directory.")
+        rr = make_reranker(str(path), top_k)
     name = retriever + (f"+{reranker}" if reranker else "")
-    return RAGChain(r, llm if llm is not None else llama_index_llm(llm_cfg), name=name, reranker=rr)
+    return RAGChain(r, llm, name=name, reranker=rr, llm_cfg=llm_cfg)

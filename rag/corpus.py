@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -35,6 +35,10 @@ class Corpus:
     passages: list[Passage]
     chunking: dict = field(default_factory=dict)
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    key: str = ""  # unique per source (see corpus_key); "" = the name (corpora built in code)
+
+    def __post_init__(self):
+        self.key = self.key or self.name
 
     @cached_property
     def by_id(self) -> dict[str, Passage]:
@@ -61,6 +65,22 @@ def join_title(title: str, text: str) -> str:
     return f"{title}\n{text}" if title else text
 
 
+def corpus_key(spec: str | Path) -> str:
+    """A name unique per corpus source: the shipped name, or the file/folder name plus a hash of
+    its absolute path (every BEIR export is a `corpus.jsonl`; two folders may both be `docs`).
+    Indexes and published models are kept under it, so two such corpora never evict each other."""
+    if isinstance(spec, Corpus):
+        return spec.key
+    spec = str(spec)
+    if "/" not in spec and "\\" not in spec and (CORPORA_DIR / spec / "corpus.jsonl.gz").exists():
+        return spec
+    path = Path(spec).expanduser().resolve()
+    if path.parent == CORPORA_DIR.resolve() and (path / "corpus.jsonl.gz").exists():
+        return path.name
+    stem = path.name.split(".")[0] or "corpus"
+    return f"{stem}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+
+
 def shipped_corpora() -> list[str]:
     return sorted(d.name for d in CORPORA_DIR.iterdir() if (d / "corpus.jsonl.gz").exists())
 
@@ -73,11 +93,11 @@ def load_corpus(spec: str | Path, chunk_size: int = 200, chunk_overlap: int = 30
     for d in ((shipped,) if not path.is_absolute() else ()) + (path,):
         if (d / "corpus.jsonl.gz").exists():
             return Corpus(name=d.name, passages=list(read_jsonl(d / "corpus.jsonl.gz", Passage)),
-                          chunking={"unit": "paragraph"})
+                          chunking={"unit": "paragraph"}, key=corpus_key(d if d is path else d.name))
     if path.is_file() and path.name.endswith((".jsonl", ".jsonl.gz")):
-        return _load_jsonl_corpus(path)
+        return replace(_load_jsonl_corpus(path), key=corpus_key(path))
     if path.is_dir():
-        return load_folder(path, chunk_size=chunk_size, chunk_overlap=chunk_overlap)
+        return replace(load_folder(path, chunk_size=chunk_size, chunk_overlap=chunk_overlap), key=corpus_key(path))
     raise CorpusError(
         f"Corpus {spec!r} not found. Give a shipped corpus name ({', '.join(shipped_corpora())}), "
         "a .jsonl/.jsonl.gz file with _id/title/text fields, or a folder of .txt/.md/.html/.pdf files."

@@ -7,6 +7,7 @@ so an index is never queried with vectors from another model.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -45,42 +46,67 @@ class EmbedderNotFound(UserError, FileNotFoundError):
     pass
 
 
-def published_path(kind: str) -> Path | None:
-    """What "distilled" / "ranker" mean: $DISTILRAG_DISTILLED / $DISTILRAG_RANKER, else the last
-    model the trainer published (a pointer file under the distilrag home)."""
+def _published_file(corpus) -> Path:
+    from rag.corpus import corpus_key
+
+    return home() / "published" / f"{corpus_key(corpus)}.json"
+
+
+def published_path(kind: str, corpus=None) -> Path | None:
+    """What "distilled" / "ranker" mean for `corpus` (a Corpus, or its name or path):
+    $DISTILRAG_DISTILLED / $DISTILRAG_RANKER when set, else the model the trainer last published
+    for that corpus. Each corpus keeps its own: a retrain on another corpus never re-points this
+    one's chat; a model made for another corpus is used only when named by its path."""
+    if kind not in PUBLISHED:
+        raise ValueError(f"kind must be one of {PUBLISHED}")
     env = os.environ.get(f"DISTILRAG_{kind.upper()}")
     if env:
         return Path(env).expanduser()
-    pointer = home() / f"{kind}.txt"
-    if pointer.exists():
-        p = Path(pointer.read_text().strip())
-        return p if p.exists() else None
-    return None
+    if corpus is None:
+        return None
+    try:
+        pointers = json.loads(_published_file(corpus).read_text())
+        p = Path(pointers[kind])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return p if p.exists() else None
 
 
-def set_published(kind: str, path: Path) -> None:
-    """Make `path` what `kind` ("distilled" or "ranker") means for the app, the CLI and the harness."""
+def set_published(kind: str, path: Path, corpus) -> None:
+    """Make `path` what `kind` ("distilled" or "ranker") means for `corpus` in the app, the CLI
+    and the harness."""
     from rag.records import _atomic_text
 
     if kind not in PUBLISHED:
         raise ValueError(f"kind must be one of {PUBLISHED}")
-    _atomic_text(home() / f"{kind}.txt", str(Path(path).resolve()) + "\n")
+    f = _published_file(corpus)
+    try:
+        pointers = json.loads(f.read_text())
+        pointers = pointers if isinstance(pointers, dict) else {}
+    except (OSError, ValueError):
+        pointers = {}
+    pointers[kind] = str(Path(path).resolve())
+    f.parent.mkdir(parents=True, exist_ok=True)
+    _atomic_text(f, json.dumps(pointers, indent=1, sort_keys=True) + "\n")
 
 
-def resolve_embedder(name: str | Path) -> EmbedderId:
+def resolve_embedder(name: str | Path, corpus=None) -> EmbedderId:
+    """"base", "distilled" (the model published for `corpus`) or a model directory."""
     name = str(name)
     if name == "base":
         from rag.models import base_embedder_path
 
         path, label = base_embedder_path(), "base"
     elif name == "distilled":
-        path = published_path("distilled")
+        path = published_path("distilled", corpus)
         if path is None:
+            from rag.corpus import corpus_key
+
+            which = corpus_key(corpus) if corpus is not None else "this corpus"
             raise EmbedderNotFound(
-                "No distilled retriever is published yet. Train one with "
-                "`distilrag retrain --config retriever_training/configs/squad_dev.yaml`, "
-                "or set DISTILRAG_DISTILLED to a sentence-transformers model directory."
-            )
+                f"No distilled retriever is published for {which} yet. Train one with "
+                f"`distilrag retrain --corpus <the corpus>` (the shipped corpus: `--config "
+                f"retriever_training/configs/squad_dev.yaml`), or name a model directory.")
         label = "distilled"
     else:
         path = Path(name).expanduser()

@@ -86,8 +86,10 @@ def llm_error_message(e: BaseException, where: str, key_env: str = "OPENAI_API_K
 
 def user_message(e: BaseException) -> str | None:
     """A scrubbed one-line message for errors a user can act on; None for bugs."""
-    from rag.llm import LLMConfig
+    from rag.llm import LLMConfig, LLMUnavailable
 
+    if isinstance(e, LLMUnavailable):
+        return scrub(f"The LLM is unavailable: {e}")
     if isinstance(e, UserError):
         return scrub(str(e))
     if isinstance(e, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):

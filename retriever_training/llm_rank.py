@@ -46,6 +46,14 @@ class LLMRankConfig:
     price_in_per_mtok: float = 0.0   # cost table for the ledger/dry run (USD per 1M tokens)
     price_out_per_mtok: float = 0.0
 
+    def __post_init__(self):
+        from rag.config import require
+
+        require(self, positive=("max_candidates", "window", "step", "ql_batch_size", "concurrency"),
+                non_negative=("passage_words", "n_threads", "price_in_per_mtok", "price_out_per_mtok"),
+                choices={"mode": MODES, "ql_backend": ("llama_cpp", "transformers"),
+                         "ql_device": ("auto", "cuda", "cpu")})
+
 
 @dataclass
 class Ledger:

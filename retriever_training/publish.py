@@ -56,6 +56,7 @@ A dense retriever distilled from an LLM's rankings through an intermediate cross
 
 - Created: {card['created']}
 - Corpus: {card.get('corpus')}; labelled queries: {t.get('queries')} (label set sha256 {str(t.get('label_set_sha256', ''))[:16]})
+- Queries used: {_queries_used(card.get('queries_used', {}))}
 - Teacher LLM: {t.get('model')} (mode {t.get('mode')}, prompt {t.get('prompt_id')})
 - Ranker: cross-encoder from the MiniLM backbone, loss {r.get('loss')}; agreement with the LLM on
   held-out queries: Kendall tau {r.get('kendall_tau_vs_llm', float('nan')):.3f}, top-1 {r.get('top1_agreement_vs_llm', float('nan')):.3f}
@@ -64,7 +65,7 @@ A dense retriever distilled from an LLM's rankings through an intermediate cross
   {dev.get('train_examples')} teacher-scored queries; seed {card.get('config', {}).get('distill', {}).get('seed')}
 - LLM cost ledger: {json.dumps(card.get('ledger', {}))}
 
-## Dev-split retrieval (whole corpus, {dev.get('dev_queries')} queries)
+## Dev retrieval (whole corpus, {dev.get('dev_queries')} queries: {dev.get('dev_source', 'dev split (gold qrels)')})
 | metric | base | distilled | delta |
 |---|---|---|---|
 {rows}
@@ -77,6 +78,14 @@ A dense retriever distilled from an LLM's rankings through an intermediate cross
 ## Package versions
 {json.dumps(card.get('versions', {}))}
 """
+
+
+def _queries_used(used: dict) -> str:
+    if not used:
+        return "(not recorded)"
+    return (f"{used['labelled']} LLM-labelled ({used['heldout']} of them held out: neither ranker nor student "
+            f"saw them), {used['unlabelled_from_log']} unlabelled from the query log or split, "
+            f"{used['unlabelled_synthetic']} synthetic, both scored by the ranker only")
 
 
 def publish(run_dir: Path, card: dict, force: bool = False, make_default: bool = True) -> Path:

@@ -5,4 +5,4 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 .venv/bin/distilrag llm fetch >/dev/null          # download + verify the GGUF once (1.1 GB)
 .venv/bin/distilrag index --corpus squad_dev --embedder base   # builds once, then reuses
-exec .venv/bin/distilrag app --corpus squad_dev --port "${PORT:-8501}"
+exec .venv/bin/distilrag app --corpus squad_dev --port "${PORT:-8501}" --background-retrain

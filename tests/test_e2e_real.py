@@ -1,5 +1,7 @@
 """The real path, end to end: real MiniLM, real FAISS index over a slice of the shipped corpus,
 the real embedded LLM behind its local OpenAI-compatible server, a cited answer."""
+from pathlib import Path
+
 import pytest
 
 from rag.corpus import Corpus, load_corpus
@@ -75,3 +77,36 @@ def test_bm25_and_hybrid_retrievers(super_bowl_slice):
     hybrid = make_retriever("hybrid", super_bowl_slice, top_k=4)
     ids = [n.node.node_id for n in hybrid.retrieve("Which NFL team represented the AFC at Super Bowl 50?")]
     assert len(ids) == 4 and len(set(ids)) == 4
+
+
+@pytest.mark.llm
+def test_embedded_server_ignores_the_hosts_environment(monkeypatch):
+    """PORT (the app's own port), HOST=0.0.0.0, API_KEY and CONFIG_FILE in the shell: the server
+    still starts on a free loopback port, answers without a key and listens on 127.0.0.1 only."""
+    import socket
+
+    from rag import llm
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    for k, v in {"PORT": str(busy.getsockname()[1]), "HOST": "0.0.0.0", "API_KEY": "x",
+                 "CONFIG_FILE": "/nonexistent.json"}.items():
+        monkeypatch.setenv(k, v)
+    if (old := llm.running_server()) is not None:
+        old.stop()
+    monkeypatch.setattr(llm, "_server", None)
+    server = llm.start_local_server(llm.LLMConfig(), wait_s=240)
+    try:
+        assert server.port != busy.getsockname()[1]
+        client = llm.openai_client(llm.LLMConfig())
+        out = client.chat.completions.create(model=llm.LOCAL_ALIAS, max_tokens=4,
+                                             messages=[{"role": "user", "content": "Say OK."}])
+        assert out.choices[0].message.content is not None  # no 401: API_KEY did not reach it
+        listening = {line.split()[1] for line in Path("/proc/net/tcp").read_text().splitlines()[1:]
+                     if line.split()[3] == "0A"}  # state LISTEN
+        assert f"0100007F:{server.port:04X}" in listening  # 127.0.0.1, not 0.0.0.0
+        assert f"00000000:{server.port:04X}" not in listening
+    finally:
+        server.stop()
+        busy.close()

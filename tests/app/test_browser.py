@@ -58,7 +58,11 @@ def running_app(tmp_path):
     pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
     ARTIFACTS.mkdir(exist_ok=True)
     port = _free_port()
-    env = {**os.environ, "DISTILRAG_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "DISTILRAG_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1",
+           # A shell as users have it: `PORT=8599 bash scripts/run_app.sh` exports the app's own port,
+           # and other tools leave HOST/API_KEY/CONFIG_FILE behind. The embedded LLM server reads
+           # all of them over its arguments unless it is started with a clean environment.
+           "PORT": str(port), "HOST": "0.0.0.0", "API_KEY": "x", "CONFIG_FILE": str(tmp_path / "nope.json")}
     for var in ("DISTILRAG_DISTILLED", "DISTILRAG_RANKER", "DISTILRAG_LLM_ENDPOINT"):
         env.pop(var, None)
     log = open(ARTIFACTS / "app_browser_test.log", "w")

@@ -50,7 +50,7 @@ def test_retriever_switch_and_no_distilled_notice(corpus_dir, app_home, fake_llm
     at = new_app()
     radio = at.radio(key="retriever")
     assert list(radio.options) == ["base", "bm25", "hybrid"]  # distilled only when published
-    assert "No distilled retriever is published yet" in texts(at.sidebar.caption)
+    assert "No distilled retriever for these documents yet" in texts(at.sidebar.caption)
     radio.set_value("bm25").run()
     ask(at, QUESTION)
     r = _turns(at)[0]["results"][0]
@@ -84,6 +84,12 @@ def test_llm_unavailable_is_a_message_not_a_traceback(corpus_dir, app_home, monk
     ask(at, QUESTION)
     assert not at.exception
     assert "The LLM is unavailable: The local LLM server exited with code 1" in texts(at.error)
+    # The passages are retrieved before the LLM is asked: they stay on the page, and the sidebar
+    # says the LLM failed (with the reason), not "idle".
+    assert [s["docid"] for s in _turns(at)[0]["results"][0]["sources"]], "no passages shown"
+    assert any("broncos.txt#0" in e.label for e in at.expander)
+    sidebar = texts(at.sidebar.markdown) + texts(at.sidebar.caption)
+    assert "failed" in sidebar and "exited with code 1" in sidebar
 
 
 def test_stale_index_is_refused_and_rebuilt_on_request(corpus_dir, app_home, fake_llm):
