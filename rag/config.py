@@ -1,11 +1,14 @@
 """Small frozen dataclass configs loaded from YAML plus `--key=value` overrides, type-checked.
 
 A YAML file has one mapping per stage (`candidates:`, `llm_rank:` ...); `section.key=value`
-overrides win over the file. Unknown keys and wrong types are errors that name the key.
+overrides win over the file. Unknown sections and keys (with the nearest known name), wrong types
+and values out of range (each dataclass's `__post_init__`, through `require`) are errors that name
+the key.
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import types
 import typing
 from pathlib import Path
@@ -59,23 +62,53 @@ def _coerce(name: str, tp: Any, value: Any) -> Any:
     return value
 
 
+def _unknown(what: str, names: set[str], known: set[str]) -> ConfigError:
+    """An error for unknown names, suggesting the nearest known one (a typo is the usual cause)."""
+    hints = [f"{n!r}: did you mean {m[0]!r}?" for n in sorted(names)
+             if (m := difflib.get_close_matches(n, sorted(known), n=1, cutoff=0.6))]
+    return ConfigError(f"unknown {what} {sorted(names)}" + (f" ({'; '.join(hints)})" if hints else "")
+                       + f"; known: {sorted(known)}")
+
+
+def require(cfg, *, positive: tuple[str, ...] = (), non_negative: tuple[str, ...] = (),
+            fractions: tuple[str, ...] = (), choices: dict[str, tuple] | None = None) -> None:
+    """Range checks for a config dataclass's __post_init__ (None is left alone: "the model's own").
+    positive: > 0; non_negative: >= 0 (where 0 means "all" or "off"); fractions: 0 <= x < 1."""
+    for name in positive:
+        if (v := getattr(cfg, name)) is not None and v <= 0:
+            raise ConfigError(f"{name} must be greater than 0, got {v!r}")
+    for name in non_negative:
+        if (v := getattr(cfg, name)) is not None and v < 0:
+            raise ConfigError(f"{name} must be 0 or more, got {v!r}")
+    for name in fractions:
+        if (v := getattr(cfg, name)) is not None and not 0 <= v < 1:
+            raise ConfigError(f"{name} must be at least 0 and below 1, got {v!r}")
+    for name, options in (choices or {}).items():
+        if getattr(cfg, name) not in options:
+            raise ConfigError(f"{name} must be one of {', '.join(map(str, options))}, not {getattr(cfg, name)!r}")
+
+
 def build(cls: type[T], values: dict, where: str = "") -> T:
     hints = typing.get_type_hints(cls)
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = set(values) - fields
     if unknown:
-        raise ConfigError(f"{where or cls.__name__}: unknown key(s) {sorted(unknown)}; "
-                          f"known: {sorted(fields)}")
-    return cls(**{k: _coerce(f"{where}.{k}".strip("."), hints[k], v) for k, v in values.items()})
+        raise _unknown(f"key(s) in {where or cls.__name__}", unknown, fields)
+    coerced = {k: _coerce(f"{where}.{k}".strip("."), hints[k], v) for k, v in values.items()}
+    try:
+        return cls(**coerced)
+    except ConfigError as e:  # a range check names the field; the user needs the section too
+        raise ConfigError(f"{where}.{e}" if where else str(e)) from None
 
 
 def parse_overrides(args: list[str]) -> dict[str, dict[str, str]]:
     """`--section.key=value` / `section.key=value` strings -> {section: {key: value}}."""
     out: dict[str, dict[str, str]] = {}
-    for a in args:
-        a = a.removeprefix("--")
+    for given in args:
+        a = given.removeprefix("--")
         if "=" not in a or "." not in a.split("=", 1)[0]:
-            raise ConfigError(f"Override {a!r} must look like --section.key=value")
+            raise ConfigError(f"unknown option {given!r}: a config override looks like --section.key=value "
+                              "(see --help)")
         key, value = a.split("=", 1)
         section, field = key.split(".", 1)
         out.setdefault(section, {})[field] = value
@@ -96,10 +129,10 @@ def load_sections(path: str | Path | None, sections: dict[str, type], overrides:
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
     unknown = set(raw) - set(sections)
     if unknown and not allow_other_sections:
-        raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; known: {sorted(sections)}")
+        raise ConfigError(f"{path}: {_unknown('section(s)', unknown, set(sections))}")
     ov = parse_overrides(list(overrides))
     bad = set(ov) - set(sections)
     if bad and not allow_other_sections:
-        raise ConfigError(f"unknown override section(s) {sorted(bad)}; known: {sorted(sections)}")
+        raise _unknown("override section(s)", bad, set(sections))
     return {name: build(cls, {**(raw.get(name) or {}), **ov.get(name, {})}, name)
             for name, cls in sections.items()}

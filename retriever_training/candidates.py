@@ -18,8 +18,13 @@ from rag.records import Candidate, CandidateList, Query
 
 @dataclass(frozen=True)
 class CandidatesConfig:
-    retriever: str = "hybrid"   # base | bm25 | hybrid (RRF of BM25 and base dense)
-    depth: int = 20
+    retriever: str = "hybrid"   # base | bm25 | hybrid (RRF of BM25 and base dense): the best first stage
+    depth: int = 20             # first-stage top-N kept per query (>= llm_rank.max_candidates)
+
+    def __post_init__(self):
+        from rag.config import require
+
+        require(self, positive=("depth",))
 
 
 def make_candidates(corpus: Corpus, queries: list[Query], cfg: CandidatesConfig,

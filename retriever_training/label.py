@@ -1,21 +1,26 @@
 """Stages 1-3 as one resumable labelling job: queries -> candidates -> LLM rankings.
 
+    distilrag label --corpus my_docs/ [--queries my_questions.txt] [--dry-run] [--section.key=value ...]
     distilrag label --config retriever_training/configs/squad_dev.yaml [--dry-run] [--section.key=value ...]
 
-In:  the config's corpus and query source
+In:  the corpus (folder, JSONL or shipped name) and its query source (a text or JSONL log with
+     --queries; without it the LLM writes the queries from the corpus)
 Out: <labels_dir>/queries.jsonl, candidates.jsonl.gz, rankings.jsonl (+ rankings.ledger.json),
-     synthetic_queries.jsonl (+ .json) when queries.synthetic > 0,
-     provenance.json (model and its hash, prompt, mode, counts, dates, config)
-Queries and candidates are written once and reused, so a resumed run ranks exactly the same
-lists; rankings are appended per query and the LLM cache keeps every finished call.
+     synthetic_queries.jsonl (+ .json) when queries.synthetic > 0, selection.json (what chose the
+     queries and candidates), provenance.json (model and its hash, prompt, mode, counts, dates, config)
+labels_dir defaults to runs/labels/<corpus>-<hash of the selection settings>, so other settings get
+their own label set. Queries and candidates are written once and reused, so a resumed run ranks
+exactly the same lists; rankings are appended per query and the LLM cache keeps every finished call.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from rag.config import ConfigError
 from rag.records import CandidateList, Query, read_jsonl, write_json, write_jsonl
 from rag.settings import REPO_ROOT
 from retriever_training.candidates import CandidatesConfig, make_candidates
@@ -25,8 +30,9 @@ from retriever_training.queries import QueriesConfig, select_queries, synthetic_
 
 @dataclass(frozen=True)
 class LabelConfig:
-    corpus: str = "squad_dev"
-    labels_dir: str = "runs/labels"   # relative paths are under the repository root
+    corpus: str = ""        # folder, .jsonl[.gz] or shipped name: there is no sensible default corpus
+    labels_dir: str = ""    # "" = one per corpus and selection settings under runs/labels/;
+                            # relative paths are under the repository root
 
 
 LABEL_SECTIONS = {"label": LabelConfig, "queries": QueriesConfig, "candidates": CandidatesConfig,
@@ -38,29 +44,104 @@ def labels_path(cfg: LabelConfig) -> Path:
     return p if p.is_absolute() else REPO_ROOT / p
 
 
-def prepare_lists(cfgs: dict, progress: bool = True) -> tuple[Path, list[CandidateList]]:
+def _sha256(path: str) -> str:
+    p = Path(path).expanduser()
+    return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
+
+
+def selection(cfgs: dict) -> dict:
+    """The settings that decide a label set's queries, candidates and rankings (a query log by its
+    content, so an edited log is a new selection); only those the query source reads."""
+    q, c, r = cfgs["queries"], cfgs["candidates"], cfgs["llm_rank"]
+    sel: dict = {"source": q.source, "n": q.n, "seed": q.seed}
+    if q.source == "split":
+        sel["split"] = q.split
+    elif q.source in ("file", "feedback"):
+        sel["file_sha256"] = _sha256(q.file)
+    else:
+        sel.update(synth_passages=q.synth_passages, synth_filter_depth=q.synth_filter_depth)
+    return {"queries": sel, "candidates": asdict(c),
+            "llm_rank": {"mode": r.mode, "max_candidates": r.max_candidates}}
+
+
+def _recorded_selection(out: Path) -> dict | None:
+    """The selection a label set was made with: selection.json, or for label sets older than it the
+    config in provenance.json (whose query log is known by path only, so not compared)."""
+    if (out / "selection.json").exists():
+        return json.loads((out / "selection.json").read_text())
+    if not (out / "provenance.json").exists():
+        return None
+    prov = json.loads((out / "provenance.json").read_text())
+    cfg = prov.get("config", {})
+    q = {k: v for k, v in cfg.get("queries", {}).items() if k in ("source", "n", "seed")}
+    if q.get("source") == "split":
+        q["split"] = cfg["queries"].get("split")
+    rank = {k: v for k, v in cfg.get("llm_rank", {}).items() if k in ("mode", "max_candidates")}
+    return {"queries": q, "candidates": cfg.get("candidates", {}), "llm_rank": rank,
+            "corpus": Path(str(prov.get("corpus", ""))).name.split(".")[0]}
+
+
+def _differences(have: dict, want: dict, prefix: str = "") -> list[str]:
+    """section.key=recorded for every key both record with different values."""
+    out = []
+    for k in sorted(set(have) & set(want)):
+        if isinstance(have[k], dict) and isinstance(want[k], dict):
+            out += _differences(have[k], want[k], f"{prefix}{k}.")
+        elif have[k] != want[k] and k != "corpus_hash":
+            out.append(f"{prefix}{k}={have[k]}")
+    return out
+
+
+def check_selection(out: Path, want: dict) -> None:
+    """Refuse a labels dir whose queries were chosen with other settings (a new queries.n or query
+    log would otherwise be ignored and the old queries reused); record the settings of a new one."""
+    have = _recorded_selection(out)
+    if have is None or not (out / "queries.jsonl").exists():
+        write_json(out / "selection.json", want)
+        return
+    diffs = _differences(have, want)
+    if have.get("corpus_hash") and have.get("corpus_hash") != want.get("corpus_hash"):
+        diffs.append("the corpus as it was then (its passages have changed)")
+    if diffs:
+        raise ConfigError(f"{out} was labelled with {', '.join(diffs)}, not this run's settings: leave out "
+                          "--label.labels_dir (each setting gets its own label set; LLM calls already made "
+                          "come from the cache) or name a new one, or go back to those settings.")
+
+
+def prepare_lists(cfgs: dict, progress: bool = True, corpus=None) -> tuple[Path, list[CandidateList]]:
     """Write (once) and return the queries and candidate lists the LLM will rank."""
     from rag.corpus import load_corpus
 
+    corpus = corpus or load_corpus(cfgs["label"].corpus)
+    if not cfgs["label"].labels_dir:
+        from retriever_training.recipe import resolve
+
+        cfgs = resolve(cfgs, corpus)
     lc: LabelConfig = cfgs["label"]
     out = labels_path(lc)
+    check_selection(out, {**selection(cfgs), "corpus": corpus.name, "corpus_hash": corpus.hash})
     qpath, cpath = out / "queries.jsonl", out / "candidates.jsonl.gz"
     if not qpath.exists():
         write_jsonl(qpath, select_queries(cfgs["queries"], lc.corpus))
     queries = list(read_jsonl(qpath, Query))
+    if not queries:  # written by an older version from an empty log
+        raise ConfigError(f"{qpath} holds no queries: delete {out} and label again with a non-empty query source.")
     if not cpath.exists():
-        corpus = load_corpus(lc.corpus)
         write_jsonl(cpath, make_candidates(corpus, queries, cfgs["candidates"], progress))
     synthetic_queries(cfgs["queries"], lc.corpus, out, progress)  # LLM time too: made here, read by the retrain
     return out, list(read_jsonl(cpath, CandidateList))
 
 
-def run_labelling(cfgs: dict, dry_run: bool = False, progress: bool = True):
+def run_labelling(cfgs: dict, dry_run: bool = False, progress: bool = True, corpus=None):
     from rag.corpus import load_corpus
 
+    corpus = corpus or load_corpus(cfgs["label"].corpus)
+    if not cfgs["label"].labels_dir:
+        from retriever_training.recipe import resolve
+
+        cfgs = resolve(cfgs, corpus)
     lc: LabelConfig = cfgs["label"]
-    out, cands = prepare_lists(cfgs, progress)
-    corpus = load_corpus(lc.corpus)
+    out, cands = prepare_lists(cfgs, progress, corpus)
     rankings = out / "rankings.jsonl"
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     ledger = rank_candidates(cands, corpus, cfgs["llm_rank"], rankings, progress=progress,
@@ -83,7 +164,7 @@ def run_labelling(cfgs: dict, dry_run: bool = False, progress: bool = True):
         "first_started": prov.get("first_started", started), "last_updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         # Relative paths only: the label set is committed and must not name this machine's folders.
         "config": {k: (asdict(v) if k != "label" else {**asdict(v), "labels_dir": _portable(out)})
-                   for k, v in cfgs.items()},
+                   for k, v in cfgs.items() if k in LABEL_SECTIONS},
     })
     write_json(prov_path, prov)
     return ledger
@@ -107,20 +188,20 @@ def _prompt_id(mode: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import argparse
-
-    from rag.config import load_sections
+    from rag.corpus import load_corpus
     from rag.settings import apply_offline_env
+    from retriever_training.recipe import parse_command, resolve
 
-    ap = argparse.ArgumentParser(prog="distilrag label", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True)
-    ap.add_argument("--dry-run", action="store_true", help="print calls, tokens and cost; spend nothing")
-    args, overrides = ap.parse_known_args(argv)
+    # Every section is read and checked, not only the labelling ones: a typo in a key the retrain
+    # reads later must not pass here unnoticed.
+    args, cfgs = parse_command(argv, "distilrag label", __doc__, [
+        (("--dry-run",), {"action": "store_true", "help": "print calls, tokens and cost; spend nothing"})])
     apply_offline_env()
-    cfgs = load_sections(args.config, LABEL_SECTIONS, overrides, allow_other_sections=True)
-    ledger = run_labelling(cfgs, dry_run=args.dry_run)
+    corpus = load_corpus(cfgs["label"].corpus)
+    cfgs = resolve(cfgs, corpus)
+    ledger = run_labelling(cfgs, dry_run=args.dry_run, corpus=corpus)
     print(json.dumps(asdict(ledger), indent=1))
+    print(f"labels: {labels_path(cfgs['label'])}")
 
 
 if __name__ == "__main__":

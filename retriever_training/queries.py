@@ -5,7 +5,8 @@
 In:  a corpus split (corpora/<name>/queries.jsonl.gz), a user's query log (one query per line,
      or JSONL with "query" and optional "qid"), the app's feedback log, or nothing: queries are
      then synthesised by the LLM from sampled passages (InPars/Promptagator style).
-Out: queries.jsonl — Query records, deduplicated (case/space-insensitive), `n` at most, seeded;
+Out: queries.jsonl — Query records, deduplicated (case/space-insensitive), `n` at most, seeded
+     (the rest of a log or split is the unlabelled pool the ranker scores, `unlabelled_pool`);
      synthetic_queries.jsonl (+ .json, its settings) — `synthetic` > 0: further LLM-written queries
      over the whole corpus, which the ranker, not the LLM, labels.
 """
@@ -18,15 +19,26 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from rag.config import ConfigError, require
+from rag.errors import UserError
 from rag.records import Query
+
+
+SOURCES = ("split", "file", "feedback", "synthesize")
+
+
+class QueriesError(UserError, ValueError):
+    pass
 
 
 @dataclass(frozen=True)
 class QueriesConfig:
-    source: str = "split"      # split | file | feedback | synthesize
-    split: str = "train"       # with source=split
-    file: str = ""             # with source=file/feedback
-    n: int = 1000              # queries to label (the LLM budget)
+    source: str = "synthesize"  # a user's corpus has no questions of its own: the LLM writes them
+                                # (--queries <log> gives source=file; shipped corpora use their split)
+    split: str = "train"       # with source=split: the split no evaluation reads
+    file: str = ""             # with source=file/feedback: the query log
+    n: int = 1000              # queries to label (the LLM budget; 0 = the whole pool); the rest of a
+                               # log or split is the ranker-scored unlabelled pool
     seed: int = 0
     synth_passages: int = 0    # with source=synthesize: passages to sample (0 = n)
     synth_filter_depth: int = 20  # keep a synthetic query only if the base retriever finds its passage in top-N
@@ -34,6 +46,15 @@ class QueriesConfig:
     # the ranker scores their candidates, so the student also trains on the passages it will serve.
     synthetic: int = 0
     synth_per_passage: int = 3  # questions per LLM call (the passage is read once for all of them)
+
+    def __post_init__(self):
+        require(self, non_negative=("n", "synth_passages", "synthetic"),
+                positive=("synth_filter_depth", "synth_per_passage"), choices={"source": SOURCES})
+        if self.source in ("file", "feedback") and not self.file:
+            raise ConfigError(f"file: queries.source={self.source} needs the query log: --queries <file> "
+                              "(or --queries.file=<path>)")
+        if self.source == "split" and not self.split:
+            raise ConfigError("split: queries.source=split needs --queries.split=<name>")
 
 
 def _norm(text: str) -> str:
@@ -56,11 +77,17 @@ def _qid(text: str) -> str:
 
 def read_query_file(path: str | Path) -> list[Query]:
     """A user's query log: plain text (one query per line) or JSONL with a "query" field."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"Query file {path} not found.")
+    path = Path(path).expanduser()
+    if not path.is_file():
+        why = "is a folder" if path.is_dir() else "not found"
+        raise QueriesError(f"Query file {path} {why}: give a text file (one question a line) or a JSONL "
+                           "file with a 'query' field.")
+    try:
+        content = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise QueriesError(f"Query file {path} is not UTF-8 text (byte {e.start}): re-save it as UTF-8.") from None
     out = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for n, line in enumerate(content.splitlines(), 1):
         line = line.strip()
         if not line:
             continue
@@ -68,44 +95,51 @@ def read_query_file(path: str | Path) -> list[Query]:
             try:
                 d = json.loads(line)
             except json.JSONDecodeError:
-                raise ValueError(f"{path}:{n}: looks like JSON but does not parse.") from None
-            text = d.get("query") or d.get("question") or ""
-            if not text:
-                raise ValueError(f"{path}:{n}: JSON query lines need a 'query' field.")
+                raise QueriesError(f"{path}:{n}: looks like JSON but does not parse.") from None
+            text = (d.get("query") or d.get("question") or "") if isinstance(d, dict) else ""
+            if not isinstance(text, str) or not text.strip():
+                raise QueriesError(f"{path}:{n}: JSON query lines need a 'query' field.")
             out.append(Query(qid=str(d.get("qid") or _qid(text)), query=text, answers=d.get("answers", [])))
         else:
             out.append(Query(qid=_qid(line), query=line))
+    if not out:
+        raise QueriesError(f"Query file {path} holds no queries: put one question a line (or JSONL with "
+                           "'query'), or leave out --queries to let the LLM write them from the corpus.")
     return out
 
 
-def select_queries(cfg: QueriesConfig, corpus_name: str) -> list[Query]:
+def query_pool(cfg: QueriesConfig, corpus_name: str) -> list[Query]:
+    """Every query a split or log offers, deduplicated; none for source=synthesize (written on demand)."""
     if cfg.source == "split":
         from rag.corpus import load_queries
 
-        pool = load_queries(corpus_name, cfg.split)
-    elif cfg.source in ("file", "feedback"):
-        if not cfg.file:
-            raise ValueError(f"queries.source={cfg.source} needs queries.file=<path>.")
-        pool = read_query_file(cfg.file)
-    elif cfg.source == "synthesize":
+        return dedupe(load_queries(corpus_name, cfg.split))
+    if cfg.source in ("file", "feedback"):
+        return dedupe(read_query_file(cfg.file))
+    return []
+
+
+def select_queries(cfg: QueriesConfig, corpus_name: str) -> list[Query]:
+    """The `n` queries the LLM labels: a seeded sample of the split or log (all of it when n = 0)."""
+    if cfg.source == "synthesize":
         from retriever_training.synthesize import synthesize_queries
 
-        pool = synthesize_queries(corpus_name, cfg)
+        pool = dedupe(synthesize_queries(corpus_name, cfg))
     else:
-        raise ValueError(f"queries.source must be split, file, feedback or synthesize, not {cfg.source!r}")
-    pool = dedupe(pool)
+        pool = query_pool(cfg, corpus_name)
+    if not pool:
+        raise QueriesError(f"No queries to label from queries.source={cfg.source} on corpus {corpus_name!r}.")
     rng = random.Random(cfg.seed)
-    picked = rng.sample(pool, min(cfg.n, len(pool))) if cfg.n else pool
-    return picked
+    return rng.sample(pool, min(cfg.n, len(pool))) if cfg.n else pool
 
 
-def unlabelled_pool(cfg: QueriesConfig, corpus_name: str, labelled: set[str], n: int) -> list[Query]:
-    """Further queries of the same split for the ranker to score (no LLM cost)."""
-    if cfg.source != "split" or n <= 0:
+def unlabelled_pool(cfg: QueriesConfig, corpus_name: str, exclude: set[str], n: int) -> list[Query]:
+    """The rest of the split or log, `n` at most (seeded), for the ranker to score at no LLM cost:
+    every query of a log teaches the student, not only the `queries.n` the LLM labelled. `exclude`
+    holds the ids the LLM was given (labelled and held out alike), which never come back here."""
+    if n <= 0:
         return []
-    from rag.corpus import load_queries
-
-    rest = [q for q in dedupe(load_queries(corpus_name, cfg.split)) if q.qid not in labelled]
+    rest = [q for q in query_pool(cfg, corpus_name) if q.qid not in exclude]
     return random.Random(cfg.seed + 1).sample(rest, min(n, len(rest)))
 
 

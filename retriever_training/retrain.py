@@ -1,8 +1,11 @@
 """Retraining: stages 1-7 from one config file, resumably.
 
+    distilrag retrain --corpus my_docs/ [--queries my_questions.txt] [--force] [--section.key=value ...]
     distilrag retrain --config retriever_training/configs/squad_dev.yaml [--force] [--section.key=value ...]
 
-In:  the config (label, queries, candidates, llm_rank, ranker, teacher, distill, run sections)
+In:  the config (label, queries, candidates, llm_rank, ranker, teacher, distill, run sections; the
+     defaults are the recipe, see recipe.py); what this input cannot run is reported before any
+     labelling or training (splits.preflight)
 Out: runs/<run.name>/ — config.json (resolved), label_report.json, ranker/, ranker_metrics.json,
      teacher_scores.jsonl.gz, student/, distill_metrics.json, heldout_metrics.json (test split vs
      base), metrics.json, model/ (published)
@@ -14,30 +17,17 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
-from rag.records import CandidateList, LLMRanking, TeacherScores, read_jsonl, write_json, write_jsonl
+from rag.errors import UserError
+from rag.records import CandidateList, LLMRanking, Query, TeacherScores, read_jsonl, write_json, write_jsonl
 from rag.settings import runs_dir
 from retriever_training.distill import DistillConfig
-from retriever_training.label import LABEL_SECTIONS
+from retriever_training.recipe import SECTIONS, RunConfig, check_config, fingerprint, resolve  # noqa: F401
 from retriever_training.score_teacher import TeacherConfig
-from retriever_training.train_ranker import RankerConfig, RankerNotLearned, check_ranker
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    name: str = "squad_dev"
-    unranked: str = "rank"   # rank: label what is missing first; skip: train on the ranked queries only
-    force: bool = False      # publish even if the student is not better than the base on dev, and
-                             # distil from a ranker that has not learned the LLM (train_ranker.check_ranker)
-    set_default: bool = True  # make the published model what "distilled" means
-    test_split: str = "test"  # the corpus's held-out split, reported in the model card with a paired
-                              # bootstrap against the base ("" skips it; a corpus without it is skipped)
-
-
-SECTIONS = {**LABEL_SECTIONS, "ranker": RankerConfig, "teacher": TeacherConfig, "distill": DistillConfig,
-            "run": RunConfig}
+from retriever_training.splits import split_queries  # noqa: F401  (imported from here by callers)
+from retriever_training.train_ranker import RankerNotLearned, check_ranker
 
 
 def file_hash(path: Path) -> str:
@@ -46,10 +36,6 @@ def file_hash(path: Path) -> str:
         while block := f.read(1 << 20):
             h.update(block)
     return h.hexdigest()
-
-
-def fingerprint(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 class Stages:
@@ -67,33 +53,27 @@ class Stages:
                                                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
-def unlabelled_lists(cfgs: dict, corpus, labelled: set[str], run_dir: Path, labels_dir: Path,
-                     progress: bool = True):
-    """Candidate lists for the queries the LLM never saw, further train-split queries and the
-    synthetic ones (written once; the ranker scores them)."""
-    from retriever_training.candidates import CandidatesConfig, make_candidates
+def unlabelled_queries(cfgs: dict, exclude: set[str], labels_dir: Path,
+                       progress: bool = True) -> tuple[list[Query], list[Query]]:
+    """(the rest of the log or split, synthetic queries) that the LLM never saw: `exclude` holds
+    every query it was given, labelled or held out."""
     from retriever_training.queries import synthetic_queries, unlabelled_pool
 
+    qc, corpus_name = cfgs["queries"], cfgs["label"].corpus
+    pool = unlabelled_pool(qc, corpus_name, exclude, cfgs["teacher"].unlabelled_queries)
+    taken = exclude | {q.qid for q in pool}
+    return pool, [q for q in synthetic_queries(qc, corpus_name, labels_dir, progress) if q.qid not in taken]
+
+
+def unlabelled_lists(cfgs: dict, corpus, extra: list[Query], run_dir: Path, progress: bool = True):
+    """Candidate lists of the unlabelled queries (written once; the ranker scores them)."""
+    from retriever_training.candidates import CandidatesConfig, make_candidates
+
     tc: TeacherConfig = cfgs["teacher"]
-    path = run_dir / f"unlabelled_candidates_{fingerprint(asdict(tc), asdict(cfgs['queries']), asdict(cfgs['candidates']), sorted(labelled))}.jsonl.gz"
+    path = run_dir / f"unlabelled_candidates_{fingerprint(asdict(tc), asdict(cfgs['candidates']), corpus.hash, [(q.qid, q.query) for q in extra])}.jsonl.gz"
     if not path.exists():
-        qc, corpus_name = cfgs["queries"], cfgs["label"].corpus
-        extra = unlabelled_pool(qc, corpus_name, labelled, tc.unlabelled_queries) + \
-            [q for q in synthetic_queries(qc, corpus_name, labels_dir, progress) if q.qid not in labelled]
         write_jsonl(path, make_candidates(corpus, extra, CandidatesConfig(cfgs["candidates"].retriever, tc.depth), progress))
     return list(read_jsonl(path, CandidateList))
-
-
-def split_queries(corpus_name: str, split: str, qrels: dict) -> list:
-    """The split's queries that have gold passages; none when the split is "" or the corpus lacks it."""
-    from rag.corpus import CorpusError, load_queries
-
-    if not split or not qrels:
-        return []
-    try:
-        return [q for q in load_queries(corpus_name, split) if q.qid in qrels]
-    except CorpusError:
-        return []
 
 
 def heldout_fp(student: Path, split: str, queries: list, corpus) -> str:
@@ -102,40 +82,54 @@ def heldout_fp(student: Path, split: str, queries: list, corpus) -> str:
     return fingerprint(weights_hash(student), split, sorted(q.qid for q in queries), corpus.hash)
 
 
-def retrain(cfgs: dict, progress: bool = True) -> dict:
-    from rag.corpus import load_corpus, load_qrels, load_queries
-    from retriever_training.label import labels_path, prepare_lists, run_labelling
-    from retriever_training.label_report import label_report
+class NoRankings(UserError, RuntimeError):
+    pass
 
+
+def retrain(cfgs: dict, progress: bool = True) -> dict:
+    from rag.corpus import load_corpus, load_qrels
+    from retriever_training.label import prepare_lists, run_labelling
+    from retriever_training.label_report import label_report
+    from retriever_training.splits import check_selected, heldout_ids, preflight, teacher_lists
+
+    check_config(cfgs)
+    corpus = load_corpus(cfgs["label"].corpus)
+    cfgs = resolve(cfgs, corpus)
     run: RunConfig = cfgs["run"]
     corpus_name = cfgs["label"].corpus
+    try:
+        qrels = load_qrels(corpus_name)
+    except Exception:  # a user's corpus may have no gold: every gold-based number is then omitted
+        qrels = {}
+    plan = preflight(cfgs, qrels)  # what cannot run on this input fails here, before any LLM or training time
     run_dir = runs_dir() / run.name
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", {k: asdict(v) for k, v in cfgs.items()})
     stages = Stages(run_dir)
     timings: dict[str, float] = {}
-    corpus = load_corpus(corpus_name)
-    try:
-        qrels = load_qrels(corpus_name)
-    except Exception:  # a user's corpus may have no gold: every gold-based number is then omitted
-        qrels = {}
 
     # 1-3: queries, candidates, LLM rankings (resumable on their own; the committed set is reused)
     t = time.perf_counter()
-    labels_dir, cands = prepare_lists(cfgs, progress)
+    labels_dir, cands = prepare_lists(cfgs, progress, corpus)
+    check_selected(cfgs, cands, plan)
     rankings_path = labels_dir / "rankings.jsonl"
     ranked = {r["qid"] for r in read_jsonl(rankings_path)} if rankings_path.exists() else set()
     if len(ranked) < len(cands) and run.unranked == "rank":
-        run_labelling(cfgs, progress=progress)
+        run_labelling(cfgs, progress=progress, corpus=corpus)
     rankings = [r for r in read_jsonl(rankings_path, LLMRanking)] if rankings_path.exists() else []
     if not rankings:
-        raise RuntimeError(f"No LLM rankings in {rankings_path}: run `distilrag label --config ...` first.")
-    report = label_report(rankings, cands, qrels)
-    write_json(run_dir / "label_report.json", report)
+        raise NoRankings(f"No LLM rankings in {rankings_path}: run `distilrag label` with the same settings "
+                         "first, or --run.unranked=rank.")
     timings["labels"] = time.perf_counter() - t
     label_hash = file_hash(rankings_path)
     labelled = {r.qid for r in rankings}
-    extra_lists = unlabelled_lists(cfgs, corpus, labelled, run_dir, labels_dir, progress)
+    heldout = heldout_ids(labelled, cfgs["ranker"].heldout_fraction)
+    log_rest, synthetic = unlabelled_queries(cfgs, labelled | {c.qid for c in cands}, labels_dir, progress)
+    extra_lists = unlabelled_lists(cfgs, corpus, [*log_rest, *synthetic], run_dir, progress)
+    used = {"labelled": len(labelled), "heldout": len(heldout), "labelled_for_training": len(labelled - heldout),
+            "unlabelled_from_log": len(log_rest), "unlabelled_synthetic": len(synthetic), "dev": plan["dev"]}
+    report = {**label_report(rankings, cands, qrels), "used": used}
+    write_json(run_dir / "label_report.json", report)
     # Query text travels with every candidate list: one lookup for labelled and unlabelled queries.
     queries = {cl.qid: cl.query for cl in [*cands, *extra_lists]}
 
@@ -158,7 +152,9 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
 
     # 5: teacher scores for labelled + unlabelled queries
     teacher_path = run_dir / "teacher_scores.jsonl.gz"
-    fp_t = fingerprint(asdict(cfgs["teacher"]), fp, asdict(cfgs["candidates"]), asdict(cfgs["queries"]))
+    lists = teacher_lists(cands, extra_lists, labelled, heldout)  # never a held-out query
+    fp_t = fingerprint(asdict(cfgs["teacher"]), fp, asdict(cfgs["candidates"]), asdict(cfgs["queries"]),
+                       [c.qid for c in lists])
     t = time.perf_counter()
     if not stages.done("teacher", fp_t, [teacher_path]):
         from sentence_transformers.cross_encoder import CrossEncoder
@@ -167,7 +163,6 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
         from retriever_training.score_teacher import score_lists
 
         tc: TeacherConfig = cfgs["teacher"]
-        lists = [c for c in cands if c.qid in labelled] + extra_lists
         ranker = CrossEncoder(str(ranker_dir))
         write_jsonl(teacher_path, score_lists(ranker, lists, corpus, labelled, f"ranker:{fp}", tc.depth,
                                               tc.batch_size, progress, use_bf16(tc.precision)))
@@ -177,15 +172,18 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
 
     # 6: distillation
     student = run_dir / "student"
-    fp_d = fingerprint(asdict(cfgs["distill"]), file_hash(teacher_path))
+    dc: DistillConfig = cfgs["distill"]
+    from retriever_training.splits import dev_set
+
+    dev, dev_qrels, dev_source = dev_set(corpus_name, qrels, [r for r in rankings if r.qid in heldout], queries,
+                                         dc.dev_queries, dc.seed)
+    fp_d = fingerprint(asdict(dc), file_hash(teacher_path), dev_source, sorted(q.qid for q in dev))
     t = time.perf_counter()
     if not stages.done("distill", fp_d, [student, run_dir / "distill_metrics.json"]):
-        from retriever_training.distill import dev_subset, distill
+        from retriever_training.distill import distill
 
-        dc: DistillConfig = cfgs["distill"]
-        dev = dev_subset(load_queries(corpus_name, "dev"), dc.dev_queries, dc.seed)
-        write_json(run_dir / "distill_metrics.json",
-                   distill(dc, scores, queries, corpus, dev, qrels, student))
+        metrics = distill(dc, scores, queries, corpus, dev, dev_qrels, student)
+        write_json(run_dir / "distill_metrics.json", {**metrics, "dev_source": dev_source})
         stages.mark("distill", fp_d, time.perf_counter() - t)
     timings["distill"] = time.perf_counter() - t
 
@@ -217,6 +215,7 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
         "teacher": {"model": prov.get("teacher_model"), "model_sha256": prov.get("teacher_model_sha256"),
                     "mode": prov.get("mode"), "prompt_id": prov.get("prompt_id"), "queries": len(rankings),
                     "label_set_sha256": label_hash, "label_report": report},
+        "queries_used": used,
         "ranker": {"loss": cfgs["ranker"].loss, "checkpoint": str(ranker_dir.relative_to(run_dir)),
                    **json.loads((run_dir / "ranker_metrics.json").read_text())},
         "distill": json.loads((run_dir / "distill_metrics.json").read_text()),
@@ -225,7 +224,7 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
         "config": {k: asdict(v) for k, v in cfgs.items()}, "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
     out = publish(run_dir, card, force=run.force, make_default=run.set_default)
-    metrics = {"label_report": report, "ranker": card["ranker"], "distill": card["distill"],
+    metrics = {"label_report": report, "queries_used": used, "ranker": card["ranker"], "distill": card["distill"],
                "timings_s": card["timings_s"], "model": str(out),
                # read by the evaluation report's label-efficiency curve
                "n_labels": min(len(rankings), cfgs["ranker"].max_queries or len(rankings)),
@@ -235,21 +234,18 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
+    from dataclasses import replace
 
-    from rag.config import load_sections
     from rag.settings import apply_offline_env, set_torch_threads
+    from retriever_training.recipe import parse_command
 
-    ap = argparse.ArgumentParser(prog="distilrag retrain", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True, help="YAML with one mapping per stage")
-    ap.add_argument("--force", action="store_true", help="go on past the ranker check, publish even if not better than the base on dev")
-    args, overrides = ap.parse_known_args(argv)
+    args, cfgs = parse_command(argv, "distilrag retrain", __doc__, [
+        (("--force",), {"action": "store_true",
+                        "help": "go on past the ranker check, publish even if not better than the base on dev"})])
+    if args.force:
+        cfgs = {**cfgs, "run": replace(cfgs["run"], force=True)}
     apply_offline_env()
     set_torch_threads()
-    if args.force:
-        overrides = [*overrides, "run.force=true"]
-    cfgs = load_sections(args.config, SECTIONS, overrides)
     from retriever_training.publish import NotBetterThanBase
 
     try:
@@ -262,7 +258,16 @@ def main(argv: list[str] | None = None) -> int:
         return 4
     print(json.dumps({"model": metrics["model"], "dev": metrics["distill"].get("best_dev"),
                       "base_dev": metrics["distill"].get("base_dev")}, indent=1))
+    print(queries_line(metrics["queries_used"]))
     return 0
+
+
+def queries_line(used: dict) -> str:
+    dev = ("the corpus's dev split" if used["dev"] == "split"
+           else "the held-out labelled queries, against the LLM's order")
+    return (f"queries: {used['labelled']} labelled by the LLM ({used['heldout']} held out, never trained on), "
+            f"{used['unlabelled_from_log']} further from the log and {used['unlabelled_synthetic']} synthetic "
+            f"scored by the ranker only; checkpoint chosen on {dev}")
 
 
 if __name__ == "__main__":

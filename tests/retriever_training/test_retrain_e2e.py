@@ -49,7 +49,7 @@ def test_tiny_retrain_end_to_end(tmp_path, monkeypatch):
                  "queries.n=6", "candidates.depth=6", "llm_rank.max_candidates=3",
                  "ranker.epochs=1", "ranker.min_steps=0", "ranker.batch_size=4",
                  "ranker.heldout_fraction=0.3", "ranker.list_size=3",
-                 "teacher.unlabelled_queries=6", "teacher.depth=6",
+                 "teacher.unlabelled_queries=6", "teacher.depth=4",
                  "distill.epochs=1", "distill.docs_per_query=4", "distill.batch_size=4",
                  "distill.max_seq_length=128", "distill.dev_queries=10",
                  "run.name=tiny", "run.force=true"]
@@ -62,10 +62,15 @@ def test_tiny_retrain_end_to_end(tmp_path, monkeypatch):
     assert all(r["scores"] == sorted(r["scores"], reverse=True) for r in rankings)  # best first
     assert all(s < 0 for r in rankings for s in r["scores"])  # mean log-probabilities
 
-    # The ranker trains on 3-candidate lists and scores 6 per query as the teacher.
+    # The ranker trains on 3-candidate lists and scores 4 per query (the student's) as the teacher.
     assert json.loads((tmp_path / "runs" / "tiny" / "ranker_metrics.json").read_text())["list_size"] == 3
     teacher = list(read_jsonl(tmp_path / "runs" / "tiny" / "teacher_scores.jsonl.gz", TeacherScores))
-    assert teacher and all(len(t.docids) == 6 for t in teacher)
+    assert teacher and all(len(t.docids) == 4 for t in teacher)
+    # Neither the ranker nor the student saw a held-out labelled query.
+    used = metrics["queries_used"]
+    assert used["labelled"] == 6 and used["heldout"] >= 1 and used["unlabelled_from_log"] == 6
+    held = {r["qid"] for r in rankings if r["qid"] not in {t.qid for t in teacher if t.labelled}}
+    assert len(held) == used["heldout"]
 
     from sentence_transformers import SentenceTransformer
 
