@@ -3,26 +3,33 @@
     distilrag index --corpus squad_dev --embedder base [--index-type flat|ivf|hnsw] [--rebuild]
 
 In:  a Corpus and an embedder ("base", "distilled" or a model directory)
-Out: <home>/indexes/<corpus>/<embedder label>/ with LlamaIndex storage + faiss index + manifest.json
+Out: <home>/indexes/<corpus key>/<embedder label>/ with LlamaIndex storage + faiss index + manifest.json
+     (the key is the name of a shipped corpus, else name-<content hash>: every BEIR corpus.jsonl
+     is called "corpus" and many folders are called "docs", and they must not share an index)
 
 Vectors are L2-normalised and searched by inner product (= cosine). The manifest records the
-embedder's identity (path and weights hash), dimension, corpus hash and chunking; an index whose
-embedder or corpus differs from the one asked for is refused, never used silently.
+embedder's identity (path and weights hash), dimension, corpus hash, chunking and the size of each
+stored file. An index of another embedder is refused (rebuilding is the caller's choice); one that
+is damaged (truncated, zeroed, missing or foreign files, a bad manifest, vector counts that do not
+match) or built for another corpus is rebuilt by `get_index` with a warning, never used silently.
 """
 from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
+import sys
+import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
 from rag.corpus import Corpus, passage_text
 from rag.embedder import EmbedderId, llama_index_embedding, load_sentence_transformer, resolve_embedder
 from rag.records import write_json
-from rag.settings import apply_offline_env, indexes_dir
+from rag.settings import CORPORA_DIR, apply_offline_env, indexes_dir
 from rag.errors import UserError
 
 MANIFEST = "manifest.json"
@@ -33,8 +40,24 @@ class IndexMismatchError(UserError, RuntimeError):
     """The index on disk was built for another embedder or corpus; it must be rebuilt."""
 
 
+class IndexCorpusMismatchError(IndexMismatchError):
+    """Built for another corpus (or version of it): `get_index` rebuilds it."""
+
+    def __init__(self, message: str, why: str):
+        self.why = why
+        super().__init__(message)
+
+
 class IndexMissingError(UserError, FileNotFoundError):
     pass
+
+
+class IndexDamagedError(UserError, ValueError):
+    """The files on disk cannot be this index (unreadable, truncated, counts off): rebuild it."""
+
+    def __init__(self, path: Path, why: str):
+        self.path, self.why = path, why
+        super().__init__(f"The index at {path} {why}; rebuild it with `distilrag index --rebuild`.")
 
 
 @dataclass(frozen=True)
@@ -51,14 +74,46 @@ class Manifest:
     metric: str = "inner_product (normalised vectors = cosine)"
     built_at: str = ""
     build_seconds: float = 0.0
+    files: dict = field(default_factory=dict)  # stored file -> bytes; {} in manifests older than it
 
 
-def index_dir(corpus_name: str, embedder_label: str) -> Path:
-    return indexes_dir() / corpus_name / embedder_label
+def index_key(corpus: Corpus) -> str:
+    """The directory of a corpus's indexes: a shipped corpus keeps its name, any other gets
+    name-<content hash>, so two corpora of the same name never overwrite each other's index."""
+    shipped = corpus.chunking.get("unit") == "paragraph" and (CORPORA_DIR / corpus.name / "corpus.jsonl.gz").exists()
+    key = corpus.name if shipped else f"{corpus.name}-{corpus.hash[:10]}"
+    _KEYS[corpus.name] = key
+    return key
+
+
+# Callers that still pass only a corpus name get the directory of the corpus of that name this
+# process last resolved (a name alone cannot tell two corpora apart); pass the Corpus instead.
+_KEYS: dict[str, str] = {}
+
+
+def index_dir(corpus: Corpus | str, embedder_label: str) -> Path:
+    key = index_key(corpus) if isinstance(corpus, Corpus) else _KEYS.get(corpus, corpus)
+    return indexes_dir() / key / embedder_label
 
 
 def read_manifest(path: Path) -> Manifest:
-    return Manifest(**json.loads((path / MANIFEST).read_text()))
+    """The manifest of the index at `path`; IndexDamagedError when it is not a valid one."""
+    try:
+        d = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        raise IndexDamagedError(path, f"has an unreadable {MANIFEST} ({type(e).__name__})") from None
+    required = {x.name for x in fields(Manifest) if x.default is x.default_factory is MISSING}
+    if not isinstance(d, dict):
+        raise IndexDamagedError(path, f"has a {MANIFEST} that is not a JSON object")
+    if required - d.keys():
+        raise IndexDamagedError(path, f"has a {MANIFEST} without {', '.join(sorted(required - d.keys()))}")
+    names = {x.name for x in fields(Manifest)}
+    m = Manifest(**{k: v for k, v in d.items() if k in names})
+    if not isinstance(m.n_passages, int) or not isinstance(m.files, dict):
+        raise IndexDamagedError(path, f"has a {MANIFEST} with a malformed n_passages or files field")
+    return m
 
 
 def check_manifest(m: Manifest, eid: EmbedderId, corpus: Corpus | None, path: Path) -> None:
@@ -70,11 +125,11 @@ def check_manifest(m: Manifest, eid: EmbedderId, corpus: Corpus | None, path: Pa
             f"`distilrag index --corpus {m.corpus} --embedder {eid.spec} --rebuild`."
         )
     if corpus is not None and m.corpus_hash != corpus.hash:
-        raise IndexMismatchError(
-            f"The index at {path} was built for another version of corpus '{m.corpus}' "
-            f"(hash {m.corpus_hash}, now {corpus.hash}). Rebuild it: "
-            f"`distilrag index --corpus {m.corpus} --embedder {eid.spec} --rebuild`."
-        )
+        why = (f"was built for another version of corpus '{m.corpus}' (hash {m.corpus_hash}, "
+               f"now {corpus.hash})")
+        raise IndexCorpusMismatchError(
+            f"The index at {path} {why}. Rebuild it: "
+            f"`distilrag index --corpus {m.corpus} --embedder {eid.spec} --rebuild`.", why)
 
 
 def _faiss_index(vectors, index_type: str):
@@ -124,8 +179,8 @@ def build_index(corpus: Corpus, embedder: str | EmbedderId = "base", index_type:
     from llama_index.core.schema import TextNode
     from llama_index.vector_stores.faiss import FaissVectorStore
 
-    eid = embedder if isinstance(embedder, EmbedderId) else resolve_embedder(embedder)
-    out_dir = out_dir or index_dir(corpus.name, eid.label)
+    eid = embedder if isinstance(embedder, EmbedderId) else resolve_embedder(embedder, corpus)
+    out_dir = out_dir or index_dir(corpus, eid.label)
     t0 = time.perf_counter()
     vectors = encode_passages(eid, corpus, progress=progress, on_progress=on_progress)
     nodes = [TextNode(id_=p.docid, text=p.text, embedding=v.tolist(),
@@ -137,48 +192,116 @@ def build_index(corpus: Corpus, embedder: str | EmbedderId = "base", index_type:
     storage = StorageContext.from_defaults(vector_store=store)
     VectorStoreIndex(nodes, storage_context=storage, embed_model=llama_index_embedding(eid),
                      show_progress=False)
-    tmp = out_dir.with_name(out_dir.name + ".building")
-    shutil.rmtree(tmp, ignore_errors=True)
-    storage.persist(persist_dir=str(tmp))
-    manifest = Manifest(corpus=corpus.name, corpus_hash=corpus.hash, n_passages=len(corpus),
-                        chunking=corpus.chunking, embedder_label=eid.label, embedder_path=eid.path,
-                        embedder_hash=eid.weights_hash, dim=int(vectors.shape[1]),
-                        index_type=index_type, built_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
-                        build_seconds=round(time.perf_counter() - t0, 2))
-    write_json(tmp / MANIFEST, asdict(manifest))
-    # Swap in the finished directory so a crash never leaves a half-written index under the real name.
-    old = out_dir.with_name(out_dir.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # A private temp dir: two processes building the same index never write into each other's files.
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.building-", dir=out_dir.parent))
+    try:
+        storage.persist(persist_dir=str(tmp))
+        files = {f.name: f.stat().st_size for f in sorted(tmp.iterdir()) if f.is_file()}
+        manifest = Manifest(corpus=corpus.name, corpus_hash=corpus.hash, n_passages=len(corpus),
+                            chunking=corpus.chunking, embedder_label=eid.label, embedder_path=eid.path,
+                            embedder_hash=eid.weights_hash, dim=int(vectors.shape[1]),
+                            index_type=index_type, built_at=time.strftime("%Y-%m-%dT%H:%M:%S"),
+                            build_seconds=round(time.perf_counter() - t0, 2), files=files)
+        write_json(tmp / MANIFEST, asdict(manifest))
+        os.chmod(tmp, 0o755)
+        _swap_in(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir
 
 
+def _swap_in(tmp: Path, out_dir: Path) -> None:
+    """Put the finished directory under the real name, so a crash never leaves a half-written index there."""
+    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    try:
+        out_dir.rename(old)
+    except FileNotFoundError:
+        pass
+    try:
+        tmp.rename(out_dir)
+    except OSError:  # another process swapped its own build in meanwhile: it is as good as ours
+        if not (out_dir / MANIFEST).exists():
+            raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _check_files(path: Path, m: Manifest) -> None:
+    for name, size in m.files.items():
+        f = path / name
+        if not f.is_file():
+            raise IndexDamagedError(path, f"lacks its file {name}")
+        if f.stat().st_size != size:
+            raise IndexDamagedError(path, f"has a {name} of {f.stat().st_size} bytes, not the {size} "
+                                          "it was written with")
+
+
 def load_index(path: Path, eid: EmbedderId, corpus: Corpus | None = None):
-    """Load a persisted index after checking its manifest against the embedder (and corpus)."""
+    """Load a persisted index after checking its manifest against the embedder (and corpus).
+
+    Raises IndexMissingError (nothing there), IndexMismatchError (another embedder or corpus) or
+    IndexDamagedError (files that cannot be this index).
+    """
     apply_offline_env()
     from llama_index.core import StorageContext, load_index_from_storage
     from llama_index.vector_stores.faiss import FaissVectorStore
 
     if not (path / MANIFEST).exists():
+        if path.is_dir() and any(path.iterdir()):
+            raise IndexDamagedError(path, f"has no {MANIFEST}")
         raise IndexMissingError(f"No index at {path}. Build it with `distilrag index`.")
-    check_manifest(read_manifest(path), eid, corpus, path)
-    store = FaissVectorStore.from_persist_dir(str(path))
-    storage = StorageContext.from_defaults(vector_store=store, persist_dir=str(path))
-    return load_index_from_storage(storage, embed_model=llama_index_embedding(eid))
+    m = read_manifest(path)
+    check_manifest(m, eid, corpus, path)
+    _check_files(path, m)
+    try:
+        store = FaissVectorStore.from_persist_dir(str(path))
+        storage = StorageContext.from_defaults(vector_store=store, persist_dir=str(path))
+        index = load_index_from_storage(storage, embed_model=llama_index_embedding(eid))
+    except Exception as e:  # faiss, JSON and pydantic errors alike: the files are not a usable index
+        raise IndexDamagedError(path, f"could not be loaded ({type(e).__name__}: {str(e)[:120]})") from e
+    counts = {"FAISS vectors": store.client.ntotal, "stored passages": len(storage.docstore.docs),
+              "index entries": len(getattr(index.index_struct, "nodes_dict", {}) or {})}
+    expect = {"the manifest": m.n_passages, **({"the corpus": len(corpus)} if corpus is not None else {})}
+    for what, n in counts.items():
+        for where, want in expect.items():
+            if n != want:
+                raise IndexDamagedError(path, f"holds {n} {what} but {where} has {want} passages")
+    return index
 
 
 def get_index(corpus: Corpus, embedder: str = "base", index_type: str = "flat",
               rebuild: bool = False, progress: bool = True):
     """The index for (corpus, embedder): loaded when valid, built when missing or when asked.
 
-    A stale index (other embedder weights or corpus version) raises IndexMismatchError unless
-    `rebuild` is set: rebuilding is the caller's explicit choice.
+    A damaged index, or one built for another corpus, is rebuilt with one warning on stderr.
+    An index of other embedder weights raises IndexMismatchError unless `rebuild` is set:
+    replacing a model's index is the caller's explicit choice.
     """
-    eid = resolve_embedder(embedder)
-    path = index_dir(corpus.name, eid.label)
-    if rebuild or not (path / MANIFEST).exists():
-        build_index(corpus, eid, index_type=index_type, out_dir=path, progress=progress)
+    eid = resolve_embedder(embedder, corpus)
+    path = index_dir(corpus, eid.label)
+    if not rebuild:
+        try:
+            return load_index(path, eid, corpus)
+        except IndexMissingError:
+            if _adopt_legacy(corpus, eid, path):
+                return get_index(corpus, embedder, index_type, progress=progress)
+        except (IndexDamagedError, IndexCorpusMismatchError) as e:
+            print(f"warning: the index at {path} {e.why}; rebuilding it.", file=sys.stderr)
+    build_index(corpus, eid, index_type=index_type, out_dir=path, progress=progress)
     return load_index(path, eid, corpus)
+
+
+def _adopt_legacy(corpus: Corpus, eid: EmbedderId, path: Path) -> bool:
+    """Move an index kept under the bare corpus name (before keys had a hash) into place, if it is this corpus's."""
+    legacy = indexes_dir() / corpus.name / eid.label
+    if legacy == path or not (legacy / MANIFEST).exists():
+        return False
+    try:
+        if read_manifest(legacy).corpus_hash != corpus.hash:
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        legacy.rename(path)
+    except (OSError, IndexDamagedError):
+        return False
+    return True

@@ -2,7 +2,8 @@
 
 Records carry ids and a `schema_version`; passage text is looked up in the corpus by id.
 Files ending in `.gz` are gzip-compressed. Writes are atomic (temp file + rename) and appends
-are line-buffered with fsync, so a killed job loses at most the record being written.
+are line-buffered with fsync, so a killed job loses at most the record being written: the torn
+line it leaves is cut away (with a warning) before the next append, so it never glues onto it.
 """
 from __future__ import annotations
 
@@ -11,12 +12,20 @@ import gzip
 import io
 import json
 import os
+import sys
 import tempfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator, TypeVar
 
+from rag.errors import UserError
+
 SCHEMA_VERSION = 1
+
+
+class RecordsError(UserError, ValueError):
+    """A records file that cannot be read as JSONL (bad line, not UTF-8, damaged gzip)."""
 
 
 @dataclass(frozen=True)
@@ -122,8 +131,14 @@ def _open_text(path: Path, mode: str) -> io.TextIOBase:
 def read_jsonl(path: str | Path, cls: type[T] | None = None) -> Iterator[Any]:
     """Yield dicts (or `cls` records). A torn last line from a killed writer is skipped."""
     path = Path(path)
-    with _open_text(path, "r") as f:
-        lines = f.readlines()
+    try:
+        with _open_text(path, "r") as f:
+            lines = f.readlines()
+    except UnicodeDecodeError as e:
+        raise RecordsError(f"{path} is not UTF-8 text (byte {e.start}); re-save it as UTF-8.") from None
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        raise RecordsError(f"{path} is a damaged gzip file ({e or type(e).__name__}); "
+                           "restore or regenerate it.") from None
     for i, line in enumerate(lines):
         if not line.strip():
             continue
@@ -132,7 +147,11 @@ def read_jsonl(path: str | Path, cls: type[T] | None = None) -> Iterator[Any]:
         except json.JSONDecodeError:
             if i == len(lines) - 1:
                 break  # interrupted append; the job that resumes will redo this record
-            raise ValueError(f"{path}:{i + 1}: not valid JSON; fix or delete the line.") from None
+            raise RecordsError(f"{path}:{i + 1}: not valid JSON; delete the line (if an interrupted "
+                               "job wrote it, it redoes the record) or fix it.") from None
+        if not isinstance(d, dict):
+            raise RecordsError(f"{path}:{i + 1}: a JSON {type(d).__name__}, not an object; "
+                               "each line must be one {...} record.")
         yield from_dict(cls, d) if cls else d
 
 
@@ -161,13 +180,55 @@ def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
     return n
 
 
+def drop_torn_tail(path: str | Path) -> int:
+    """Cut a last line without its newline (left by a killed append) off `path`; returns the bytes cut.
+
+    Appends write whole lines, so only a torn write leaves the file not ending in a newline;
+    appending after it would glue the next record onto the fragment and make one invalid line.
+    """
+    path = Path(path)
+    try:
+        f = open(path, "rb+")
+    except FileNotFoundError:
+        return 0
+    with f:
+        size = f.seek(0, os.SEEK_END)
+        if size == 0:
+            return 0
+        f.seek(size - 1)
+        if f.read(1) == b"\n":
+            return 0
+        end, keep = size, 0
+        while end > 0:  # find the last newline, reading backwards in blocks
+            start = max(0, end - 65536)
+            f.seek(start)
+            nl = f.read(end - start).rfind(b"\n")
+            if nl >= 0:
+                keep = start + nl + 1
+                break
+            end = start
+        f.truncate(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    print(f"warning: {path} ended in a line cut off by an interrupted write ({size - keep} bytes); "
+          "removed it, its record is redone.", file=sys.stderr)
+    return size - keep
+
+
 def append_jsonl(path: str | Path, rec: Any) -> None:
     """Append one record durably (used by resumable jobs and the feedback log)."""
+    append_jsonl_many(path, [rec])
+
+
+def append_jsonl_many(path: str | Path, recs: Iterable[Any]) -> None:
+    """Append records with one fsync (after cutting away a torn last line, see drop_torn_tail)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    d = rec if isinstance(rec, dict) else to_dict(rec)
+    drop_torn_tail(path)
     with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
+        for rec in recs:
+            d = rec if isinstance(rec, dict) else to_dict(rec)
+            f.write(json.dumps(d, ensure_ascii=False, sort_keys=True) + "\n")
         f.flush()
         os.fsync(f.fileno())
 
