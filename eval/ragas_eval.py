@@ -156,7 +156,9 @@ async def score_sample(metrics: dict[str, Any], sample: dict, timeout_s: float) 
                 entry["value"] = float(value)
         except Exception as e:  # any judge failure is data for the report, not a crash
             entry["status"] = classify_failure(e)
-            entry["error"] = f"{type(e).__name__}: {str(e)[:300]}"
+            from rag.errors import scrub
+
+            entry["error"] = scrub(f"{type(e).__name__}: {e}")[:300]  # scrubbed before cut: no half key
         entry["seconds"] = round(time.perf_counter() - t0, 3)
         out[name] = entry
     return out

@@ -32,10 +32,14 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from eval.qa_metrics import answer_in_context, qa_scores
+from eval.questions import load_questions, questions_hash  # noqa: F401  (load_questions: part of this API)
 from eval.retriever_specs import build_retrieval, retriever_identity, slug
+from rag.errors import UserError, scrub
 
 IR_DEPTH = 20
-_RESUME_KEYS = ("corpus", "corpus_hash", "split", "queries", "n", "seed", "top_k", "depth", "retrieval_only")
+_RESUME_KEYS = ("corpus", "corpus_hash", "split", "queries", "questions_hash", "n", "seed", "top_k", "depth",
+                "retrieval_only")
+MAX_FAILURES_IN_A_ROW = 5  # then the endpoint is down, not one question hard: stop, keep the rest
 
 
 @dataclass(frozen=True)
@@ -52,45 +56,6 @@ class EvalConfig:
     retrieval_only: bool = False
     ragas_n: int = 0                  # seeded, paired subset judged by RAGAS; 0 = none
     name: str = ""
-
-
-def load_questions(cfg: EvalConfig):
-    """(questions, qrels or None); a file's records may carry qid/_id/id and query/question/text."""
-    from rag.corpus import CorpusError, load_qrels, load_queries
-    from rag.metrics import read_qrels
-    from rag.records import Query, read_jsonl
-
-    if cfg.queries:
-        path = Path(cfg.queries)
-        if not path.exists():
-            raise CorpusError(f"Questions file {path} not found.")
-        if path.name.endswith((".jsonl", ".jsonl.gz")):
-            qs = [Query(qid=str(d.get("qid", d.get("_id", d.get("id", i)))),
-                        query=d.get("query", d.get("question", d.get("text", ""))),
-                        answers=list(d.get("answers") or []), split=d.get("split", ""))
-                  for i, d in enumerate(read_jsonl(path))]
-            if cfg.split and any(q.split for q in qs):
-                qs = [q for q in qs if q.split == cfg.split]
-        else:  # plain text: one question per line
-            lines = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
-            qs = [Query(qid=f"q{i + 1}", query=ln) for i, ln in enumerate(lines)]
-        if not qs:
-            raise CorpusError(f"{path} holds no questions" + (f" with split={cfg.split!r}" if cfg.split else ""))
-    else:
-        try:
-            qs = load_queries(cfg.corpus, cfg.split or None)
-        except CorpusError as e:
-            raise CorpusError(f"{e} For your own corpus give --queries FILE (JSONL or one question "
-                              "per line).") from None
-    qrels = None
-    if cfg.qrels:
-        qrels = read_qrels(cfg.qrels)
-    elif not cfg.queries:
-        try:
-            qrels = load_qrels(cfg.corpus)
-        except CorpusError:
-            qrels = None
-    return [q for q in qs if q.query.strip()], qrels
 
 
 def select(questions: list, n: int, seed: int) -> list:
@@ -123,14 +88,34 @@ def load_done(path: Path, need_answer: bool) -> dict[str, dict]:
 
 def _append_many(path: Path, recs: list[dict]) -> None:
     """One fsync per batch: retrieval-only runs do thousands of questions a minute."""
-    import os
+    from rag.records import append_jsonl_many
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as f:
-        for r in recs:
-            f.write(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    append_jsonl_many(path, recs)
+
+
+class EvalFailed(UserError, RuntimeError):
+    pass
+
+
+class EmptyAnswerError(UserError, RuntimeError):
+    pass
+
+
+def llm_failure(e: BaseException, llm_cfg=None) -> tuple[str, bool]:
+    """(one scrubbed line naming the endpoint, whether every other question would fail the same way)."""
+    import openai
+
+    from rag.errors import llm_error_message, public_endpoint
+    from rag.llm import LLMConfig
+
+    cfg = llm_cfg or LLMConfig.from_env()
+    where = "the local LLM server" if cfg.is_local else public_endpoint(cfg.endpoint)
+    msg = llm_error_message(e, where, cfg.api_key_env, cfg.is_local) or (
+        str(e) if isinstance(e, UserError) else f"answering via {where} failed: {type(e).__name__}: "
+                                                f"{scrub(str(e), (cfg.api_key_env,))[:200]}")
+    fatal = isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError,
+                           openai.APIConnectionError)) and not isinstance(e, openai.APITimeoutError)
+    return scrub(msg, (cfg.api_key_env,)), fatal
 
 
 def _record(q, spec: str, nodes, top_k: int, t_ret: float) -> dict:
@@ -141,7 +126,8 @@ def _record(q, spec: str, nodes, top_k: int, t_ret: float) -> dict:
             "timings": {"retrieve_s": round(t_ret, 4)}}
 
 
-def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, llm, progress: bool) -> None:
+def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, llm, progress: bool,
+                     llm_cfg=None) -> None:
     """Retrieve (and answer, unless retrieval-only) each question, appending records to `out`."""
     from tqdm.auto import tqdm
 
@@ -152,6 +138,7 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
     # keep the full --depth ranking for IR metrics while the LLM sees the top --top-k.
     chain = None if cfg.retrieval_only else RAGChain(retriever=None, llm=llm, name=spec)
     buf: list[dict] = []
+    in_a_row = 0
     for q in tqdm(todo, desc=slug(spec), unit="q", disable=not progress):
         t0 = time.perf_counter()
         nodes = retrieve(q.query)
@@ -168,14 +155,23 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
             continue
         try:
             ans = chain.answer(q.query, nodes=nodes[:cfg.top_k])
+            if not ans.text.strip():  # e.g. a 200 with an HTML body: nothing to score, not an answer
+                raise EmptyAnswerError("The LLM returned an empty answer (is the endpoint an "
+                                       "OpenAI-compatible /v1 URL?).")
         except Exception as e:  # one failed question must not cost the others; it is redone on resume
             from rag.llm import LLMUnavailable
 
             if isinstance(e, LLMUnavailable):
                 raise
-            rec["error"] = f"{type(e).__name__}: {e}"
+            msg, fatal = llm_failure(e, llm_cfg)  # one scrubbed line (scrubbed before any cut)
+            rec["error"] = msg
             _append_many(out, [rec])
+            in_a_row += 1
+            if fatal or in_a_row >= MAX_FAILURES_IN_A_ROW:
+                why = "" if fatal else f"{in_a_row} questions in a row failed; the last: "
+                raise EvalFailed(f"{spec}: {why}{msg} Answers so far are kept; run again to resume.") from None
             continue
+        in_a_row = 0
         t = ans.timings
         rec.update(answer=ans.text, cited_docids=ans.cited_docids, no_answer=ans.is_no_answer,
                    qa=qa_scores(ans.text, list(q.answers), rec["contexts"]))
@@ -187,7 +183,7 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
 
 
 def run_retriever(spec: str, questions: list, qrels, cfg: EvalConfig, corpus, run_dir: Path,
-                  llm=None, judge_cfg=None, judge_llm=None, progress: bool = True) -> dict:
+                  llm=None, judge_cfg=None, judge_llm=None, progress: bool = True, llm_cfg=None) -> dict:
     """Evaluate one retriever spec into run_dir/<slug>/; returns its metrics."""
     from eval.metrics_table import compute_metrics
     from rag.metrics import write_run
@@ -207,12 +203,14 @@ def run_retriever(spec: str, questions: list, qrels, cfg: EvalConfig, corpus, ru
     done = load_done(out, need_answer=not cfg.retrieval_only)
     todo = [q for q in questions if q.qid not in done]
     if todo:
-        answer_questions(spec, todo, out, cfg, corpus, llm, progress)
+        answer_questions(spec, todo, out, cfg, corpus, llm, progress, llm_cfg)
         done = load_done(out, need_answer=not cfg.retrieval_only)
     records = [done[q.qid] for q in questions if q.qid in done]
     write_run(d / "run.trec", {r["qid"]: {doc: float(len(r["retrieved"]) - i) for i, doc in enumerate(r["retrieved"])}
                                for r in records}, tag=slug(spec))
     metrics = compute_metrics(records, qrels, n_asked=len(questions))
+    if metrics["n_errors"]:
+        metrics["last_error"] = last_error(out, {q.qid for q in questions} - done.keys())
     if cfg.ragas_n and not cfg.retrieval_only:
         from eval.ragas_eval import JudgeConfig, judge_records
 
@@ -224,7 +222,15 @@ def run_retriever(spec: str, questions: list, qrels, cfg: EvalConfig, corpus, ru
     return metrics
 
 
-def prepare_run_dir(cfg: EvalConfig, corpus, out: str | None, overwrite: bool) -> Path:
+def last_error(path: Path, qids: set[str]) -> str:
+    """The error text of the last failed record among `qids` ("" if none recorded one)."""
+    from rag.records import read_jsonl
+
+    errors = [r["error"] for r in read_jsonl(path) if r.get("qid") in qids and r.get("error")] if path.exists() else []
+    return scrub(errors[-1])[:300] if errors else ""
+
+
+def prepare_run_dir(cfg: EvalConfig, corpus, out: str | None, overwrite: bool, questions=None) -> Path:
     from rag.records import write_json
     from rag.settings import runs_dir
 
@@ -232,12 +238,17 @@ def prepare_run_dir(cfg: EvalConfig, corpus, out: str | None, overwrite: bool) -
                                             "ir" if cfg.retrieval_only else "") if p)
     run_dir = Path(out) if out else runs_dir() / "eval" / name
     resolved = {**asdict(cfg), "corpus_hash": corpus.hash, "retrievers": list(cfg.retrievers)}
+    if questions is not None:
+        resolved["questions_hash"] = questions_hash(questions)
     cfg_path = run_dir / "config.json"
     if cfg_path.exists() and not overwrite:
         old = json.loads(cfg_path.read_text())
-        diff = [k for k in _RESUME_KEYS if old.get(k) != resolved.get(k)]
+        # A key an older run did not record (questions_hash) cannot be compared: it is trusted.
+        diff = [k for k in _RESUME_KEYS if old.get(k) != resolved.get(k) and (k in old or k not in resolved)]
         if diff:
-            raise SystemExit(f"error: {run_dir} holds a run with different {', '.join(diff)}; "
+            what = ["questions (the file's questions or references changed)" if k == "questions_hash" else k
+                    for k in diff]
+            raise SystemExit(f"error: {run_dir} holds a run with different {', '.join(what)}; "
                              "pass --name for a new run, or --overwrite to start this one again.")
         resolved["retrievers"] = list(dict.fromkeys(old.get("retrievers", []) + resolved["retrievers"]))
     elif overwrite and run_dir.exists():
@@ -265,7 +276,7 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
     clash = [name for name, n in Counter(slug(s) for s in cfg.retrievers).items() if n > 1]
     if clash:
         raise SystemExit(f"error: retrievers {clash} would share a directory; name model folders apart.")
-    run_dir = prepare_run_dir(cfg, corpus, out, overwrite)
+    run_dir = prepare_run_dir(cfg, corpus, out, overwrite, questions)
     if not cfg.retrieval_only and llm is None:
         from rag.llm import llama_index_llm
 
@@ -274,10 +285,11 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
     for spec in cfg.retrievers:
         try:
             results[spec] = run_retriever(spec, questions, qrels, cfg, corpus, run_dir, llm=llm,
-                                          judge_cfg=judge_cfg, judge_llm=judge_llm, progress=progress)
+                                          judge_cfg=judge_cfg, judge_llm=judge_llm, progress=progress,
+                                          llm_cfg=llm_cfg)
         except EmbedderNotFound as e:
-            skipped[spec] = str(e)
-            print(f"skipping {spec}: {e}", file=sys.stderr)
+            skipped[spec] = scrub(str(e))
+            print(f"skipping {spec}: {skipped[spec]}", file=sys.stderr)
     if not results:
         raise SystemExit("error: no retriever could be evaluated (" +
                          "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")")
@@ -293,7 +305,26 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
         from eval.report import write_report
 
         write_report(run_dir)
+    check_failures({s: m for s, m in results.items() if s in cfg.retrievers})
     return run_dir
+
+
+def check_failures(results: dict[str, dict]) -> None:
+    """Say how many questions failed per retriever; a retriever that answered none fails the run."""
+    dead = []
+    for spec, m in results.items():
+        n, bad = m.get("n_questions", 0), m.get("n_errors", 0)
+        if not bad:
+            continue
+        why = f" (last error: {m['last_error']})" if m.get("last_error") else ""
+        if bad >= n:
+            dead.append(f"{spec}{why}")
+        else:
+            print(f"warning: {spec}: {bad} of {n} questions failed{why}; run the command again to "
+                  "retry them.", file=sys.stderr)
+    if dead:
+        raise EvalFailed(f"every question failed for {'; '.join(dead)}. Fix the cause and run again "
+                         "(answered questions are kept).")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -332,8 +363,7 @@ def main(argv: list[str] | None = None) -> int:
         return report_main(argv[1:])
     a = build_parser().parse_args(argv)
     from eval.ragas_eval import JudgeConfig
-    from rag.corpus import CorpusError
-    from rag.llm import LLMConfig, LLMUnavailable
+    from rag.llm import LLMConfig
     from rag.settings import set_torch_threads
 
     set_torch_threads()
@@ -349,8 +379,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_dir = run_eval(cfg, out=a.out, overwrite=a.overwrite, llm_cfg=llm_cfg, judge_cfg=judge_cfg,
                            progress=not a.quiet)
-    except (CorpusError, LLMUnavailable, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except (UserError, FileNotFoundError) as e:
+        from rag.errors import user_message
+
+        print(f"error: {user_message(e) or scrub(str(e))}", file=sys.stderr)
         return 2
     print((run_dir / "report.md").read_text() if (run_dir / "report.md").exists() else "")
     print(f"run directory: {run_dir}")
