@@ -4,7 +4,9 @@
 
 In:  candidates.jsonl.gz (CandidateList), the corpus (passage text by docid)
 Out: rankings.jsonl (LLMRanking: qid, docids_in, ranked_docids, scores, model, prompt_id, mode,
-     n_calls, n_repairs), appended one query at a time; ledger.json (calls, tokens, cost, cache hits)
+     n_calls, n_repairs), appended one query at a time; rankings.ledger.json (calls, tokens, cost,
+     cache hits per run and in total, first_started), saved every few dozen calls and when a run
+     stops, so calls paid in an interrupted run are counted too
 
 Modes (a config value):
   listwise          RankGPT prompt over a sliding window (black-box: reads only the generated
@@ -20,6 +22,7 @@ re-run pays nothing twice; finished queries are skipped by qid.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,10 +72,23 @@ class Ledger:
     queries_done: int = 0
     cost_usd: float = 0.0
     extra: dict = field(default_factory=dict)
+    started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
+    run_id: str = field(default_factory=lambda: f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+
+    def __post_init__(self):
+        self._t0, self._saved_calls = time.perf_counter(), 0
 
     def add_cost(self, cfg: LLMRankConfig) -> None:
         self.cost_usd = round(self.prompt_tokens / 1e6 * cfg.price_in_per_mtok
                               + self.completion_tokens / 1e6 * cfg.price_out_per_mtok, 4)
+
+    def checkpoint(self, out_path: Path, cfg: LLMRankConfig | None = None, every: int = 50) -> None:
+        """Save the ledger once `every` calls were made since the last save (a kill loses fewer)."""
+        if self.calls - self._saved_calls >= every:
+            self.seconds = round(time.perf_counter() - self._t0, 1)
+            if cfg is not None:
+                self.add_cost(cfg)
+            save_ledger(out_path, self, status="running")
 
 
 def done_qids(out_path: Path) -> set[str]:
@@ -104,12 +120,36 @@ def rank_candidates(candidates: list[CandidateList], corpus: Corpus, cfg: LLMRan
     return ledger
 
 
-def save_ledger(out_path: Path, ledger: Ledger) -> None:
-    """Accumulate ledgers across resumed runs in <rankings>.ledger.json."""
-    path = out_path.with_name(out_path.name.split(".")[0] + ".ledger.json")
-    runs = json.loads(path.read_text())["runs"] if path.exists() else []
-    runs.append({**asdict(ledger), "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    total = {k: sum(r.get(k, 0) for r in runs) for k in
-             ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "repairs", "malformed",
-              "seconds", "queries_done", "cost_usd")}
-    write_json(path, {"total": total, "runs": runs})
+LEDGER_TOTALS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "repairs", "malformed",
+                 "seconds", "queries_done", "cost_usd")
+
+
+def ledger_path(out_path: Path) -> Path:
+    return out_path.with_name(out_path.name.split(".")[0] + ".ledger.json")
+
+
+def save_ledger(out_path: Path, ledger: Ledger, status: str = "finished") -> None:
+    """Record `ledger` as its run's entry in <rankings>.ledger.json (replacing that run's earlier
+    checkpoint) and re-add the totals over every run; status: running | interrupted | finished."""
+    import sys
+
+    path = ledger_path(out_path)
+    old: dict = {}
+    if path.exists():
+        try:
+            old = json.loads(path.read_text(encoding="utf-8"))
+            if not isinstance(old, dict) or not isinstance(old.get("runs", []), list):
+                raise ValueError("not a ledger")
+        except (ValueError, UnicodeDecodeError) as e:
+            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            path.rename(aside)
+            print(f"warning: {path} is unreadable ({type(e).__name__}); moved it to {aside.name}, "
+                  "its totals are not in the new ledger.", file=sys.stderr)
+            old = {}
+    runs = [r for r in old.get("runs", []) if r.get("run_id") != ledger.run_id or not ledger.run_id]
+    runs.append({**asdict(ledger), "status": status, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    ledger._saved_calls = ledger.calls
+    total = {k: round(sum(r.get(k, 0) for r in runs), 4) for k in LEDGER_TOTALS}
+    starts = [s for s in [old.get("first_started")] + [r.get("started_at") for r in runs] if s]
+    write_json(path, {"first_started": min(starts) if starts else ledger.started_at,
+                      "total": total, "runs": runs})

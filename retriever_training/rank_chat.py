@@ -127,14 +127,22 @@ def rank_with_chat(todo: list[CandidateList], corpus: Corpus, cfg: LLMRankConfig
         return rank_one(cl, corpus, dry_run)
 
     # Bounded concurrency; records are appended in input order, each as soon as it and those before it finish.
-    with ThreadPoolExecutor(max_workers=max(1, cfg.concurrency)) as pool:
-        for rec in pool.map(work, todo):
-            if not dry_run:
-                append_jsonl(out_path, rec)
-                ledger.queries_done += 1
-            ledger.repairs += rec.n_repairs
-            ledger.malformed += rec.n_repairs > 0 and cfg.mode == "pointwise"
-            bar.update(1)
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, cfg.concurrency)) as pool:
+            for rec in pool.map(work, todo):
+                if not dry_run:
+                    append_jsonl(out_path, rec)
+                    ledger.queries_done += 1
+                    ledger.checkpoint(out_path, cfg)
+                ledger.repairs += rec.n_repairs
+                ledger.malformed += rec.n_repairs > 0 and cfg.mode == "pointwise"
+                bar.update(1)
+    except BaseException:  # interrupted or failed: the calls paid so far still count
+        if not dry_run:
+            ledger.seconds = round(time.perf_counter() - t0, 1)
+            ledger.add_cost(cfg)
+            save_ledger(out_path, ledger, status="interrupted")
+        raise
     bar.close()
     ledger.seconds = round(time.perf_counter() - t0, 1)
     ledger.add_cost(cfg)

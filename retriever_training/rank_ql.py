@@ -59,35 +59,40 @@ def rank_query_likelihood(todo: list[CandidateList], corpus: Corpus, cfg: LLMRan
     remaining = {qid: len(set(ids)) for qid, ids in ids_of.items()}
     scores: dict[tuple[str, str], float] = {}
     bar = tqdm(total=pairs_total, desc="query likelihood", unit="pair", disable=not progress)
-    # Every passage is read once for all its queries. Passages go in corpus order (article by
-    # article), so the queries of an article complete together and are written as they complete.
-    for docid in sorted(by_passage, key=_corpus_order(corpus)):
-        qids = by_passage[docid]
-        p = corpus.by_id[docid]
-        keys = [pair_key(model, p.title, p.text, lists[q].query, qcfg) for q in qids]
-        cached = [cache.get(k) for k in keys]
-        todo_idx = [i for i, v in enumerate(cached) if v is None]
-        if todo_idx:
-            if scorer is None:
-                from retriever_training.query_likelihood import make_scorer
+    try:
+        # Every passage is read once for all its queries. Passages go in corpus order (article by
+        # article), so the queries of an article complete together and are written as they complete.
+        for docid in sorted(by_passage, key=_corpus_order(corpus)):
+            qids = by_passage[docid]
+            p = corpus.by_id[docid]
+            keys = [pair_key(model, p.title, p.text, lists[q].query, qcfg) for q in qids]
+            cached = [cache.get(k) for k in keys]
+            todo_idx = [i for i, v in enumerate(cached) if v is None]
+            if todo_idx:
+                if scorer is None:
+                    from retriever_training.query_likelihood import make_scorer
 
-                scorer = make_scorer(cfg.ql_backend, qcfg, device=cfg.ql_device, batch_size=cfg.ql_batch_size)
-            new = scorer.score_passage(p.title, p.text, [lists[qids[i]].query for i in todo_idx])
-            cache.put_many([(keys[i], s) for i, s in zip(todo_idx, new)])
-            for i, s in zip(todo_idx, new):
-                cached[i] = s
-            ledger.calls += len(todo_idx)
-            ledger.prompt_tokens += getattr(scorer, "last_tokens", 0)
-        ledger.cache_hits += len(qids) - len(todo_idx)
-        for qid, s in zip(qids, cached):
-            scores[(qid, docid)] = float(s)
-            remaining[qid] -= 1
-            if remaining[qid] == 0:
-                _write(out_path, qid, ids_of[qid], scores, model, cfg)
-                ledger.queries_done += 1
-        bar.update(len(qids))
-        ledger.seconds = round(time.perf_counter() - t0, 1)
-        bar.set_postfix(queries=ledger.queries_done, hits=ledger.cache_hits)
+                    scorer = make_scorer(cfg.ql_backend, qcfg, device=cfg.ql_device, batch_size=cfg.ql_batch_size)
+                new = scorer.score_passage(p.title, p.text, [lists[qids[i]].query for i in todo_idx])
+                cache.put_many([(keys[i], s) for i, s in zip(todo_idx, new)])
+                for i, s in zip(todo_idx, new):
+                    cached[i] = s
+                ledger.calls += len(todo_idx)
+                ledger.prompt_tokens += getattr(scorer, "last_tokens", 0)
+            ledger.cache_hits += len(qids) - len(todo_idx)
+            for qid, s in zip(qids, cached):
+                scores[(qid, docid)] = float(s)
+                remaining[qid] -= 1
+                if remaining[qid] == 0:
+                    _write(out_path, qid, ids_of[qid], scores, model, cfg)
+                    ledger.queries_done += 1
+            bar.update(len(qids))
+            ledger.seconds = round(time.perf_counter() - t0, 1)
+            bar.set_postfix(queries=ledger.queries_done, hits=ledger.cache_hits)
+            ledger.checkpoint(out_path)
+    except BaseException:  # interrupted or failed: the calls paid so far still count
+        save_ledger(out_path, ledger, status="interrupted")
+        raise
     bar.close()
     save_ledger(out_path, ledger)
     return ledger
