@@ -11,9 +11,10 @@ import re
 
 import streamlit as st
 
+from rag.citations import strip_citations
+
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
 _WORD = re.compile(r"[a-z0-9]+")
-_CITATION = re.compile(r"\[\d+(?:\s*[,;]\s*\d+)*\]")
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]#|$~:])")
 _STOP = frozenset("""a an and are as at be been by did do does for from had has have he her his in
 is it its of on or she that the their there they this to was were what when where which who whom
@@ -35,7 +36,7 @@ def answer_sentence(passage: str, answer: str, question: str = "") -> int | None
     if not answer.strip() or is_no_answer(answer):
         return None
     q = _words(question)
-    a = _words(_CITATION.sub(" ", answer))
+    a = _words(strip_citations(answer))
     new = a - q
     best, best_score = None, 0.0
     for i, sentence in enumerate(split_sentences(passage)):

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from rag.citations import parse_citations  # noqa: F401  (re-exported: callers read it here)
 from rag.corpus import Corpus, load_corpus
 from rag.llm import LLMConfig
 
@@ -30,7 +31,6 @@ REFINE_PROMPT = (
     "Improve the existing answer using these sources too, in one short sentence ending with the "
     f"number of the source that contains the answer, like [2]. If no source contains it, reply exactly: {NO_ANSWER}"
 )
-_CITE = re.compile(r"\[(\d+(?:\s*[,;]\s*\d+)*)\]|\bSource\s+(\d+)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -68,18 +68,6 @@ class Answer:
 def is_no_answer(text: str) -> bool:
     t = text.lower()
     return "don't know" in t or "do not know" in t or "not contain" in t
-
-
-def parse_citations(text: str, n_sources: int) -> list[int]:
-    """Source numbers cited in `text` ([2], [1, 3], "Source 2"), in first-seen order, in range."""
-    seen: list[int] = []
-    for m in _CITE.finditer(text):
-        nums = m.group(1) or m.group(2)
-        for part in re.split(r"[,;]", nums):
-            n = int(part.strip())
-            if 1 <= n <= n_sources and n not in seen:
-                seen.append(n)
-    return seen
 
 
 def sources_of(nodes) -> list[Source]:
