@@ -123,10 +123,19 @@ def load_sections(path: str | Path | None, sections: dict[str, type], overrides:
     """
     import yaml
 
-    raw = yaml.safe_load(Path(path).read_text()) if path else {}
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) if path else {}
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where else ""
+        raise ConfigError(f"{path} is not valid YAML{line}: fix it or start from "
+                          "retriever_training/configs/squad_dev.yaml") from None
     raw = raw or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    for name, section in raw.items():
+        if section is not None and not isinstance(section, dict):
+            raise ConfigError(f"{path}: section {name!r} must be a mapping of key: value, got {section!r}")
     unknown = set(raw) - set(sections)
     if unknown and not allow_other_sections:
         raise ConfigError(f"{path}: {_unknown('section(s)', unknown, set(sections))}")

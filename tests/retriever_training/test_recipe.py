@@ -146,6 +146,12 @@ def test_no_corpus_and_unknown_yaml_section_are_errors(tmp_path):
     y.write_text("label:\n  corpus: c.jsonl\nteachr:\n  depth: 4\n")
     with pytest.raises(ConfigError, match="did you mean 'teacher'"):
         parse_command(["--config", str(y)], "t", "")
+    y.write_text("label:\n  corpus: [c.jsonl\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        parse_command(["--config", str(y)], "t", "")
+    y.write_text("label: c.jsonl\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        parse_command(["--config", str(y)], "t", "")
 
 
 def test_label_checks_every_section(monkeypatch):
