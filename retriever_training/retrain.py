@@ -70,9 +70,11 @@ def unlabelled_lists(cfgs: dict, corpus, extra: list[Query], run_dir: Path, prog
     from retriever_training.candidates import CandidatesConfig, make_candidates
 
     tc: TeacherConfig = cfgs["teacher"]
-    path = run_dir / f"unlabelled_candidates_{fingerprint(asdict(tc), asdict(cfgs['candidates']), corpus.hash, [(q.qid, q.query) for q in extra])}.jsonl.gz"
+    key = fingerprint(asdict(tc), asdict(cfgs["candidates"]), corpus.hash, [(q.qid, q.query) for q in extra])
+    path = run_dir / f"unlabelled_candidates_{key}.jsonl.gz"
     if not path.exists():
-        write_jsonl(path, make_candidates(corpus, extra, CandidatesConfig(cfgs["candidates"].retriever, tc.depth), progress))
+        cc = CandidatesConfig(cfgs["candidates"].retriever, tc.depth)
+        write_jsonl(path, make_candidates(corpus, extra, cc, progress))
     return list(read_jsonl(path, CandidateList))
 
 
