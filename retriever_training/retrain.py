@@ -104,6 +104,13 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
     except Exception:  # a user's corpus may have no gold: every gold-based number is then omitted
         qrels = {}
     plan = preflight(cfgs, qrels)  # what cannot run on this input fails here, before any LLM or training time
+    if progress:
+        if plan["dev"] == "heldout":
+            print(f"note: corpus {corpus_name!r} has no gold dev split: the checkpoint is chosen, and the base "
+                  "compared, on the held-out labelled queries against the LLM's order", flush=True)
+        if run.test_split and not plan["test"]:
+            print(f"note: corpus {corpus_name!r} has no gold {run.test_split!r} split: no held-out gold report",
+                  flush=True)
     run_dir = runs_dir() / run.name
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", {k: asdict(v) for k, v in cfgs.items()})
