@@ -26,6 +26,9 @@ def main() -> None:
 
     apply_offline_env()
     from app import services, ui_chat, ui_docs, ui_sidebar, warmup
+    from app.ui_sources import CITATION_CSS
+
+    st.html(CITATION_CSS)
 
     settings, llm_slot = ui_sidebar.render()
     st.title("Ask your documents")

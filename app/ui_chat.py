@@ -49,7 +49,12 @@ def render_result(turn: dict, i: int) -> None:
     r = turn["results"][i]
     _render_answer(turn, i)
     if r["sources"] or not r["error"]:
-        render_sources(r["sources"], r["cited"], r["text"], turn["question"])
+        render_sources(r["sources"], r["cited"], r["text"], turn["question"], anchor(turn, i))
+
+
+def anchor(turn: dict, i: int) -> str:
+    """The id prefix of result `i`'s passages: its [n] links point at `<prefix>-n`."""
+    return f"src-{turn['id']}-{i}"
 
 
 def _render_answer(turn: dict, i: int) -> None:
@@ -57,7 +62,8 @@ def _render_answer(turn: dict, i: int) -> None:
     if r["error"]:
         st.error(r["error"])
         return
-    st.markdown(answer_markdown(r["text"]) or "_(empty answer)_")
+    st.markdown(answer_markdown(r["text"], anchor(turn, i), len(r["sources"])) or "_(empty answer)_",
+                unsafe_allow_html=True)
     t = r["timings"]
     st.caption(f"{r['retriever']} · retrieval {t.get('retrieve_s', 0):.2f} s · first token "
                f"{t.get('first_token_s', 0):.1f} s · total {t.get('total_s', 0):.1f} s")
@@ -168,7 +174,7 @@ def _answer_into(turn: dict, i: int, live, llm, answer_slot, sources_slot) -> No
         if not first:
             first.append(time.perf_counter() - t0)
         pieces.append(tok)
-        answer_slot.markdown(answer_markdown("".join(pieces)) + CURSOR)
+        answer_slot.markdown(answer_markdown("".join(pieces)) + CURSOR, unsafe_allow_html=True)
     try:
         ans = chain.answer(turn["question"], nodes=nodes, on_token=on_token, llm=llm)
     except Exception as e:
@@ -181,7 +187,7 @@ def _answer_into(turn: dict, i: int, live, llm, answer_slot, sources_slot) -> No
              timings={**r["timings"], "first_token_s": round(first[0] if first else total, 3),
                       "total_s": round(total, 3)})
     with sources_slot.container():
-        render_sources(r["sources"], r["cited"], r["text"], turn["question"])
+        render_sources(r["sources"], r["cited"], r["text"], turn["question"], anchor(turn, i))
 
 
 def _empty_result(retriever: str) -> dict:

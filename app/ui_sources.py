@@ -11,7 +11,7 @@ import re
 
 import streamlit as st
 
-from rag.citations import strip_citations
+from rag.citations import replace_citations, strip_citations
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+(?=[\"'(\[]?[A-Z0-9])")
 _WORD = re.compile(r"[a-z0-9]+")
@@ -63,13 +63,32 @@ def passage_markdown(passage: str, highlight: int | None) -> str:
     return " ".join(out)
 
 
-def answer_markdown(text: str) -> str:
-    """The LLM's answer as Markdown: keep its formatting, but "$" must not start LaTeX."""
-    return text.replace("$", r"\$")
+def answer_markdown(text: str, anchor: str = "", n_sources: int = 0) -> str:
+    """The LLM's answer as Markdown: its formatting kept, HTML escaped (passages can carry text
+    that the model repeats), "$" kept from starting LaTeX, and each in-range [n] a link to its
+    passage (`anchor`-n, see render_sources); rendered with unsafe_allow_html for those links."""
+    text = html.escape(text, quote=False).replace("$", r"\$")
+    if not anchor:
+        return text
+
+    def link(nums: list[int], original: str) -> str:
+        if not all(1 <= n <= n_sources for n in nums):
+            return original
+        return ", ".join(f'<a href="#{anchor}-{n}" class="distilrag-cite">[{n}]</a>' for n in nums)
+    return replace_citations(text, link)
 
 
-def render_sources(sources: list[dict], cited: list[int], answer: str, question: str) -> None:
-    """One expander per retrieved passage; cited ones first marked and opened."""
+# Styles the page once: a passage that an [n] link was followed to is outlined (CSS :target).
+CITATION_CSS = """<style>
+.distilrag-src:target { outline: 2px solid #f0b400; background: rgba(255, 214, 0, .12); border-radius: 4px; }
+a.distilrag-cite { text-decoration: none; font-weight: 600; }
+</style>"""
+
+
+def render_sources(sources: list[dict], cited: list[int], answer: str, question: str,
+                   anchor: str = "") -> None:
+    """One expander per retrieved passage; the cited ones marked and open, so every [n] link of
+    the answer lands on a visible passage (its id is `anchor`-n) with the answer's sentence marked."""
     if not sources:
         st.caption("No passage was retrieved.")
         return
@@ -77,9 +96,11 @@ def render_sources(sources: list[dict], cited: list[int], answer: str, question:
         is_cited = s["n"] in cited
         label = (f"\\[{s['n']}\\] {escape_label(s['title'] or s['docid'])} · `{s['docid']}` · "
                  f"score {s['score']:.3f}" + (" · **cited**" if is_cited else ""))
-        with st.expander(label, expanded=is_cited and s["n"] == cited[0],
-                         icon=":material/format_quote:" if is_cited else None):
+        with st.expander(label, expanded=is_cited, icon=":material/format_quote:" if is_cited else None):
             hl = answer_sentence(s["text"], answer, question) if is_cited else None
-            st.markdown(passage_markdown(s["text"], hl), unsafe_allow_html=True)
+            body = passage_markdown(s["text"], hl)
+            if anchor:
+                body = f'<div id="{anchor}-{s["n"]}" class="distilrag-src">{body}</div>'
+            st.markdown(body, unsafe_allow_html=True)
             st.caption(f"doc id {escape_md(s['docid'])} · retrieval score {s['score']:.4f}"
                        + (" · cited in the answer" if is_cited else ""))

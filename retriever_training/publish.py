@@ -109,7 +109,7 @@ def publish(run_dir: Path, card: dict, force: bool = False, make_default: bool =
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     if make_default:
-        set_published("distilled", out)
+        set_published("distilled", out, card["corpus"])  # per corpus: other corpora keep theirs
         if (run_dir / "ranker").exists():
-            set_published("ranker", run_dir / "ranker")
+            set_published("ranker", run_dir / "ranker", card["corpus"])
     return out

@@ -27,7 +27,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 QUESTION = "Where did Super Bowl 50 take place?"
 
-pytestmark = pytest.mark.llm
+pytestmark = [pytest.mark.llm, pytest.mark.browser]
 
 
 def _free_port() -> int:
@@ -95,6 +95,9 @@ def test_question_in_browser_gets_streamed_cited_answer(running_app):
             page.wait_for_timeout(500)  # let the rerun for the new retriever settle
             box.fill(QUESTION)
             box.press("Enter")
+            # Sources first: the retrieved passages are on the page before the LLM's first token.
+            page.get_by_test_id("stExpander").first.wait_for(timeout=240_000)
+            assert "▌" not in page.inner_text("body"), "the answer streamed before the sources showed"
             # Streaming: the answer grows behind a cursor before the final rendering replaces it.
             page.wait_for_function("document.body.innerText.includes('▌')", timeout=240_000, polling=100)
             cited_label = page.locator("summary").filter(has_text=re.compile(r"cited\s*$"))
@@ -111,6 +114,16 @@ def test_question_in_browser_gets_streamed_cited_answer(running_app):
             # Let the run finish (passage text, feedback, sidebar status) before the screenshot.
             page.get_by_test_id("stStatusWidgetRunningIcon").wait_for(state="detached", timeout=60_000)
             page.get_by_test_id("stFeedback").first.wait_for(timeout=60_000)
+            # Each [n] of the answer links to its passage: following it lands on that passage,
+            # visible, outlined (:target), with the sentence that holds the answer marked.
+            link = page.locator("a.distilrag-cite").first
+            target = link.get_attribute("href").lstrip("#")
+            link.click()
+            passage = page.locator(f"[id='{target}']")
+            expect(passage).to_be_visible()
+            assert page.evaluate("location.hash") == f"#{target}"
+            assert passage.evaluate("el => el.matches(':target')")
+            assert "Levi" in passage.locator("mark").inner_text()
         finally:
             page.screenshot(path=str(ARTIFACTS / "app_chat.png"), full_page=True)
             browser.close()

@@ -30,6 +30,11 @@ def test_chat_answers_with_cited_highlighted_passage_and_keeps_history(corpus_di
     marked = [m.value for m in at.markdown if "<mark>" in m.value]
     assert len(marked) == 1 and "<mark>The Denver Broncos represented the AFC" in marked[0]
     assert "Carolina Panthers represented the NFC" not in marked[0].split("<mark>")[1].split("</mark>")[0]
+    # The [1] of the answer links to the cited passage, which carries the link's target id.
+    target = f"src-{turn['id']}-0-1"
+    answer_md = next(m.value for m in at.chat_message[1].markdown if "Denver Broncos" in m.value)
+    assert f'<a href="#{target}" class="distilrag-cite">[1]</a>' in answer_md
+    assert f'<div id="{target}" class="distilrag-src">' in marked[0]
     # The prompt the LLM saw numbers the passages.
     assert "[1] (broncos)" in fake_llm[-1].prompts[0]
 
@@ -138,3 +143,25 @@ def test_reranker_offered_only_when_published(corpus_dir, app_home, fake_llm, mo
     ask(at, QUESTION)
     r = _turns(at)[0]["results"][0]
     assert r["error"] is None and r["retriever"] == "base+ranker" and len(r["sources"]) == 3
+
+
+def test_answer_links_only_in_range_citations_and_escapes_html():
+    from app.ui_sources import answer_markdown
+
+    md = answer_markdown("<script>x</script> It is Paris [2], see also [1, 3] and [9].", "src-t-0", 3)
+    assert "<script>" not in md and "&lt;script&gt;" in md
+    assert '<a href="#src-t-0-2" class="distilrag-cite">[2]</a>' in md
+    assert md.count('class="distilrag-cite"') == 3 and "[9]" in md and "#src-t-0-9" not in md
+
+
+def test_answer_sentence_of_the_super_bowl_passage_is_the_one_with_the_answer():
+    from app.ui_sources import answer_sentence, split_sentences
+    from rag.corpus import load_corpus
+
+    corpus = load_corpus("squad_dev")
+    answer = "Super Bowl 50 took place at Levi's Stadium in Santa Clara, California [1]."
+    for docid, expected in (("Super_Bowl_50#0", "at Levi's Stadium in the San Francisco Bay Area"),
+                            ("Super_Bowl_50#7", "awarded the game to Levi's Stadium")):
+        passage = corpus.by_id[docid].text
+        i = answer_sentence(passage, answer, "Where did Super Bowl 50 take place?")
+        assert expected in split_sentences(passage)[i], docid
