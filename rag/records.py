@@ -122,30 +122,30 @@ def from_dict(cls: type[T], d: dict) -> T:
     return cls(**kwargs)
 
 
-def _open_text(path: Path, mode: str) -> io.TextIOBase:
-    if str(path).endswith(".gz"):
-        return gzip.open(path, mode + "t", encoding="utf-8")
-    return open(path, mode, encoding="utf-8")
-
-
 def read_jsonl(path: str | Path, cls: type[T] | None = None) -> Iterator[Any]:
     """Yield dicts (or `cls` records). A torn last line from a killed writer is skipped."""
     path = Path(path)
     try:
-        with _open_text(path, "r") as f:
-            lines = f.readlines()
-    except UnicodeDecodeError as e:
-        raise RecordsError(f"{path} is not UTF-8 text (byte {e.start}); re-save it as UTF-8.") from None
+        with (gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")) as f:
+            lines = f.read().split(b"\n")
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         raise RecordsError(f"{path} is a damaged gzip file ({e or type(e).__name__}); "
                            "restore or regenerate it.") from None
-    for i, line in enumerate(lines):
+    last = len(lines) - 1  # after the final newline: "" for a whole file, a fragment for a torn one
+    for i, raw in enumerate(lines):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            if i == last and any(_decodes(raw[:-k]) for k in (1, 2, 3)):
+                break  # a write cut inside a character
+            raise RecordsError(f"{path}:{i + 1} is not UTF-8 text (byte {e.start}); re-save the "
+                               "file as UTF-8.") from None
         if not line.strip():
             continue
         try:
             d = json.loads(line)
         except json.JSONDecodeError:
-            if i == len(lines) - 1:
+            if not any(x.strip() for x in lines[i + 1:]):
                 break  # interrupted append; the job that resumes will redo this record
             raise RecordsError(f"{path}:{i + 1}: not valid JSON; delete the line (if an interrupted "
                                "job wrote it, it redoes the record) or fix it.") from None
@@ -153,6 +153,14 @@ def read_jsonl(path: str | Path, cls: type[T] | None = None) -> Iterator[Any]:
             raise RecordsError(f"{path}:{i + 1}: a JSON {type(d).__name__}, not an object; "
                                "each line must be one {...} record.")
         yield from_dict(cls, d) if cls else d
+
+
+def _decodes(b: bytes) -> bool:
+    try:
+        b.decode("utf-8")
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def write_jsonl(path: str | Path, records: Iterable[Any]) -> int:
@@ -185,6 +193,7 @@ def drop_torn_tail(path: str | Path) -> int:
 
     Appends write whole lines, so only a torn write leaves the file not ending in a newline;
     appending after it would glue the next record onto the fragment and make one invalid line.
+    A last line that is a whole record (only the newline missing) gets its newline instead.
     """
     path = Path(path)
     try:
@@ -207,6 +216,14 @@ def drop_torn_tail(path: str | Path) -> int:
                 keep = start + nl + 1
                 break
             end = start
+        f.seek(keep)
+        try:  # a whole record that lacks only its newline is one the reader counts: keep it
+            if isinstance(json.loads(f.read(size - keep).decode("utf-8")), dict):
+                f.seek(size)
+                f.write(b"\n")
+                return 0
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError alike
+            pass
         f.truncate(keep)
         f.flush()
         os.fsync(f.fileno())

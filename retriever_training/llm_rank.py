@@ -22,8 +22,8 @@ re-run pays nothing twice; finished queries are skipped by qid.
 from __future__ import annotations
 
 import json
-import os
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -73,7 +73,7 @@ class Ledger:
     cost_usd: float = 0.0
     extra: dict = field(default_factory=dict)
     started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
-    run_id: str = field(default_factory=lambda: f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # one ledger entry per run
 
     def __post_init__(self):
         self._t0, self._saved_calls = time.perf_counter(), 0
