@@ -58,6 +58,9 @@ def _jsonl_questions(path: Path) -> list:
         answers = d.get("answers") or []
         qs.append(Query(qid=qid, query=text, split=_text(d.get("split", "")),
                         answers=[answers] if isinstance(answers, str) else [str(a) for a in answers]))
+    if no_text and not qs:
+        raise QuestionsError(f"{path} holds no questions: none of its {no_text} records has a 'query' "
+                             "(or 'question'/'text') string.")
     if no_text:
         print(f"warning: {path}: {no_text} records without a 'query' (or 'question'/'text') string "
               "were skipped.", file=sys.stderr)
