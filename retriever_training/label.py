@@ -1,6 +1,7 @@
 """Stages 1-3 as one resumable labelling job: queries -> candidates -> LLM rankings.
 
-    distilrag label --corpus my_docs/ [--queries my_questions.txt] [--dry-run] [--section.key=value ...]
+    distilrag label --corpus my_docs/ [--queries my_questions.txt] [--dry-run] [--budget-minutes M]
+                    [--max-queries N] [--section.key=value ...]
     distilrag label --config retriever_training/configs/squad_dev.yaml [--dry-run] [--section.key=value ...]
 
 In:  the corpus (folder, JSONL or shipped name) and its query source (a text or JSONL log with
@@ -11,6 +12,9 @@ Out: <labels_dir>/queries.jsonl, candidates.jsonl.gz, rankings.jsonl (+ rankings
 labels_dir defaults to runs/labels/<corpus>-<hash of the selection settings>, so other settings get
 their own label set. Queries and candidates are written once and reused, so a resumed run ranks
 exactly the same lists; rankings are appended per query and the LLM cache keeps every finished call.
+--dry-run prints what is left to pay and its estimated time on this machine (label_cost.py);
+--budget-minutes / --max-queries stop at a query boundary with every written query whole (the same
+command continues later; the retrain trains on what is ranked).
 """
 from __future__ import annotations
 
@@ -144,8 +148,11 @@ def run_labelling(cfgs: dict, dry_run: bool = False, progress: bool = True, corp
     out, cands = prepare_lists(cfgs, progress, corpus)
     rankings = out / "rankings.jsonl"
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
-    ledger = rank_candidates(cands, corpus, cfgs["llm_rank"], rankings, progress=progress,
-                             dry_run=dry_run)
+    from rag.settings import runs_dir
+    from retriever_training.llm_rank import machine_ledgers
+
+    ledger = rank_candidates(cands, corpus, cfgs["llm_rank"], rankings, progress=progress, dry_run=dry_run,
+                             ledgers=machine_ledgers(runs_dir() / "labels"))
     if dry_run:
         return ledger
     n_done = sum(1 for _ in read_jsonl(rankings)) if rankings.exists() else 0
@@ -161,6 +168,7 @@ def run_labelling(cfgs: dict, dry_run: bool = False, progress: bool = True, corp
         "mode": cfgs["llm_rank"].mode, "prompt_id": _prompt_id(cfgs["llm_rank"].mode),
         "ledger_model": ledger.model,  # includes the runtime for query likelihood (llama_cpp / transformers)
         "corpus": lc.corpus, "queries": len(cands), "ranked": n_done, "complete": n_done >= len(cands),
+        "stopped": ledger.stopped,
         "first_started": prov.get("first_started", started), "last_updated": time.strftime("%Y-%m-%dT%H:%M:%S"),
         # Relative paths only: the label set is committed and must not name this machine's folders.
         "config": {k: (asdict(v) if k != "label" else {**asdict(v), "labels_dir": _portable(out)})
@@ -195,13 +203,34 @@ def main(argv: list[str] | None = None) -> None:
     # Every section is read and checked, not only the labelling ones: a typo in a key the retrain
     # reads later must not pass here unnoticed.
     args, cfgs = parse_command(argv, "distilrag label", __doc__, [
-        (("--dry-run",), {"action": "store_true", "help": "print calls, tokens and cost; spend nothing"})])
+        (("--dry-run",), {"action": "store_true", "help": "print pairs, tokens, time and cost; spend nothing"})])
     apply_offline_env()
     corpus = load_corpus(cfgs["label"].corpus)
     cfgs = resolve(cfgs, corpus)
     ledger = run_labelling(cfgs, dry_run=args.dry_run, corpus=corpus)
     print(json.dumps(asdict(ledger), indent=1))
     print(f"labels: {labels_path(cfgs['label'])}")
+    print(labelling_line(ledger, cfgs))
+
+
+def labelling_line(ledger, cfgs: dict) -> str:
+    """The last line of `label` (and of a retrain's labelling): the estimate, or how far it got."""
+    from retriever_training.label_cost import cost_line, fmt_duration
+
+    if "estimate" in ledger.extra:
+        return cost_line(ledger.extra["estimate"])
+    done = ledger.extra.get("already_done", 0) + ledger.queries_done
+    why = {"budget": f"the budget of {cfg_minutes(cfgs)} min was spent",
+           "max_queries": f"--max-queries {cfgs['llm_rank'].max_queries} reached"}.get(ledger.stopped)
+    took = f"in {fmt_duration(ledger.seconds)}, {ledger.calls} pairs paid, {ledger.cache_hits} from the cache"
+    if why:
+        return (f"labelling stopped ({why}): {done} queries ranked {took}; the same command continues "
+                "where it stopped")
+    return f"labelling finished: {done} queries ranked {took}"
+
+
+def cfg_minutes(cfgs: dict) -> str:
+    return f"{cfgs['llm_rank'].budget_minutes:g}"
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ from pathlib import Path
 from rag.corpus import Corpus
 from rag.llm_cache import LLMCache
 from rag.records import CandidateList, read_jsonl, write_json
+from retriever_training.label_cost import machine_id
 
 MODES = ("listwise", "pointwise", "query_likelihood")
 
@@ -48,12 +49,15 @@ class LLMRankConfig:
     concurrency: int = 4         # listwise/pointwise: parallel requests to the endpoint
     price_in_per_mtok: float = 0.0   # cost table for the ledger/dry run (USD per 1M tokens)
     price_out_per_mtok: float = 0.0
+    budget_minutes: float = 0.0  # stop at the first query boundary after this long (0 = no limit)
+    max_queries: int = 0         # stop once this many queries are ranked, earlier runs included (0 = all)
 
     def __post_init__(self):
         from rag.config import require
 
         require(self, positive=("max_candidates", "window", "step", "ql_batch_size", "concurrency"),
-                non_negative=("passage_words", "n_threads", "price_in_per_mtok", "price_out_per_mtok"),
+                non_negative=("passage_words", "n_threads", "price_in_per_mtok", "price_out_per_mtok",
+                              "budget_minutes", "max_queries"),
                 choices={"mode": MODES, "ql_backend": ("llama_cpp", "transformers"),
                          "ql_device": ("auto", "cuda", "cpu")})
 
@@ -71,7 +75,10 @@ class Ledger:
     seconds: float = 0.0
     queries_done: int = 0
     cost_usd: float = 0.0
+    est_tokens: int = 0      # the paid work in label_cost's estimated tokens: the rate the next estimate uses
+    stopped: str = ""        # why a run ended before its last query: "budget" | "max_queries"
     extra: dict = field(default_factory=dict)
+    machine: str = field(default_factory=machine_id)
     started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
     run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # one ledger entry per run
 
@@ -97,12 +104,18 @@ def done_qids(out_path: Path) -> set[str]:
 
 def rank_candidates(candidates: list[CandidateList], corpus: Corpus, cfg: LLMRankConfig,
                     out_path: Path, cache: LLMCache | None = None, llm_cfg=None,
-                    progress: bool = True, dry_run: bool = False) -> Ledger:
-    """Rank every not-yet-ranked candidate list into `out_path` (resumable). Returns the ledger."""
+                    progress: bool = True, dry_run: bool = False, ledgers: list[Path] = (),
+                    scorer=None) -> Ledger:
+    """Rank every not-yet-ranked candidate list into `out_path` (resumable), query by query, up to
+    cfg.max_queries ranked in all and until cfg.budget_minutes. Returns the ledger. `ledgers`: the
+    ledgers of earlier runs whose achieved rate the dry run's time estimate uses."""
     if cfg.mode not in MODES:
         raise ValueError(f"llm_rank.mode must be one of {MODES}, not {cfg.mode!r}")
     done = done_qids(out_path)
     todo = [c for c in candidates if c.qid not in done]
+    capped = bool(cfg.max_queries) and len(todo) > max(0, cfg.max_queries - len(done))
+    if cfg.max_queries:  # the first ones in order: a later, larger --max-queries continues from there
+        todo = todo[: max(0, cfg.max_queries - len(done))]
     missing = {c.docid for cl in todo for c in cl.candidates[: cfg.max_candidates]} - corpus.by_id.keys()
     if missing:
         raise ValueError(f"{len(missing)} candidate docids are not in corpus {corpus.name!r} "
@@ -111,17 +124,33 @@ def rank_candidates(candidates: list[CandidateList], corpus: Corpus, cfg: LLMRan
     if cfg.mode == "query_likelihood":
         from retriever_training.rank_ql import rank_query_likelihood
 
-        ledger = rank_query_likelihood(todo, corpus, cfg, out_path, cache, progress, dry_run)
+        ledger = rank_query_likelihood(todo, corpus, cfg, out_path, cache, progress, dry_run, scorer=scorer,
+                                       ledgers=[ledger_path(out_path), *ledgers])
     else:
         from retriever_training.rank_chat import rank_with_chat
 
-        ledger = rank_with_chat(todo, corpus, cfg, out_path, cache, llm_cfg, progress, dry_run)
+        ledger = rank_with_chat(todo, corpus, cfg, out_path, cache, llm_cfg, progress, dry_run,
+                                ledgers=[ledger_path(out_path), *ledgers])
     ledger.extra["already_done"] = len(done)
+    if capped and not ledger.stopped:
+        ledger.stopped = "max_queries"
+    if dry_run and "estimate" in ledger.extra:
+        ledger.extra["estimate"]["already_done"] = len(done)
     return ledger
 
 
+def budget_over(cfg: LLMRankConfig, t0: float, now: float) -> bool:
+    """Whether the labelling budget is spent (checked between queries, so every written query is whole)."""
+    return bool(cfg.budget_minutes) and now - t0 >= 60 * cfg.budget_minutes
+
+
+def machine_ledgers(labels_root: Path) -> list[Path]:
+    """Every labelling ledger under the label sets' folder: the rates achieved on this machine."""
+    return sorted(labels_root.glob("*/rankings.ledger.json")) if labels_root.is_dir() else []
+
+
 LEDGER_TOTALS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "repairs", "malformed",
-                 "seconds", "queries_done", "cost_usd")
+                 "seconds", "queries_done", "cost_usd", "est_tokens")
 
 
 def ledger_path(out_path: Path) -> Path:

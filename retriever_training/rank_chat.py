@@ -14,7 +14,7 @@ from pathlib import Path
 from rag.corpus import Corpus
 from rag.llm_cache import LLMCache, cache_key
 from rag.records import CandidateList, LLMRanking, append_jsonl
-from retriever_training.llm_rank import Ledger, LLMRankConfig, save_ledger
+from retriever_training.llm_rank import Ledger, LLMRankConfig, budget_over, save_ledger
 from retriever_training.prompts import (LISTWISE, POINTWISE, listwise_messages, parse_permutation,
                                         pointwise_messages, sliding_windows, truncate_words)
 
@@ -36,6 +36,7 @@ class ChatRanker:
             self.ledger.cache_hits += 1
             return hit
         self.ledger.calls += 1
+        self.ledger.est_tokens += _est_tokens(messages)  # the unit of the time estimate (label_cost)
         if dry_run:
             self.ledger.prompt_tokens += _est_tokens(messages)
             self.ledger.completion_tokens += params.get("max_tokens", 1)
@@ -108,7 +109,7 @@ def yes_no_score(value: dict) -> tuple[float, bool]:
 
 def rank_with_chat(todo: list[CandidateList], corpus: Corpus, cfg: LLMRankConfig, out_path: Path,
                    cache: LLMCache, llm_cfg=None, progress: bool = True, dry_run: bool = False,
-                   client=None) -> Ledger:
+                   client=None, ledgers: list[Path] = (), clock=time.perf_counter) -> Ledger:
     from tqdm.auto import tqdm
 
     from rag.llm import LLMConfig, openai_client
@@ -117,19 +118,24 @@ def rank_with_chat(todo: list[CandidateList], corpus: Corpus, cfg: LLMRankConfig
     model = llm_cfg.model_name
     if client is None and not dry_run:
         client = openai_client(llm_cfg)
-    ledger = Ledger(mode=cfg.mode, model=model)
+    ledger = Ledger(mode=cfg.mode, model=model, extra={"threads": cfg.concurrency})
     ranker = ChatRanker(client, model, cfg, cache, ledger)
     rank_one = ranker.listwise if cfg.mode == "listwise" else ranker.pointwise
-    t0 = time.perf_counter()
+    t0 = clock()
     bar = tqdm(total=len(todo), desc=f"llm_rank ({cfg.mode})", unit="q", disable=not progress)
 
-    def work(cl: CandidateList) -> LLMRanking:
+    def work(cl: CandidateList) -> LLMRanking | None:
+        if not dry_run and budget_over(cfg, t0, clock()):  # queries not yet started are left for a resume
+            ledger.stopped = "budget"
+            return None
         return rank_one(cl, corpus, dry_run)
 
     # Bounded concurrency; records are appended in input order, each as soon as it and those before it finish.
     try:
         with ThreadPoolExecutor(max_workers=max(1, cfg.concurrency)) as pool:
             for rec in pool.map(work, todo):
+                if rec is None:
+                    continue
                 if not dry_run:
                     append_jsonl(out_path, rec)
                     ledger.queries_done += 1
@@ -139,13 +145,21 @@ def rank_with_chat(todo: list[CandidateList], corpus: Corpus, cfg: LLMRankConfig
                 bar.update(1)
     except BaseException:  # interrupted or failed: the calls paid so far still count
         if not dry_run:
-            ledger.seconds = round(time.perf_counter() - t0, 1)
+            ledger.seconds = round(clock() - t0, 1)
             ledger.add_cost(cfg)
             save_ledger(out_path, ledger, status="interrupted")
         raise
     bar.close()
-    ledger.seconds = round(time.perf_counter() - t0, 1)
+    ledger.seconds = round(clock() - t0, 1)
     ledger.add_cost(cfg)
-    if not dry_run:
-        save_ledger(out_path, ledger)
+    if dry_run:
+        from retriever_training import label_cost
+
+        job = label_cost.JobSize(queries=len(todo), pairs=ledger.calls, unique_passages=len(
+            {c.docid for cl in todo for c in cl.candidates[: cfg.max_candidates]}),
+            prompt_tokens=ledger.est_tokens, completion_tokens=ledger.completion_tokens)
+        rate = label_cost.ledger_rate(list(ledgers), model, cfg.concurrency)  # an endpoint is never probed: it costs
+        ledger.extra["estimate"] = label_cost.estimate(job, rate, cfg.price_in_per_mtok, cfg.price_out_per_mtok)
+    else:
+        save_ledger(out_path, ledger, status="stopped" if ledger.stopped else "finished")
     return ledger

@@ -1,9 +1,11 @@
-"""Query-likelihood ranking for stage 3 (llm_rank), pairs grouped by passage for KV-prefix reuse.
+"""Query-likelihood ranking for stage 3 (llm_rank): query by query, each passage read once.
 
-Every (query, passage) pair is grouped by passage so each passage prompt is read once for all
-the queries that have it among their candidates. Each passage's scores are committed to the
-cache together (a kill loses one passage's work at most), and a query's ranking is appended as
-soon as all its candidates are scored.
+Queries are taken in order; each passage a query still lacks is scored for every query that has
+it among its candidates, so its prompt is read once (KV-prefix reuse) and later queries find their
+pairs already scored. A query's ranking is appended as soon as its pairs are all scored (its own
+turn or an earlier query's), so the completed queries grow steadily and a stop (a kill, llm_rank.budget_minutes, llm_rank.max_queries)
+leaves only whole queries. Each passage's scores are committed to the cache together (a kill loses
+one passage's work at most), and pairs already in the cache are never paid again.
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ from pathlib import Path
 from rag.corpus import Corpus
 from rag.llm_cache import LLMCache, cache_key
 from rag.records import CandidateList, LLMRanking, append_jsonl
-from retriever_training.llm_rank import Ledger, LLMRankConfig, save_ledger
+from retriever_training.label_cost import passage_tokens, query_tokens
+from retriever_training.llm_rank import Ledger, LLMRankConfig, budget_over, save_ledger
 from retriever_training.query_likelihood import PASSAGE_TEMPLATE, PROMPT_ID, PROMPT_VERSION, QLConfig
 
 
@@ -34,73 +37,99 @@ def pair_key(model: str, title: str, text: str, query: str, qcfg: QLConfig) -> s
 
 def rank_query_likelihood(todo: list[CandidateList], corpus: Corpus, cfg: LLMRankConfig,
                           out_path: Path, cache: LLMCache, progress: bool = True,
-                          dry_run: bool = False, scorer=None) -> Ledger:
+                          dry_run: bool = False, scorer=None, ledgers: list[Path] = (),
+                          clock=time.perf_counter, probe=None) -> Ledger:
+    """Rank `todo` into out_path; with dry_run, only the estimate (ledger.extra["estimate"]).
+    `clock` and `probe` (label_cost.timing_probe) are what tests replace."""
     from tqdm.auto import tqdm
 
     qcfg = QLConfig(n_threads=cfg.n_threads)
     model = model_id(cfg.ql_backend)
-    ledger = Ledger(mode=cfg.mode, model=model)
-    pairs_total = sum(min(len(c.candidates), cfg.max_candidates) for c in todo)
-    if dry_run:
-        passages = {c.docid for cl in todo for c in cl.candidates[: cfg.max_candidates]}
-        words = sum(len(corpus.by_id[d].text.split()) for d in passages)
-        ledger.extra.update(pairs=pairs_total, unique_passages=len(passages),
-                            est_prompt_tokens=int(words * 1.35) + 16 * pairs_total)
-        ledger.prompt_tokens = ledger.extra["est_prompt_tokens"]
-        ledger.add_cost(cfg)
-        return ledger
-    t0 = time.perf_counter()
-    lists = {cl.qid: cl for cl in todo}
-    ids_of = {cl.qid: [c.docid for c in cl.candidates[: cfg.max_candidates]] for cl in todo}
+    ledger = Ledger(mode=cfg.mode, model=model, extra={"threads": cfg.n_threads})
+    queries = {cl.qid: cl.query for cl in todo}
+    ids_of = {cl.qid: list(dict.fromkeys(c.docid for c in cl.candidates[: cfg.max_candidates])) for cl in todo}
     by_passage: dict[str, list[str]] = defaultdict(list)
     for qid, ids in ids_of.items():
         for d in ids:
             by_passage[d].append(qid)
-    remaining = {qid: len(set(ids)) for qid, ids in ids_of.items()}
-    scores: dict[tuple[str, str], float] = {}
-    bar = tqdm(total=pairs_total, desc="query likelihood", unit="pair", disable=not progress)
+    keys = {(q, d): pair_key(model, corpus.by_id[d].title, corpus.by_id[d].text, queries[q], qcfg)
+            for d, qids in by_passage.items() for q in qids}
+    scores: dict[tuple[str, str], float] = {}  # the cache's pairs first: they cost nothing
+    for pair, k in keys.items():
+        if (v := cache.get(k)) is not None:
+            scores[pair] = float(v)
+    ledger.cache_hits = len(scores)
+    to_pay = {d: [q for q in qids if (q, d) not in scores] for d, qids in by_passage.items()}
+    if dry_run:
+        ledger.extra["estimate"] = dry_run_estimate(to_pay, queries, corpus, cfg, ledgers, model, probe)
+        ledger.prompt_tokens, ledger.cost_usd = ledger.extra["estimate"]["prompt_tokens"], 0.0
+        return ledger
+    t0 = clock()
+    remaining = {q: sum((q, d) not in scores for d in ids) for q, ids in ids_of.items()}
+    bar = tqdm(total=sum(remaining.values()), desc="query likelihood", unit="pair",
+               disable=not progress)  # paid pairs only: its ETA is the time left
     try:
-        # Every passage is read once for all its queries. Passages go in corpus order (article by
-        # article), so the queries of an article complete together and are written as they complete.
-        for docid in sorted(by_passage, key=_corpus_order(corpus)):
-            qids = by_passage[docid]
-            p = corpus.by_id[docid]
-            keys = [pair_key(model, p.title, p.text, lists[q].query, qcfg) for q in qids]
-            cached = [cache.get(k) for k in keys]
-            todo_idx = [i for i, v in enumerate(cached) if v is None]
-            if todo_idx:
+        for qid in [q for q, n in remaining.items() if n == 0]:  # every pair cached: free
+            _write(out_path, qid, ids_of[qid], scores, model, cfg)
+            ledger.queries_done += 1
+        for qid in ids_of:
+            if remaining[qid] == 0:
+                continue
+            if budget_over(cfg, t0, clock()):
+                ledger.stopped = "budget"
+                break
+            for docid in ids_of[qid]:
+                qids = [q for q in to_pay[docid] if (q, docid) not in scores]
+                if not qids:
+                    continue
                 if scorer is None:
                     from retriever_training.query_likelihood import make_scorer
 
+                    t = time.perf_counter()
                     scorer = make_scorer(cfg.ql_backend, qcfg, device=cfg.ql_device, batch_size=cfg.ql_batch_size)
-                new = scorer.score_passage(p.title, p.text, [lists[qids[i]].query for i in todo_idx])
-                cache.put_many([(keys[i], s) for i, s in zip(todo_idx, new)])
-                for i, s in zip(todo_idx, new):
-                    cached[i] = s
-                ledger.calls += len(todo_idx)
+                    ledger.extra["load_s"] = round(time.perf_counter() - t, 1)
+                p = corpus.by_id[docid]
+                new = scorer.score_passage(p.title, p.text, [queries[q] for q in qids])
+                cache.put_many([(keys[(q, docid)], s) for q, s in zip(qids, new)])
+                ledger.calls += len(qids)
                 ledger.prompt_tokens += getattr(scorer, "last_tokens", 0)
-            ledger.cache_hits += len(qids) - len(todo_idx)
-            for qid, s in zip(qids, cached):
-                scores[(qid, docid)] = float(s)
-                remaining[qid] -= 1
-                if remaining[qid] == 0:
-                    _write(out_path, qid, ids_of[qid], scores, model, cfg)
-                    ledger.queries_done += 1
-            bar.update(len(qids))
-            ledger.seconds = round(time.perf_counter() - t0, 1)
-            bar.set_postfix(queries=ledger.queries_done, hits=ledger.cache_hits)
-            ledger.checkpoint(out_path)
+                ledger.est_tokens += passage_tokens(p.text, p.title) + sum(query_tokens(queries[q]) for q in qids)
+                for q, s in zip(qids, new):
+                    scores[(q, docid)] = float(s)
+                    remaining[q] -= 1
+                    if remaining[q] == 0:  # whole: written now, whichever query's turn it is
+                        _write(out_path, q, ids_of[q], scores, model, cfg)
+                        ledger.queries_done += 1
+                bar.update(len(qids))
+                bar.set_postfix(queries=ledger.queries_done, hits=ledger.cache_hits)
+                ledger.seconds = round(clock() - t0, 1)
+                ledger.checkpoint(out_path)
     except BaseException:  # interrupted or failed: the calls paid so far still count
+        ledger.seconds = round(clock() - t0, 1)
         save_ledger(out_path, ledger, status="interrupted")
         raise
     bar.close()
-    save_ledger(out_path, ledger)
+    ledger.seconds = round(clock() - t0, 1)
+    save_ledger(out_path, ledger, status="stopped" if ledger.stopped else "finished")
     return ledger
 
 
-def _corpus_order(corpus: Corpus):
-    pos = {p.docid: i for i, p in enumerate(corpus.passages)}
-    return lambda d: pos[d]
+def dry_run_estimate(to_pay: dict[str, list[str]], queries: dict[str, str], corpus: Corpus, cfg: LLMRankConfig,
+                     ledgers: list[Path], model: str, probe=None) -> dict:
+    """The job left to pay and its time on this machine: the rate earlier runs here achieved,
+    else a few seconds' timing probe of the embedded model."""
+    from retriever_training import label_cost
+
+    job = label_cost.ql_job_size(to_pay, queries, corpus, len(queries))
+    rate = label_cost.ledger_rate(list(ledgers), model, cfg.n_threads)
+    if rate is None and job.pairs:
+        rate = (probe or label_cost.timing_probe)(cfg, label_cost.probe_samples(to_pay, queries, corpus))
+    est = label_cost.estimate(job, rate)  # the embedded model costs no money
+    if cfg.budget_minutes and est["seconds"] and est["seconds"] > 60 * cfg.budget_minutes:
+        share = 60 * cfg.budget_minutes / est["seconds"]
+        est["budget_note"] = (f"--budget-minutes {cfg.budget_minutes:g} covers about {int(share * len(queries))} "
+                              "of them (more where queries share passages: a passage is paid once)")
+    return est
 
 
 def _write(out_path: Path, qid: str, ids: list[str], scores: dict, model: str, cfg: LLMRankConfig) -> None:

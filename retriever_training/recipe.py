@@ -8,6 +8,7 @@ needs no YAML:
     distilrag label   --corpus corpus.jsonl                      # the LLM writes the queries
 
 `--corpus X` is `--label.corpus=X`; `--queries F` is `--queries.source=file --queries.file=F`;
+`--budget-minutes M` / `--max-queries N` are `--llm_rank.budget_minutes=M` / `--llm_rank.max_queries=N`;
 `--config <yaml>` and `--section.key=value` overrides still apply (an override wins over both).
 The labels dir and the run name default to names derived from the corpus (`resolve`).
 """
@@ -117,12 +118,20 @@ def parse_command(argv: list[str] | None, prog: str, doc: str, flags: list = ())
     ap.add_argument("--queries", default=None, help="a query log: text, one question a line, or JSONL with "
                                                     "'query' (queries.source=file); without it the LLM writes "
                                                     "queries from the corpus")
+    ap.add_argument("--budget-minutes", default=None, help="stop labelling at the first query boundary after "
+                                                           "this many minutes (llm_rank.budget_minutes)")
+    ap.add_argument("--max-queries", default=None, help="stop labelling once this many queries are ranked "
+                                                        "(llm_rank.max_queries)")
     for names, kwargs in flags:
         ap.add_argument(*names, **kwargs)
     args, overrides = ap.parse_known_args(argv)
     shortcuts = [f"label.corpus={args.corpus}"] if args.corpus else []
     if args.queries:
         shortcuts += ["queries.source=file", f"queries.file={args.queries}"]
+    if args.budget_minutes is not None:
+        shortcuts.append(f"llm_rank.budget_minutes={args.budget_minutes}")
+    if args.max_queries is not None:
+        shortcuts.append(f"llm_rank.max_queries={args.max_queries}")
     cfgs = load_sections(args.config, SECTIONS, [*shortcuts, *overrides])
     check_config(cfgs)
     return args, cfgs
