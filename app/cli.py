@@ -43,7 +43,7 @@ def cmd_index(a) -> int:
         path = build_index(corpus, eid, index_type=a.index_type)
     else:
         get_index(corpus, a.embedder, index_type=a.index_type)
-        path = index_dir(corpus.name, eid.label)
+        path = index_dir(corpus, eid.label)
     m = read_manifest(path)
     print(f"index {path}: {m.n_passages} passages, {m.index_type}, embedder {m.embedder_label} "
           f"({m.embedder_hash[:12]}), built in {m.build_seconds}s")

@@ -134,7 +134,7 @@ def index_state(corpus, embedder: str) -> IndexState:
         eid = resolve_embedder(embedder, corpus)
     except EmbedderNotFound as e:
         return IndexState("error", str(e), embedder)
-    path = index_dir(corpus.name, eid.label)
+    path = index_dir(corpus, eid.label)
     if not (path / MANIFEST).exists():
         return IndexState("missing", f"No {embedder} index of {corpus.name} yet; it is built on the "
                                      f"first question ({len(corpus)} passages), or now with the button.", embedder)
