@@ -2,11 +2,14 @@
 
     distilrag retrain --config ...   (stage "publish"; --force publishes a student worse than base)
 
-In:  <run>/student/, the run's metrics (label report, ranker agreement, distillation dev metrics),
-     the labelling ledger and provenance, the resolved config
+In:  <run>/student/, the run's metrics (label report, ranker agreement, distillation dev metrics,
+     the verdict on the held-out labelled queries, the gold test report), the labelling ledger and
+     provenance, the resolved config
 Out: <run>/model/ — loads with plain `SentenceTransformer(path)`; README.md (model card) and
-     distilrag_card.json (the same facts, machine-readable) inside it. When it beats the base on
-     dev (or with --force), "distilled" then names it for the index, chain, app and harness.
+     distilrag_card.json (the same facts, machine-readable) inside it, both stating the verdict in
+     one sentence. The gate is verdict.refusal: a student whose held-out nDCG@10 is not above the
+     base's is not published (--force overrides); then "distilled" and "ranker" name the new models
+     for the index, chain, app and harness.
 """
 from __future__ import annotations
 
@@ -19,7 +22,9 @@ from rag.errors import UserError
 
 
 class NotBetterThanBase(UserError, RuntimeError):
-    pass
+    def __init__(self, message: str, sentence: str = ""):
+        super().__init__(message)
+        self.sentence = sentence  # the verdict in one sentence, printed last
 
 
 def package_versions() -> dict:
@@ -35,8 +40,24 @@ def package_versions() -> dict:
     return out
 
 
+def gate(card: dict) -> str | None:
+    """Why not to publish (None: publish). The verdict on the held-out queries and the gold test
+    split decide (verdict.refusal); a run without either falls back to the dev metrics."""
+    from retriever_training.verdict import refusal
+
+    verdict, test = card.get("verdict", {}), card.get("heldout", {})
+    if verdict.get("queries") or test.get("queries"):
+        return refusal(verdict, test)
+    dev = card.get("distill", {})
+    base, best = dev.get("base_dev", {}).get("ndcg@10"), dev.get("best_dev", {}).get("ndcg@10")
+    if base is not None and best is not None and best <= base:
+        return f"not better than the base on dev (nDCG@10 {best:.4f} vs {base:.4f})"
+    return None
+
+
 def model_card(card: dict) -> str:
     from retriever_training.heldout import heldout_card_section
+    from retriever_training.verdict import card_section
 
     dev = card.get("distill", {})
     base, best = dev.get("base_dev", {}), dev.get("best_dev", {})
@@ -54,6 +75,8 @@ tags: [sentence-transformers, retrieval, distillation, distilrag]
 A dense retriever distilled from an LLM's rankings through an intermediate cross-encoder
 (LLM -> ranker -> retriever). Load it with `SentenceTransformer("<this directory>")`.
 
+**Verdict.** {card.get('verdict_sentence', '(not recorded)')}
+
 - Created: {card['created']}
 - Corpus: {card.get('corpus')}; labelled queries: {t.get('queries')} (label set sha256 {str(t.get('label_set_sha256', ''))[:16]})
 - Queries used: {_queries_used(card.get('queries_used', {}))}
@@ -70,7 +93,7 @@ A dense retriever distilled from an LLM's rankings through an intermediate cross
 |---|---|---|---|
 {rows}
 
-{heldout_card_section(card.get("heldout", {}))}## Configuration
+{card_section(card.get("verdict", {}))}{heldout_card_section(card.get("heldout", {}))}## Configuration
 ```json
 {json.dumps(card.get('config', {}), indent=1)}
 ```
@@ -89,15 +112,17 @@ def _queries_used(used: dict) -> str:
 
 
 def publish(run_dir: Path, card: dict, force: bool = False, make_default: bool = True) -> Path:
-    """Copy the student to <run>/model with its card; refuse one worse than base unless forced."""
+    """Copy the student to <run>/model with its card; refuse one not better than the base unless forced."""
     from rag.embedder import set_published
+    from retriever_training.verdict import sentence
 
-    dev = card.get("distill", {})
-    base, best = dev.get("base_dev", {}).get("ndcg@10"), dev.get("best_dev", {}).get("ndcg@10")
-    if base is not None and best is not None and best <= base and not force:
-        raise NotBetterThanBase(
-            f"The distilled retriever is not better than the base on dev (nDCG@10 {best:.4f} vs "
-            f"{base:.4f}); not published. Inspect {run_dir}/distill_metrics.json, or pass --force.")
+    why = gate(card)
+    if why and not force:
+        raise NotBetterThanBase(f"the distilled retriever is {why}. Inspect {run_dir}/verdict.json, or pass "
+                                "--force to publish it anyway.",
+                                sentence(card.get("verdict", {}), "not published", card.get("heldout")))
+    card = {**card, "verdict_sentence": sentence(card.get("verdict", {}),
+                                                 "published with --force" if why else "published", card.get("heldout"))}
     out = run_dir / "model"
     tmp = run_dir / "model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)

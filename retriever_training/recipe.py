@@ -31,11 +31,12 @@ from retriever_training.train_ranker import RankerConfig
 class RunConfig:
     name: str = ""           # "" = named after the corpus: runs/<corpus>/
     unranked: str = "rank"   # rank: label what is missing first; skip: train on the ranked queries only
-    force: bool = False      # publish even if the student is not better than the base on dev, and
-                             # distil from a ranker that has not learned the LLM (train_ranker.check_ranker)
+    force: bool = False      # publish even if the verdict says the student is not better than the base
     set_default: bool = True  # make the published model what "distilled" means
     test_split: str = "test"  # the corpus's held-out split, reported in the model card with a paired
                               # bootstrap against the base ("" skips it; a corpus without it is skipped)
+    qrels: str = ""           # gold qrels file (qid 0 docid rel): the verdict on the held-out labelled
+                              # queries is also reported, and gates, against them (--qrels)
 
     def __post_init__(self):
         require(self, choices={"unranked": ("rank", "skip")})

@@ -1,14 +1,19 @@
 """Retraining: stages 1-7 from one config file, resumably.
 
-    distilrag retrain --corpus my_docs/ [--queries my_questions.txt] [--force] [--section.key=value ...]
+    distilrag retrain --corpus my_docs/ [--queries my_questions.txt] [--qrels gold.tsv] [--force] [--dry-run]
+                      [--budget-minutes M] [--max-queries N] [--section.key=value ...]
     distilrag retrain --config retriever_training/configs/squad_dev.yaml [--force] [--section.key=value ...]
 
 In:  the config (label, queries, candidates, llm_rank, ranker, teacher, distill, run sections; the
      defaults are the recipe, see recipe.py); what this input cannot run is reported before any
      labelling or training (splits.preflight)
 Out: runs/<run.name>/ — config.json (resolved), label_report.json, ranker/, ranker_metrics.json,
-     teacher_scores.jsonl.gz, student/, distill_metrics.json, heldout_metrics.json (test split vs
-     base), metrics.json, model/ (published)
+     teacher_scores.jsonl.gz, student/, distill_metrics.json, heldout_metrics.json (gold test split
+     vs base), verdict.json (held-out labelled queries: base vs distilled and every pipeline ranked,
+     verdict.py), metrics.json (with `pipelines` and `best`), model/ (published when the verdict
+     says it beats the base, publish.gate; --force publishes anyway)
+--dry-run prints what labelling is left to pay and its estimated time, and stops. A labelling
+stopped by --budget-minutes / --max-queries trains on the queries ranked so far and says how many.
 A stage whose recorded fingerprint (its config plus its inputs' hashes) is unchanged and whose
 outputs exist is skipped, so an interrupted retrain resumes at the stage it was in.
 """
@@ -27,7 +32,7 @@ from retriever_training.distill import DistillConfig
 from retriever_training.recipe import SECTIONS, RunConfig, check_config, fingerprint, resolve  # noqa: F401
 from retriever_training.score_teacher import TeacherConfig
 from retriever_training.splits import split_queries  # noqa: F401  (imported from here by callers)
-from retriever_training.train_ranker import RankerNotLearned, check_ranker
+from retriever_training.train_ranker import check_ranker
 
 
 def file_hash(path: Path) -> str:
@@ -88,8 +93,27 @@ class NoRankings(UserError, RuntimeError):
     pass
 
 
-def retrain(cfgs: dict, progress: bool = True) -> dict:
-    from rag.corpus import load_corpus, load_qrels
+def load_gold(corpus_name: str, qrels_file: str) -> dict:
+    """The corpus's gold qrels, and a --qrels file's over them ({} when there is none)."""
+    from rag.config import ConfigError
+    from rag.corpus import load_qrels
+    from rag.metrics import read_qrels
+
+    try:
+        qrels = load_qrels(corpus_name)
+    except Exception:  # a user's corpus may have no gold: every gold-based number is then omitted
+        qrels = {}
+    if qrels_file:
+        try:
+            qrels = {**qrels, **read_qrels(Path(qrels_file).expanduser())}
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"--qrels {qrels_file}: {e}; give a TREC qrels file (qid 0 docid rel per line)") from None
+    return qrels
+
+
+def retrain(cfgs: dict, progress: bool = True, dry_run: bool = False) -> dict:
+    from rag.config import ConfigError
+    from rag.corpus import load_corpus
     from retriever_training.label import prepare_lists, run_labelling
     from retriever_training.label_report import label_report
     from retriever_training.splits import check_selected, heldout_ids, preflight, teacher_lists
@@ -99,10 +123,7 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
     cfgs = resolve(cfgs, corpus)
     run: RunConfig = cfgs["run"]
     corpus_name = cfgs["label"].corpus
-    try:
-        qrels = load_qrels(corpus_name)
-    except Exception:  # a user's corpus may have no gold: every gold-based number is then omitted
-        qrels = {}
+    qrels = load_gold(corpus_name, run.qrels)
     plan = preflight(cfgs, qrels)  # what cannot run on this input fails here, before any LLM or training time
     if progress:
         if plan["dev"] == "heldout":
@@ -123,8 +144,19 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
     check_selected(cfgs, cands, plan)
     rankings_path = labels_dir / "rankings.jsonl"
     ranked = {r["qid"] for r in read_jsonl(rankings_path)} if rankings_path.exists() else set()
+    if dry_run:
+        from retriever_training.label import labelling_line
+
+        ledger = run_labelling(cfgs, dry_run=True, progress=progress, corpus=corpus)
+        if progress:
+            print(labelling_line(ledger, cfgs), flush=True)
+        return {"dry_run": ledger.extra.get("estimate", {})}
     if len(ranked) < len(cands) and run.unranked == "rank":
-        run_labelling(cfgs, progress=progress, corpus=corpus)
+        from retriever_training.label import labelling_line
+
+        ledger = run_labelling(cfgs, progress=progress, corpus=corpus)
+        if progress:
+            print(labelling_line(ledger, cfgs), flush=True)
     rankings = [r for r in read_jsonl(rankings_path, LLMRanking)] if rankings_path.exists() else []
     if not rankings:
         raise NoRankings(f"No LLM rankings in {rankings_path}: run `distilrag label` with the same settings "
@@ -133,9 +165,16 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
     label_hash = file_hash(rankings_path)
     labelled = {r.qid for r in rankings}
     heldout = heldout_ids(labelled, cfgs["ranker"].heldout_fraction)
+    if plan["dev"] == "heldout" and not heldout:  # a labelling stopped early can leave none
+        raise ConfigError(f"none of the {len(labelled)} ranked queries is held out, and this corpus has no gold "
+                          "dev split to judge the student on: label more (a larger --budget-minutes or "
+                          "--max-queries; the same command continues) or raise --ranker.heldout_fraction")
+    if progress and len(labelled) < len(cands):
+        print(f"training on the {len(labelled)} of {len(cands)} selected queries the LLM has ranked "
+              "(the rest: run the same command again to label them)", flush=True)
     log_rest, synthetic = unlabelled_queries(cfgs, labelled | {c.qid for c in cands}, labels_dir, progress)
     extra_lists = unlabelled_lists(cfgs, corpus, [*log_rest, *synthetic], run_dir, progress)
-    used = {"labelled": len(labelled), "heldout": len(heldout), "labelled_for_training": len(labelled - heldout),
+    used = {"selected": len(cands), "labelled": len(labelled), "heldout": len(heldout), "labelled_for_training": len(labelled - heldout),
             "unlabelled_from_log": len(log_rest), "unlabelled_synthetic": len(synthetic), "dev": plan["dev"]}
     report = {**label_report(rankings, cands, qrels), "used": used}
     write_json(run_dir / "label_report.json", report)
@@ -150,14 +189,15 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
     if not stages.done("ranker", fp, [ranker_dir, run_dir / "ranker_metrics.json"]):
         from retriever_training.train_ranker import agreement, ranker_epochs, train_ranker
 
-        model, train, heldout = train_ranker(cfgs["ranker"], rankings, queries, corpus, ranker_dir, list_size)
+        model, train, held_rankings = train_ranker(cfgs["ranker"], rankings, queries, corpus, ranker_dir, list_size)
         write_json(run_dir / "ranker_metrics.json",
                    {"loss": cfgs["ranker"].loss, "list_size": list_size, "train_queries": len(train),
                     "epochs": ranker_epochs(cfgs["ranker"], len(train)),
-                    **agreement(model, heldout, queries, corpus, qrels)})
+                    **agreement(model, held_rankings, queries, corpus, qrels)})
         stages.mark("ranker", fp, time.perf_counter() - t)
     timings["ranker"] = time.perf_counter() - t
-    check_ranker(json.loads((run_dir / "ranker_metrics.json").read_text()), run.force)
+    # a warning, not a stop: one noisy statistic over a few dozen queries; the verdict decides publishing
+    check_ranker(json.loads((run_dir / "ranker_metrics.json").read_text()))
 
     # 5: teacher scores for labelled + unlabelled queries
     teacher_path = run_dir / "teacher_scores.jsonl.gz"
@@ -213,6 +253,27 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
         stages.mark("heldout", fp_h, time.perf_counter() - t)
     timings["heldout"] = time.perf_counter() - t
 
+    # 6c: the verdict on the held-out labelled queries: base vs distilled, and every pipeline ranked
+    verdict_path = run_dir / "verdict.json"
+    held_rankings = [r for r in rankings if r.qid in heldout]
+    gold_held = {r.qid: qrels[r.qid] for r in held_rankings if r.qid in qrels}
+    t = time.perf_counter()
+    fp_v = fingerprint(heldout_fp(student, "verdict", held_rankings, corpus), fp, label_hash,
+                       sorted(gold_held.items()))  # fp: the ranker's config and labels
+    if held_rankings and not stages.done("verdict", fp_v, [verdict_path]):
+        from retriever_training.verdict import judge, pipeline_orders, pipeline_specs
+
+        specs, base_spec, student_spec = pipeline_specs(run_dir)
+        orders = pipeline_orders(specs, corpus, {r.qid: queries[r.qid] for r in held_rankings}, progress=progress)
+        write_json(verdict_path, judge(orders, held_rankings, base_spec, student_spec, gold_held))
+        stages.mark("verdict", fp_v, time.perf_counter() - t)
+    timings["verdict"] = time.perf_counter() - t
+    verdict = json.loads(verdict_path.read_text()) if held_rankings and verdict_path.exists() else {}
+    if verdict:
+        from retriever_training.verdict import published_spec
+
+        verdict["best_published"] = published_spec(verdict["best"], run_dir)
+
     # 7: publish
     from retriever_training.publish import publish
 
@@ -229,15 +290,26 @@ def retrain(cfgs: dict, progress: bool = True) -> dict:
                    **json.loads((run_dir / "ranker_metrics.json").read_text())},
         "distill": json.loads((run_dir / "distill_metrics.json").read_text()),
         "heldout": json.loads(heldout_path.read_text()) if test_queries else {},
+        "verdict": verdict,
         "ledger": json.loads(ledger_path.read_text()).get("total", {}) if ledger_path.exists() else {},
         "config": {k: asdict(v) for k, v in cfgs.items()}, "timings_s": {k: round(v, 1) for k, v in timings.items()},
     }
-    out = publish(run_dir, card, force=run.force, make_default=run.set_default)
+    from retriever_training.publish import gate
+    from retriever_training.verdict import sentence
+
     metrics = {"label_report": report, "queries_used": used, "ranker": card["ranker"], "distill": card["distill"],
-               "timings_s": card["timings_s"], "model": str(out),
+               "timings_s": card["timings_s"], "model": None,
                # read by the evaluation report's label-efficiency curve
                "n_labels": min(len(rankings), cfgs["ranker"].max_queries or len(rankings)),
-               "dev": card["distill"].get("best_dev", {}), "heldout": card["heldout"]}
+               "dev": card["distill"].get("best_dev", {}), "heldout": card["heldout"],
+               "verdict": {k: v for k, v in verdict.items() if k != "pipelines"},
+               "pipelines": verdict.get("pipelines", []), "best": verdict.get("best"),
+               "best_published": verdict.get("best_published")}
+    why = gate(card)
+    outcome = "not published" if why and not run.force else "published with --force" if why else "published"
+    metrics["verdict_sentence"] = sentence(verdict, outcome, card["heldout"])
+    out = publish(run_dir, card, force=run.force, make_default=run.set_default)  # a refusal: verdict.json has it all
+    metrics["model"] = str(out)
     write_json(run_dir / "metrics.json", metrics)
     return metrics
 
@@ -250,31 +322,43 @@ def main(argv: list[str] | None = None) -> int:
 
     args, cfgs = parse_command(argv, "distilrag retrain", __doc__, [
         (("--force",), {"action": "store_true",
-                        "help": "go on past the ranker check, publish even if not better than the base on dev"})])
+                        "help": "publish even if the verdict says the student is not better than the base"}),
+        (("--dry-run",), {"action": "store_true", "help": "print what labelling is left to pay and its "
+                                                          "estimated time on this machine; train nothing"}),
+        (("--qrels",), {"default": None, "help": "gold qrels (qid 0 docid rel): the verdict is also reported "
+                                                 "against them (run.qrels)"})])
     if args.force:
         cfgs = {**cfgs, "run": replace(cfgs["run"], force=True)}
+    if args.qrels:
+        cfgs = {**cfgs, "run": replace(cfgs["run"], qrels=args.qrels)}
     apply_offline_env()
     set_torch_threads()
     from retriever_training.publish import NotBetterThanBase
+    from retriever_training.verdict import pipelines_line
 
     try:
-        metrics = retrain(cfgs)
+        metrics = retrain(cfgs, dry_run=args.dry_run)
     except NotBetterThanBase as e:
         print(f"not published: {e}")
+        print(e.sentence)
         return 3
-    except RankerNotLearned as e:
-        print(f"stopped after the ranker stage: {e}")
-        return 4
+    if args.dry_run:
+        return 0
     print(json.dumps({"model": metrics["model"], "dev": metrics["distill"].get("best_dev"),
-                      "base_dev": metrics["distill"].get("base_dev")}, indent=1))
+                      "base_dev": metrics["distill"].get("base_dev"), "best": metrics.get("best_published")},
+                     indent=1))
     print(queries_line(metrics["queries_used"]))
+    if metrics.get("pipelines"):
+        print(pipelines_line(metrics))
+    print(metrics["verdict_sentence"])
     return 0
 
 
 def queries_line(used: dict) -> str:
     dev = ("the corpus's dev split" if used["dev"] == "split"
            else "the held-out labelled queries, against the LLM's order")
-    return (f"queries: {used['labelled']} labelled by the LLM ({used['heldout']} held out, never trained on), "
+    of = f" of {used['selected']} selected" if used.get("selected", used["labelled"]) > used["labelled"] else ""
+    return (f"queries: {used['labelled']}{of} labelled by the LLM ({used['heldout']} held out, never trained on), "
             f"{used['unlabelled_from_log']} further from the log and {used['unlabelled_synthetic']} synthetic "
             f"scored by the ranker only; checkpoint chosen on {dev}")
 

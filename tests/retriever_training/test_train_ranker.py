@@ -114,18 +114,16 @@ def test_small_label_sets_get_more_epochs_to_reach_min_steps(n_train, epochs, ex
     assert ranker_epochs(RankerConfig(epochs=epochs, batch_size=8, min_steps=100), n_train) == expected
 
 
-def test_a_ranker_below_the_first_stage_stops_the_retrain_unless_forced(capsys):
-    from retriever_training.train_ranker import RankerNotLearned, check_ranker, ranker_learned
+def test_a_ranker_below_the_first_stage_is_a_warning_not_a_stop(capsys):
+    from retriever_training.train_ranker import check_ranker, ranker_learned
 
     failed = {"heldout_queries": 100, "top1_agreement_vs_llm": 0.20, "first_stage_top1_agreement_vs_llm": 0.74}
     assert "--ranker.epochs" in ranker_learned(failed)
-    with pytest.raises(RankerNotLearned, match="20% of 100"):
-        check_ranker(failed, force=False)
-    check_ranker(failed, force=True)
-    assert "warning" in capsys.readouterr().out
+    assert "20% of 100" in check_ranker(failed)  # returns, never raises: the verdict decides publishing
+    assert capsys.readouterr().out.startswith("warning: ")
     for ok in ({**failed, "top1_agreement_vs_llm": 0.78},   # better than the first stage
                {**failed, "top1_agreement_vs_llm": 0.70},   # within sampling noise of it
                {"heldout_queries": 0},                      # nothing held out: nothing to judge
                {"heldout_queries": 100, "top1_agreement_vs_llm": 0.2}):  # metrics of an older run
-        assert ranker_learned(ok) is None
-        check_ranker(ok, force=False)
+        assert ranker_learned(ok) is None and check_ranker(ok) is None
+    assert capsys.readouterr().out == ""

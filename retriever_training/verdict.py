@@ -1,0 +1,184 @@
+"""Stage 6c — verdict: base vs distilled on the held-out LLM-labelled queries, and the corpus's
+retrieval pipelines ranked on the same queries. The publish gate reads it.
+
+    distilrag retrain --corpus my_docs/ [--queries log.txt] [--qrels gold.tsv]   (stage "verdict")
+
+In:  the held-out LLMRankings (neither the ranker nor the student saw them) and their query texts,
+     the corpus, <run>/student, <run>/ranker, the base embedder; gold qrels where the corpus or
+     --qrels has them for those queries
+Out: <run>/verdict.json — {"queries", "llm": {"ndcg@10", "top1"}: paired bootstrap base -> distilled,
+     "gold": the same against gold ({} without), "pipelines": [{spec, ndcg@10, top1, ci_low, ci_high,
+     vs_base, ...}] best first, "best" (the winner's spec in the harness's syntax), "best_published"
+     (the same spec in the names the chat uses after publishing: distilled, ranker)}
+Without gold the judge is the LLM itself: nDCG@10 with its top 3 graded 3/2/1 (splits.llm_qrels)
+and top-1 agreement (the pipeline's first passage is the LLM's first). Every pipeline retrieves
+from the whole corpus (the harness's retrievers, eval/retriever_specs.py); "+ranker" reranks its
+top PIPELINE_DEPTH with the run's ranker, each (query, passage) pair scored once for all pipelines.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from rag.records import LLMRanking
+
+PIPELINE_DEPTH = 20   # the harness's IR depth: what "+ranker" reranks
+METRICS = ("ndcg@10", "top1")
+
+
+def pipeline_specs(run_dir: Path) -> tuple[list[str], str, str]:
+    """(every pipeline's spec, the base's, the distilled student's): dense base, distilled, BM25,
+    hybrid (RRF) with each dense, and each of those reranked by the ranker."""
+    student, ranker = f"{run_dir}/student", f"{run_dir}/ranker"
+    firsts = ["base", student, "bm25", "hybrid", f"hybrid:{student}"]
+    return firsts + [f"{f}+{ranker}" for f in firsts], "base", student
+
+
+def published_spec(spec: str, run_dir: Path) -> str:
+    """A run's spec in the names that point at its models once published."""
+    return spec.replace(f"{run_dir}/student", "distilled").replace(f"{run_dir}/ranker", "ranker")
+
+
+def pipeline_orders(specs: list[str], corpus, queries: dict[str, str], depth: int = PIPELINE_DEPTH,
+                    progress: bool = True) -> dict[str, dict[str, list[str]]]:
+    """spec -> qid -> docids best first, over the whole corpus (real retrievers and ranker)."""
+    from tqdm.auto import tqdm
+
+    from eval.retriever_specs import build_retrieval, split_spec
+    from rag.rerank import CrossEncoderRerank
+
+    firsts: dict[str, dict[str, list[str]]] = {}
+    for spec in dict.fromkeys(split_spec(s)[0] for s in specs):
+        retrieve = build_retrieval(spec, corpus, depth)
+        firsts[spec] = {q: [n.node.node_id for n in retrieve(text)][:depth]
+                        for q, text in tqdm(queries.items(), desc=f"verdict: {Path(spec).name}", disable=not progress)}
+    out, rerankers, scored = {}, {}, {}
+    for spec in specs:
+        first, reranker = split_spec(spec)
+        if not reranker:
+            out[spec] = firsts[first]
+            continue
+        rr = rerankers.setdefault(reranker, CrossEncoderRerank(reranker, top_n=depth))
+        orders = {}
+        for q, ids in firsts[first].items():
+            new = [d for d in ids if (reranker, q, d) not in scored]
+            for d, s in zip(new, rr.score(queries[q], [_text(corpus, d) for d in new])):
+                scored[(reranker, q, d)] = s
+            orders[q] = sorted(ids, key=lambda d: -scored[(reranker, q, d)])  # stable: ties keep the first stage's
+        out[spec] = orders
+    return out
+
+
+def _text(corpus, docid: str) -> str:
+    from rag.corpus import passage_text
+
+    return passage_text(corpus.by_id[docid])
+
+
+def per_query(order: dict[str, list[str]], heldout: list[LLMRanking], qrels: dict) -> dict[str, dict[str, float]]:
+    """metric -> qid -> value: nDCG@10 against `qrels`, top-1 agreement with the LLM."""
+    from rag.metrics import per_query as ir_per_query
+
+    run = {q: {d: float(len(ids) - i) for i, d in enumerate(ids)} for q, ids in order.items()}
+    judged = {r.qid: qrels[r.qid] for r in heldout if r.qid in qrels}
+    return {"ndcg@10": ir_per_query(run, judged, ["ndcg@10"])["ndcg@10"],
+            "top1": {r.qid: float(bool(order.get(r.qid)) and order[r.qid][0] == r.ranked_docids[0])
+                     for r in heldout if r.qid in judged}}
+
+
+def judge(orders: dict[str, dict[str, list[str]]], heldout: list[LLMRanking], base: str, student: str,
+          gold: dict | None = None) -> dict:
+    """The verdict from each pipeline's orders of the held-out queries (pure: the tests' entry)."""
+    from rag.stats import bootstrap_ci, paired_by_qid
+    from retriever_training.splits import llm_qrels
+
+    judges = {"llm": llm_qrels(heldout)}
+    gold_judged = [r for r in heldout if r.qid in (gold or {})]
+    if gold_judged:
+        judges["gold"] = gold
+    values = {name: {spec: per_query(o, heldout, qrels) for spec, o in orders.items()}
+              for name, qrels in judges.items()}
+    report: dict = {"queries": len(heldout), "gold_queries": len(gold_judged)}
+    for name in ("llm", "gold"):
+        report[name] = ({m: paired_by_qid(values[name][base][m], values[name][student][m]) for m in METRICS}
+                        if name in values else {})
+    ranked_by = "gold" if gold_judged else "llm"
+    rows = []
+    for spec in orders:
+        v = values[ranked_by][spec]
+        lo, hi = bootstrap_ci(list(v["ndcg@10"].values()))
+        row = {"spec": spec, "ndcg@10": _mean(v["ndcg@10"]), "top1": _mean(v["top1"]), "ci_low": lo, "ci_high": hi,
+               "vs_base": paired_by_qid(values[ranked_by][base]["ndcg@10"], v["ndcg@10"])}
+        if ranked_by == "gold":  # the LLM's judgement next to gold's
+            row.update({"llm_ndcg@10": _mean(values["llm"][spec]["ndcg@10"]),
+                        "llm_top1": _mean(values["llm"][spec]["top1"])})
+        rows.append(row)
+    rows.sort(key=lambda r: (-r["ndcg@10"], -r["top1"]))  # stable: ties keep the listed order
+    report.update(pipelines=rows, ranked_by=ranked_by, best=rows[0]["spec"] if rows else None)
+    return report
+
+
+def _mean(v: dict[str, float]) -> float:
+    return sum(v.values()) / len(v) if v else float("nan")
+
+
+def refusal(report: dict, test: dict | None = None) -> str | None:
+    """Why the distilled retriever must not be published, or None. The rule: its point estimate of
+    nDCG@10 over the held-out queries is not above the base's (by the LLM; by gold too where there
+    is gold, and on the corpus's gold test split where it has one). The point estimate, not the
+    CI's lower bound: on ~100 held-out queries a real gain of a few points often has a CI that
+    reaches below zero, and a gate that demands significance blocks good models as the ranker
+    top-1 check did; the CI is stated next to it so the user sees how sure the verdict is."""
+    checks = [("held-out queries, judged by the LLM", report.get("llm", {}).get("ndcg@10")),
+              ("held-out queries, judged by gold", report.get("gold", {}).get("ndcg@10")),
+              (f"the {(test or {}).get('split')} split, judged by gold", (test or {}).get("metrics", {}).get("ndcg@10"))]
+    for where, r in checks:
+        if r and r.get("n") and not r["delta"] > 0:
+            return f"not better than the base on {where} (nDCG@10 {_n(r['mean_b'])} vs {_n(r['mean_a'])})"
+    return None
+
+
+def _n(x: float, sign: bool = False) -> str:
+    s = f"{abs(x):.2f}".removeprefix("0")
+    return ("-" if x < 0 else "+" if sign else "") + s
+
+
+def _p(p: float) -> str:
+    return "p < .001" if p < 0.001 else f"p = {_n(p)}" if p >= 0.01 else f"p = {p:.3f}".replace("0.", ".", 1)
+
+
+def _compare(r: dict) -> str:
+    return (f"nDCG@10 {_n(r['mean_b'])} vs {_n(r['mean_a'])} ({_n(r['delta'], True)}, 95% CI "
+            f"{_n(r['ci_low'], True)}..{_n(r['ci_high'], True)}, {_p(r['p_value'])})")
+
+
+def sentence(report: dict, outcome: str, test: dict | None = None) -> str:
+    """The verdict in one sentence; outcome: "published" | "not published" | "published with --force"."""
+    llm = report.get("llm", {}).get("ndcg@10")
+    if not llm or not llm.get("n"):
+        return f"No held-out labelled question to judge the distilled retriever on; {outcome}."
+    word = "better than" if llm["delta"] > 0 else "no better than" if llm["delta"] == 0 else "worse than"
+    out = (f"On {llm['n']} held-out questions the LLM ranked, the distilled retriever agrees with the LLM "
+           f"{word} the base: {_compare(llm)}")
+    if (g := report.get("gold", {}).get("ndcg@10")) and g.get("n"):
+        out += f"; against gold on {g['n']} of them {_compare(g)}"
+    if (t := (test or {}).get("metrics", {}).get("ndcg@10")) and t.get("n"):
+        out += f"; on {t['n']} gold-judged {test['split']}-split questions {_compare(t)}"
+    return f"{out}; {outcome}."
+
+
+def pipelines_line(report: dict) -> str:
+    rows = report.get("pipelines", [])[:3]
+    return ("pipelines on the held-out questions, best first: " +
+            ", ".join(f"{r['spec']} {_n(r['ndcg@10'])}" for r in rows)) if rows else ""
+
+
+def card_section(report: dict) -> str:
+    """The model card's table of pipelines."""
+    rows = report.get("pipelines", [])
+    if not rows:
+        return ""
+    by = "gold" if report.get("ranked_by") == "gold" else "the LLM's order (top 3 graded 3/2/1)"
+    lines = "\n".join(f"| {r['spec']} | {r['ndcg@10']:.4f} | [{r['ci_low']:.4f}, {r['ci_high']:.4f}] | "
+                      f"{r['top1']:.3f} | {r['vs_base']['delta']:+.4f} |" for r in rows)
+    return (f"## Pipelines on the {report['queries']} held-out labelled queries (judged by {by})\n"
+            "| pipeline | nDCG@10 | 95% CI | top-1 vs LLM | vs base |\n|---|---|---|---|---|\n" + lines + "\n\n")

@@ -1,0 +1,147 @@
+"""The verdict on held-out LLM-labelled queries: base vs distilled with a paired bootstrap, the
+pipelines ranked best first, the one-sentence verdict, and the publish gate that reads it."""
+import json
+
+import pytest
+
+from rag.records import LLMRanking
+from retriever_training import verdict as V
+from retriever_training.publish import NotBetterThanBase, gate, publish
+
+HELD = [LLMRanking(qid=f"h{i}", docids_in=[f"c{i}", f"b{i}", f"a{i}", f"x{i}"],
+                   ranked_docids=[f"a{i}", f"b{i}", f"c{i}", f"x{i}"], model="m", prompt_id="p", mode="ql")
+        for i in range(30)]
+
+
+def orders(pattern):
+    """qid -> order from a pattern of letters, e.g. "abc" = the LLM's own order."""
+    return {r.qid: [f"{ch}{r.qid[1:]}" for ch in pattern] for r in HELD}
+
+
+def test_judge_compares_base_and_student_and_ranks_the_pipelines():
+    run = {"base": orders("xcba"), "runs/r/student": orders("abcx"), "bm25": orders("bacx"),
+           "bm25+runs/r/ranker": orders("abxc")}
+    rep = V.judge(run, HELD, "base", "runs/r/student")
+    nd, top1 = rep["llm"]["ndcg@10"], rep["llm"]["top1"]
+    assert rep["queries"] == 30 and nd["n"] == 30 and nd["mean_b"] == pytest.approx(1.0)
+    assert nd["delta"] > 0.3 and nd["ci_low"] > 0 and nd["p_value"] < 0.01
+    assert (top1["mean_a"], top1["mean_b"]) == (0.0, 1.0)
+    specs = [p["spec"] for p in rep["pipelines"]]
+    assert specs == ["runs/r/student", "bm25+runs/r/ranker", "bm25", "base"]  # best first
+    assert rep["best"] == "runs/r/student" and rep["ranked_by"] == "llm" and rep["gold"] == {}
+    first = rep["pipelines"][0]
+    assert first["ci_low"] <= first["ndcg@10"] <= first["ci_high"] and first["vs_base"]["delta"] == nd["delta"]
+    # ties on nDCG@10 are broken by top-1 agreement
+    assert rep["pipelines"][1]["top1"] == 1.0
+
+
+def test_with_gold_the_verdict_reports_gold_too_and_ranks_by_it():
+    gold = {r.qid: {f"x{r.qid[1:]}": 1} for r in HELD[:10]}  # gold disagrees with the LLM
+    run = {"base": orders("xcba"), "s": orders("abcx")}
+    rep = V.judge(run, HELD, "base", "s", gold)
+    assert rep["gold_queries"] == 10 and rep["gold"]["ndcg@10"]["n"] == 10
+    assert rep["gold"]["ndcg@10"]["delta"] < 0 < rep["llm"]["ndcg@10"]["delta"]
+    assert rep["ranked_by"] == "gold" and rep["best"] == "base" and "llm_ndcg@10" in rep["pipelines"][0]
+    assert "judged by gold" in V.refusal(rep)  # the LLM says better, gold says worse: refused
+
+
+def paired(a, b, lo, hi, p, n=100):
+    return {"mean_a": a, "mean_b": b, "delta": b - a, "ci_low": lo, "ci_high": hi, "p_value": p, "n": n}
+
+
+def test_the_verdict_sentence():
+    rep = {"queries": 100, "llm": {"ndcg@10": paired(0.64, 0.71, 0.04, 0.10, 0.0001)}, "gold": {}}
+    assert V.sentence(rep, "published") == (
+        "On 100 held-out questions the LLM ranked, the distilled retriever agrees with the LLM better than the "
+        "base: nDCG@10 .71 vs .64 (+.07, 95% CI +.04..+.10, p < .001); published.")
+    worse = {"queries": 40, "llm": {"ndcg@10": paired(0.70, 0.65, -0.09, -0.01, 0.03, 40)}}
+    s = V.sentence(worse, "not published")
+    assert "worse than the base: nDCG@10 .65 vs .70 (-.05, 95% CI -.09..-.01, p = .03); not published." in s
+    test = {"split": "test", "metrics": {"ndcg@10": paired(0.80, 0.86, 0.05, 0.07, 0.0001, 4610)}}
+    assert "; on 4610 gold-judged test-split questions nDCG@10 .86 vs .80" in V.sentence(rep, "published", test)
+    assert V.sentence({}, "published").startswith("No held-out labelled question")
+    assert s.count(".") >= 1 and s.endswith("not published.")
+
+
+def student_run(tmp_path, llm_delta, test_delta=None):
+    run_dir = tmp_path / "runs" / "r"
+    (run_dir / "student").mkdir(parents=True)
+    (run_dir / "student" / "model.safetensors").write_bytes(b"w")
+    card = {"name": "distilrag-r", "created": "now", "corpus": "toy", "distill": {},
+            "verdict": {"queries": 100, "llm": {"ndcg@10": paired(0.6, 0.6 + llm_delta, llm_delta - 0.03,
+                                                                  llm_delta + 0.03, 0.2)}, "gold": {},
+                        "pipelines": []},
+            "heldout": {}}
+    if test_delta is not None:
+        card["heldout"] = {"split": "test", "queries": 500,
+                           "metrics": {"ndcg@10": paired(0.8, 0.8 + test_delta, -0.01, 0.01, 0.5, 500)}}
+    return run_dir, card
+
+
+def test_the_gate_refuses_a_worse_student_unless_forced(tmp_path, monkeypatch):
+    from rag.embedder import published_path
+
+    monkeypatch.setenv("DISTILRAG_HOME", str(tmp_path / "home"))
+    run_dir, card = student_run(tmp_path, -0.02)
+    with pytest.raises(NotBetterThanBase, match="held-out queries, judged by the LLM") as e:
+        publish(run_dir, card)
+    assert e.value.sentence.endswith("; not published.") and "worse than the base" in e.value.sentence
+    assert not (run_dir / "model").exists() and published_path("distilled", "toy") is None
+    out = publish(run_dir, card, force=True)
+    card_json = json.loads((out / "distilrag_card.json").read_text())
+    assert card_json["verdict_sentence"].endswith("; published with --force.")
+    assert "**Verdict.** On 100 held-out questions" in (out / "README.md").read_text()
+
+
+def test_the_gate_publishes_a_better_student_even_when_its_ci_reaches_below_zero(tmp_path, monkeypatch):
+    """The point estimate decides: a noisy but positive verdict is published (the CI is stated)."""
+    monkeypatch.setenv("DISTILRAG_HOME", str(tmp_path / "home"))
+    run_dir, card = student_run(tmp_path, 0.02)
+    assert card["verdict"]["llm"]["ndcg@10"]["ci_low"] < 0 and gate(card) is None
+    out = publish(run_dir, card)
+    assert json.loads((out / "distilrag_card.json").read_text())["verdict_sentence"].endswith("; published.")
+    # the shipped corpus's gold test split gates too
+    run_dir2, card2 = student_run(tmp_path / "b", 0.02, test_delta=-0.01)
+    assert "the test split, judged by gold" in gate(card2)
+    # an old run without a verdict or test report falls back to dev
+    assert "on dev" in gate({"distill": {"base_dev": {"ndcg@10": 0.5}, "best_dev": {"ndcg@10": 0.4}}})
+
+
+def test_pipeline_orders_rerank_each_pair_once_across_pipelines(monkeypatch):
+    import eval.retriever_specs as specs_mod
+    import rag.rerank as rerank_mod
+    from rag.corpus import Corpus
+    from rag.records import Passage
+
+    corpus = Corpus("toy", [Passage(d, f"text {d}") for d in "abcdef"])
+
+    class Node:
+        def __init__(self, d):
+            self.node = type("N", (), {"node_id": d})()
+
+    firsts = {"base": "abcd", "bm25": "dcba", "hybrid": "bdae"}
+    monkeypatch.setattr(specs_mod, "build_retrieval",
+                        lambda spec, corpus, depth: (lambda q: [Node(d) for d in firsts[spec]]))
+    scored = []
+
+    class FakeRerank:
+        def __init__(self, model, top_n):
+            pass
+
+        def score(self, query, texts):
+            scored.extend((query, t) for t in texts)
+            return [{"a": 1, "b": 4, "c": 2, "d": 3, "e": 0}[t[-1]] for t in texts]
+
+    monkeypatch.setattr(rerank_mod, "CrossEncoderRerank", FakeRerank)
+    got = V.pipeline_orders(["base", "bm25", "hybrid", "base+R", "bm25+R", "hybrid+R"], corpus,
+                            {"q1": "question"}, progress=False)
+    assert got["base"]["q1"] == list("abcd") and got["bm25"]["q1"] == list("dcba")
+    assert got["base+R"]["q1"] == list("bdca") == got["bm25+R"]["q1"] and got["hybrid+R"]["q1"] == list("bdae")
+    assert len(scored) == len(set(scored)) == 5  # a..e once each, over three reranked pipelines
+
+
+def test_pipeline_specs_and_their_published_names(tmp_path):
+    specs, base, student = V.pipeline_specs(tmp_path / "r")
+    assert base == "base" and student == f"{tmp_path}/r/student" and len(specs) == 10
+    assert {"bm25", "hybrid", f"hybrid:{student}", f"bm25+{tmp_path}/r/ranker"} <= set(specs)
+    assert V.published_spec(f"hybrid:{student}+{tmp_path}/r/ranker", tmp_path / "r") == "hybrid:distilled+ranker"
