@@ -1,11 +1,16 @@
 """Labelling throughput per teacher mode, the cost of a cache hit, and KV-prefix reuse vs naive.
 
     python benchmarks/bench_label.py [--queries 5] [--candidates 10] [--modes query_likelihood,listwise,pointwise]
+    python benchmarks/bench_label.py --check-estimate [--queries 5] [--candidates 10]
 
 Takes the first N candidate lists of the committed squad_dev label set, ranks them with each mode
 into a temporary directory (fresh cache: every call is paid), then once more (all cache hits).
 For query likelihood it also scores the same pairs naively (the passage re-read for every pair)
 and reports the largest score difference. Prints one JSON line per measurement.
+
+--check-estimate: the dry run's wall-time estimate (timing probe: a fresh directory has no ledger)
+against the real labelling of the same small job (query likelihood, fresh cache), then the estimate
+the ledger of that run gives for it; exits 1 when the probe's estimate is off by more than 20%.
 """
 from __future__ import annotations
 
@@ -23,6 +28,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=5)
     ap.add_argument("--candidates", type=int, default=10)
     ap.add_argument("--modes", default="query_likelihood")
+    ap.add_argument("--check-estimate", action="store_true", help="estimate vs real wall time (target: within 20%%)")
     args = ap.parse_args()
 
     from rag.corpus import load_corpus
@@ -36,6 +42,8 @@ def main() -> None:
     lists = list(read_jsonl(LABELS / "candidates.jsonl.gz", CandidateList))
     # Neighbouring lists of one article share passages, as in a real run.
     lists = sorted(lists, key=lambda c: c.candidates[0].docid)[: args.queries]
+    if args.check_estimate:
+        raise SystemExit(check_estimate(lists, corpus, args.candidates))
     for mode in args.modes.split(","):
         cfg = LLMRankConfig(mode=mode, max_candidates=args.candidates, window=min(10, args.candidates), step=5)
         with tempfile.TemporaryDirectory() as tmp:
@@ -71,6 +79,32 @@ def main() -> None:
                               "naive_s": round(naive_s, 1), "prefix_reuse_s": round(shared_s, 1),
                               "speedup": round(naive_s / shared_s, 2),
                               "max_abs_score_diff": max(abs(naive[k] - shared[k]) for k in pairs)}), flush=True)
+
+
+def check_estimate(lists, corpus, candidates: int, tolerance: float = 0.2) -> int:
+    from rag.llm_cache import LLMCache
+    from retriever_training.llm_rank import LLMRankConfig, ledger_path, rank_candidates
+
+    cfg = LLMRankConfig(mode="query_likelihood", max_candidates=candidates)
+    with tempfile.TemporaryDirectory() as tmp:
+        out, cache = Path(tmp) / "r.jsonl", LLMCache(Path(tmp) / "cache.sqlite")
+        est = rank_candidates(lists, corpus, cfg, out, cache=cache, progress=False, dry_run=True).extra["estimate"]
+        t = time.perf_counter()
+        led = rank_candidates(lists, corpus, cfg, out, cache=cache, progress=False)
+        real = time.perf_counter() - t
+        # the same job priced from the ledger the real run just wrote (a fresh label set, same machine)
+        again = rank_candidates(lists, corpus, cfg, Path(tmp) / "other.jsonl", cache=LLMCache(Path(tmp) / "c2.sqlite"),
+                                progress=False, dry_run=True, ledgers=[ledger_path(out)]).extra["estimate"]
+    ratio = est["seconds"] / real if real else float("nan")
+    ok = abs(ratio - 1) <= tolerance
+    print(json.dumps({"check": "estimate", "queries": len(lists), "pairs": est["pairs"],
+                      "unique_passages": est["unique_passages"], "est_prompt_tokens": est["prompt_tokens"],
+                      "real_prompt_tokens": led.prompt_tokens, "probe_estimate_s": est["seconds"],
+                      "probe_tokens_per_s": est["tokens_per_s"], "real_s": round(real, 1),
+                      "ratio": round(ratio, 3), "ledger_estimate_s": again["seconds"],
+                      "ledger_ratio": round(again["seconds"] / real, 3) if real else None,
+                      "within": tolerance, "ok": ok}), flush=True)
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

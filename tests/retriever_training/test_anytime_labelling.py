@@ -179,3 +179,60 @@ def test_the_estimate_prices_an_endpoint():
     est = label_cost.estimate(job, None, price_in_per_mtok=0.5, price_out_per_mtok=2.0)
     assert est["cost_usd"] == 3.0 and est["seconds"] is None and "$3.00" in label_cost.cost_line(est)
     assert "unknown" in label_cost.cost_line(est)
+
+
+def test_a_retrain_after_a_budget_stop_trains_on_the_ranked_queries_and_says_so(tmp_path, monkeypatch, capsys):
+    from rag.config import ConfigError, load_sections
+    from retriever_training import label, retrain as retrain_mod, train_ranker
+    from retriever_training.llm_rank import Ledger
+    from retriever_training.recipe import SECTIONS
+    from retriever_training.train_ranker import is_heldout
+
+    corpus = tmp_path / "news.jsonl"
+    corpus.write_text("".join(f'{{"_id": "d{i}", "text": "paragraph {i} about things"}}\n' for i in range(10)))
+    log = tmp_path / "log.txt"
+    log.write_text("".join(f"question {i}?\n" for i in range(40)))
+    qids = [f"q{i}" for i in range(20)]
+    cands = [CandidateList(q, f"text {q}", "hybrid", [Candidate(f"d{i}", 1.0, i + 1) for i in range(6)]) for q in qids]
+    first_held = next(i for i, q in enumerate(qids) if is_heldout(q, 0.1))
+    labelled = {"n": first_held + 2}
+    labels = tmp_path / "labels"
+
+    def fake_labelling(cfgs, dry_run=False, progress=True, corpus=None):
+        from rag.records import append_jsonl
+
+        for c in cands[: labelled["n"]]:  # the budget ran out after these
+            ids = [x.docid for x in c.candidates[:4]]
+            append_jsonl(labels / "rankings.jsonl", LLMRanking(c.qid, ids, ids, "m", "p", "query_likelihood"))
+        return Ledger(mode="query_likelihood", model="m", queries_done=labelled["n"], stopped="budget")
+
+    class Trained(Exception):
+        pass
+
+    def fake_train(cfg, rankings, *a, **k):
+        raise Trained(sorted(r.qid for r in rankings))
+
+    monkeypatch.setenv("DISTILRAG_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(label, "prepare_lists", lambda cfgs, progress, corpus: (labels, cands))
+    monkeypatch.setattr(label, "run_labelling", fake_labelling)
+    monkeypatch.setattr(retrain_mod, "unlabelled_queries", lambda *a, **k: ([], []))
+    monkeypatch.setattr(retrain_mod, "unlabelled_lists", lambda *a, **k: [])
+    monkeypatch.setattr(train_ranker, "train_ranker", fake_train)
+    cfgs = load_sections(None, SECTIONS, [f"label.corpus={corpus}", "queries.source=file", f"queries.file={log}",
+                                          "llm_rank.budget_minutes=1", "queries.n=20"])
+    with pytest.raises(Trained) as e:
+        retrain_mod.retrain(cfgs)
+    assert e.value.args[0] == sorted(qids[: labelled["n"]])  # the ranked queries, and only those
+    out = capsys.readouterr().out
+    assert "labelling stopped (the budget of 1 min was spent)" in out
+    assert f"training on the {labelled['n']} of 20 selected queries" in out
+
+    # stopped before any held-out query was ranked: nothing could judge the student
+    import shutil
+
+    shutil.rmtree(labels)
+    shutil.rmtree(tmp_path / "runs")
+    labelled["n"] = first_held
+    assert first_held > 0
+    with pytest.raises(ConfigError, match="none of the .* ranked queries is held out"):
+        retrain_mod.retrain(cfgs)
