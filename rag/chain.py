@@ -26,6 +26,10 @@ QA_PROMPT = (
     "sentence with the number of the source that contains the answer, like [2]. If no source "
     f"contains the answer, reply exactly: {NO_ANSWER}"
 )
+# Part of every answer's cache key (eval/answer_cache.py): bump the version whenever QA_PROMPT or
+# REFINE_PROMPT changes wording, so answers to the old prompt are never served for the new one.
+QA_PROMPT_ID = "distilrag-qa-cite"
+QA_PROMPT_VERSION = 1
 REFINE_PROMPT = (
     "Existing answer: {existing_answer}\n\nMore sources:\n{context_msg}\n\n"
     "Improve the existing answer using these sources too, in one short sentence ending with the "
