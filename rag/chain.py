@@ -1,9 +1,9 @@
 """The RAG chain: retrieve top-k passages, answer from them only, cite them as [n], stream tokens.
 
-Built from LlamaIndex parts: any retriever from rag.retrievers, an optional trained
-cross-encoder as a reranking node postprocessor, and a streaming response synthesiser over
-passages numbered [1..k] (one number per passage, so a citation maps to exactly one docid). Used by the CLI, the Streamlit app and the evaluation harness,
-so all three answer the same way. No Streamlit import here.
+Built from LlamaIndex parts: a retrieval pipeline from rag.pipelines (first stage, optional
+trained cross-encoder) and a streaming response synthesiser over passages numbered [1..k] (one
+number per passage, so a citation maps to exactly one docid). Used by the CLI, the Streamlit app
+and the evaluation harness, so all three answer the same way. No Streamlit import here.
 """
 from __future__ import annotations
 
@@ -118,7 +118,7 @@ class RAGChain:
 
         bundle = QueryBundle(question)
         nodes = self.retriever.retrieve(bundle)
-        if self.reranker is not None:
+        if self.reranker is not None:  # a bare retriever given a reranker (pipelines rerank themselves)
             nodes = self.reranker.postprocess_nodes(nodes, query_bundle=bundle)
         return nodes
 
@@ -159,36 +159,16 @@ class RAGChain:
         return self.answer(question, on_token=on_token)
 
 
-def make_reranker(path: str, top_n: int):
-    """A trained cross-encoder (sentence-transformers directory) as a LlamaIndex postprocessor."""
-    from rag.rerank import CrossEncoderRerank
-
-    return CrossEncoderRerank(model=path, top_n=top_n)
-
-
 def build_chain(corpus: Corpus | str = "squad_dev", retriever: str = "base", top_k: int = 5,
-                reranker: str | None = None, rerank_depth: int = 20,
-                llm_cfg: LLMConfig | None = None, llm=None) -> RAGChain:
-    """A chain over `corpus` with the named retriever (see rag.retrievers) and the configured LLM
-    (`llm`, or one for `llm_cfg` made on the first answer: building a chain starts no server)."""
-    from rag.retrievers import make_retriever
+                reranker: str | None = None, llm_cfg: LLMConfig | None = None, llm=None) -> RAGChain:
+    """A chain over `corpus` with the named pipeline (rag.pipelines: `retriever`, reranked by
+    `reranker` when given) and the configured LLM (`llm`, or one for `llm_cfg` made on the first
+    answer: building a chain starts no server)."""
+    from rag.pipelines import build_pipeline
     from rag.settings import apply_offline_env
 
     apply_offline_env()
     if isinstance(corpus, str):
         corpus = load_corpus(corpus)
-    depth = max(rerank_depth, top_k) if reranker else top_k
-    r = make_retriever(retriever, corpus, top_k=depth)
-    rr = None
-    if reranker:
-        from rag.embedder import published_path
-
-        path = published_path("ranker", corpus) if reranker == "ranker" else reranker
-        if path is None:
-            from rag.embedder import EmbedderNotFound
-
-            raise EmbedderNotFound(f"No ranker is published for {corpus.key} yet: `distilrag retrain` "
-                                   "publishes one with the distilled retriever, or name a cross-encoder directory.")
-        rr = make_reranker(str(path), top_k)
-    name = retriever + (f"+{reranker}" if reranker else "")
-    return RAGChain(r, llm, name=name, reranker=rr, llm_cfg=llm_cfg)
+    spec = retriever + (f"+{reranker}" if reranker else "")
+    return RAGChain(build_pipeline(spec, corpus, top_k=top_k), llm, name=spec, llm_cfg=llm_cfg)

@@ -12,7 +12,7 @@ Out: <run>/verdict.json — {"queries", "llm": {"ndcg@10", "top1"}: paired boots
      (the same spec in the names the chat uses after publishing: distilled, ranker)}
 Without gold the judge is the LLM itself: nDCG@10 with its top 3 graded 3/2/1 (splits.llm_qrels)
 and top-1 agreement (the pipeline's first passage is the LLM's first). Every pipeline retrieves
-from the whole corpus (the harness's retrievers, eval/retriever_specs.py); "+ranker" reranks its
+from the whole corpus (rag.pipelines, as chain and harness build them); "+ranker" reranks its
 top PIPELINE_DEPTH with the run's ranker, each (query, passage) pair scored once for all pipelines.
 """
 from __future__ import annotations
@@ -43,12 +43,12 @@ def pipeline_orders(specs: list[str], corpus, queries: dict[str, str], depth: in
     """spec -> qid -> docids best first, over the whole corpus (real retrievers and ranker)."""
     from tqdm.auto import tqdm
 
-    from eval.retriever_specs import build_retrieval, split_spec
+    from rag.pipelines import retrieval_function, split_spec
     from rag.rerank import CrossEncoderRerank
 
     firsts: dict[str, dict[str, list[str]]] = {}
     for spec in dict.fromkeys(split_spec(s)[0] for s in specs):
-        retrieve = build_retrieval(spec, corpus, depth)
+        retrieve = retrieval_function(spec, corpus, depth)
         firsts[spec] = {q: [n.node.node_id for n in retrieve(text)][:depth]
                         for q, text in tqdm(queries.items(), desc=f"verdict: {Path(spec).name}", disable=not progress)}
     out, rerankers, scored = {}, {}, {}

@@ -5,7 +5,7 @@ from dataclasses import replace
 
 import pytest
 
-from eval.retriever_specs import slug
+from rag.pipelines import slug
 from eval.run import EvalConfig, main, ragas_subset, run_eval, select
 from rag.records import read_jsonl, write_jsonl
 from tests.fakes import scripted_llm
@@ -178,7 +178,7 @@ def test_answers_of_other_weights_are_kept_aside_and_not_resumed(tiny, monkeypat
 
 
 def test_identity_follows_what_distilled_means(tmp_path, monkeypatch):
-    from eval.retriever_specs import retriever_identity
+    from rag.pipelines import spec_identity as retriever_identity
 
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
@@ -201,7 +201,7 @@ def test_a_stale_index_is_rebuilt_before_retrieval(tiny, monkeypatch, capsys):
     """An index of the model "distilled" meant before a retrain is rebuilt, not queried or fatal."""
     import rag.index
     import rag.retrievers
-    from eval.retriever_specs import build_retrieval
+    from rag.pipelines import retrieval_function as build_retrieval
     from rag.corpus import load_corpus
 
     calls, stale = [], [True]

@@ -108,7 +108,7 @@ def test_the_gate_publishes_a_better_student_even_when_its_ci_reaches_below_zero
 
 
 def test_pipeline_orders_rerank_each_pair_once_across_pipelines(monkeypatch):
-    import eval.retriever_specs as specs_mod
+    import rag.pipelines as specs_mod
     import rag.rerank as rerank_mod
     from rag.corpus import Corpus
     from rag.records import Passage
@@ -120,7 +120,7 @@ def test_pipeline_orders_rerank_each_pair_once_across_pipelines(monkeypatch):
             self.node = type("N", (), {"node_id": d})()
 
     firsts = {"base": "abcd", "bm25": "dcba", "hybrid": "bdae"}
-    monkeypatch.setattr(specs_mod, "build_retrieval",
+    monkeypatch.setattr(specs_mod, "retrieval_function",
                         lambda spec, corpus, depth: (lambda q: [Node(d) for d in firsts[spec]]))
     scored = []
 

@@ -1,0 +1,118 @@
+"""Retrieval pipelines by spec: a first-stage retriever, then optionally a trained cross-encoder.
+
+    <first stage>[+<reranker>]
+    first stage: base | distilled | bm25 | hybrid | hybrid:<embedder> | <model dir>  (rag.retrievers)
+    reranker:    ranker (the one published for the corpus) | <cross-encoder dir>
+e.g. "hybrid:distilled+ranker". The one place a spec becomes models: the chain (CLI and app),
+the evaluation harness and the trainer's verdict all build their retrieval here, so they
+retrieve and rerank the same way and resolve "distilled"/"ranker" for the corpus they serve.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+RERANK_DEPTH = 20  # first-stage candidates a reranker reorders (the trainer's candidate depth)
+
+
+def split_spec(spec: str) -> tuple[str, str | None]:
+    retriever, _, reranker = spec.partition("+")
+    return retriever, (reranker or None)
+
+
+def slug(spec: str) -> str:
+    """A directory name for a spec (a model dir becomes rag.embedder.path_label of it;
+    "hybrid:<model dir>" keeps its prefix, so it never shares the dense model's directory)."""
+    from rag.embedder import path_label
+
+    def part(p: str) -> str:
+        kind, sep, model = p.partition(":") if p.startswith("hybrid:") else ("", "", p)
+        return kind + sep + (path_label(model) if ("/" in model or "\\" in model) else model)
+
+    return "+".join(part(p) for p in spec.split("+")).replace(":", "-")
+
+
+def reranker_path(reranker: str, corpus=None) -> Path | None:
+    """The cross-encoder a spec's "+<reranker>" names: "ranker" is the one published for `corpus`
+    (None if none)."""
+    from rag.embedder import published_path
+
+    path = published_path("ranker", corpus) if reranker == "ranker" else reranker
+    return Path(path) if path is not None else None
+
+
+def spec_identity(spec: str, corpus=None) -> dict:
+    """The weights every model of a spec resolves to now. "distilled", "+ranker" and a run's
+    student/ mean other models after a retrain: results kept under the same name must not be
+    resumed as theirs. An unpublished ranker is None and an unresolvable embedder marks the spec
+    unresolved: building the pipeline then says why."""
+    from rag.embedder import EmbedderNotFound, resolve_embedder, weights_hash
+    from rag.retrievers import spec_embedder
+
+    name, reranker = split_spec(spec)
+    ident: dict = {}
+    try:
+        if (emb := spec_embedder(name)) is not None:
+            ident["embedder"] = resolve_embedder(emb, corpus).weights_hash
+        if reranker:
+            path = reranker_path(reranker, corpus)
+            ident["reranker"] = weights_hash(path) if path is not None else None
+    except EmbedderNotFound:
+        ident["unresolved"] = True
+    return ident
+
+
+@dataclass
+class Pipeline:
+    """question -> nodes: the first stage's top candidates, reranked to `top_k` when a reranker is set."""
+    spec: str
+    first_stage: object
+    reranker: object | None = None
+
+    def retrieve(self, question):
+        from llama_index.core.schema import QueryBundle
+
+        bundle = question if isinstance(question, QueryBundle) else QueryBundle(question)
+        nodes = self.first_stage.retrieve(bundle)
+        return self.reranker.postprocess_nodes(nodes, query_bundle=bundle) if self.reranker else nodes
+
+
+def build_pipeline(spec: str, corpus, top_k: int = 5, rerank_depth: int = RERANK_DEPTH,
+                   rebuild_stale: bool = False) -> Pipeline:
+    """The pipeline a spec names over `corpus`. `rebuild_stale` rebuilds an index of the weights
+    a name meant before a retrain (the harness's choice; the app asks the user instead)."""
+    from rag.corpus import load_corpus
+    from rag.embedder import EmbedderNotFound
+    from rag.index import IndexMismatchError, get_index
+    from rag.retrievers import make_retriever, spec_embedder
+
+    if isinstance(corpus, str):
+        corpus = load_corpus(corpus)
+    name, reranker = split_spec(spec)
+    depth = max(rerank_depth, top_k) if reranker else top_k
+    try:
+        first = make_retriever(name, corpus, top_k=depth)
+    except IndexMismatchError as e:
+        if not rebuild_stale:
+            raise
+        print(f"{str(e).partition(' Rebuild it')[0]} Rebuilding it.", file=sys.stderr)
+        get_index(corpus, spec_embedder(name), rebuild=True)
+        first = make_retriever(name, corpus, top_k=depth)
+    rr = None
+    if reranker:
+        from rag.rerank import CrossEncoderRerank
+
+        path = reranker_path(reranker, corpus)
+        if path is None or not path.exists():
+            raise EmbedderNotFound(f"No trained ranker is published for {corpus.key} yet: `distilrag retrain` "
+                                   "publishes one with the distilled retriever, or name a cross-encoder "
+                                   "directory after '+'.")
+        rr = CrossEncoderRerank(model=str(path), top_n=top_k)
+    return Pipeline(spec, first, rr)
+
+
+def retrieval_function(spec: str, corpus, depth: int) -> Callable[[str], list]:
+    """question -> the top `depth` nodes (the harness keeps whole ranked lists for its run files)."""
+    return build_pipeline(spec, corpus, top_k=depth, rerank_depth=depth, rebuild_stale=True).retrieve
