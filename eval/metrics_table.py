@@ -2,8 +2,9 @@
 
 In:  the answer records of one retriever (eval/run.py) and qrels (or None for a user's corpus).
 Out: metrics.json content: {"n_questions", "n_answered", "n_errors", "ir": {ndcg@10, ...},
-     "qa": {em, f1, answer_contains_ref, answer_in_context}, "answers": {no_answer_rate,
-     citation_rate, cited_relevant}, "latency_s": {retrieve_s: {mean, p50, p95}, ...}};
+     "qa": {em, f1, answer_contains_ref, answer_in_context, citation_precision}, "answers":
+     {no_answer_rate, citation_rate, cited_relevant, abstained, unsupported_lexical, unsupported_llm,
+     n_cached}, "latency_s": {retrieve_s: {mean, p50, p95}, ...}};
      per-question values for bootstrapping (`per_question`), and retrieval agreement
      (top-k overlap, Kendall tau) for corpora without gold labels.
 IR metrics come only from rag.metrics (the one implementation the trainer uses too).
@@ -37,8 +38,10 @@ def per_question(records: list[dict], qrels, metrics=DEFAULT_METRICS) -> dict[st
         qids = {r["qid"] for r in records}
         out.update(per_query(run_of(records), {q: v for q, v in qrels.items() if q in qids}, metrics))
     for r in records:
-        for k, v in (r.get("qa") or {}).items():
-            out.setdefault(k, {})[r["qid"]] = float(v)
+        # checks (abstention, grounding) need no gold answer: they count on any question set
+        for k, v in {**(r.get("qa") or {}), **(r.get("checks") or {})}.items():
+            if v is not None:
+                out.setdefault(k, {})[r["qid"]] = float(v)
     return out
 
 
@@ -63,6 +66,11 @@ def compute_metrics(records: list[dict], qrels, n_asked: int | None = None) -> d
             # Share of citing answers whose first citation is a gold passage.
             ans["cited_relevant"] = mean(float(qrels.get(r["qid"], {}).get(r["cited_docids"][0], 0) > 0)
                                          for r in cited) if cited else None
+        for k in sorted({k for r in answered for k in (r.get("checks") or {})}):
+            # the mean over the answers whose check decided; how many that was sits beside it
+            ans[k] = mean(pq[k].values()) if pq.get(k) else None
+            ans[f"n_{k}"] = len(pq.get(k, {}))
+        ans["n_cached"] = sum(1 for r in answered if r.get("cached"))
         m["answers"] = ans
     lat = {}
     for key in ("retrieve_s", "first_token_s", "total_s"):

@@ -6,8 +6,10 @@ Out: floats in [0, 1] per question ({"em", "f1", "answer_in_context", ...}); the
 
 Normalisation follows the official SQuAD v1.1 script (lowercase, drop punctuation, drop the
 articles a/an/the, collapse whitespace) so our EM/F1 are comparable with published figures.
-Before scoring, the chain's citation markers ([2], [1, 3]) are stripped: they are not part of the
-answer and would cost F1 on every cited answer.
+Before scoring, the chain's citation markers ([2], [1, 3]) are stripped (rag.citations, the one
+pattern the chain and the app use too): they are not part of the answer and would cost F1 on
+every cited answer. Citation precision asks the same containment question of the passages the
+answer cites: does one of them hold a gold answer string, normalised as EM normalises it?
 """
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ import string
 from collections import Counter
 from typing import Iterable
 
+from rag.citations import strip_citations  # noqa: F401  (re-exported: EM/F1 callers read it here)
+
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
-_CITATION = re.compile(r"\[\s*\d+(?:\s*[,;]\s*\d+)*\s*\]|\bSource\s+\d+\b", re.IGNORECASE)
 _PUNCT = set(string.punctuation)
 
 
@@ -27,10 +30,6 @@ def normalize_answer(s: str) -> str:
     s = "".join(ch for ch in s if ch not in _PUNCT)
     s = _ARTICLES.sub(" ", s)
     return " ".join(s.split())
-
-
-def strip_citations(answer: str) -> str:
-    return " ".join(_CITATION.sub(" ", answer).split())
 
 
 def exact_match(prediction: str, reference: str) -> float:
@@ -64,12 +63,24 @@ def answer_in_context(references: Iterable[str], contexts: Iterable[str]) -> flo
     return 0.0
 
 
-def qa_scores(answer: str, references: list[str], contexts: list[str]) -> dict[str, float]:
-    """Per-question QA metrics for one generated answer (empty dict when there are no references)."""
+def citation_precision(references: Iterable[str], cited_passages: list[str]) -> float | None:
+    """Share of the cited passages that contain a gold answer string (None: nothing cited, or no
+    gold answers to look for: undefined, not 0, so it is left out of the mean)."""
+    references = [r for r in references if normalize_answer(r)]
+    if not cited_passages or not references:
+        return None
+    return sum(answer_in_context(references, [p]) for p in cited_passages) / len(cited_passages)
+
+
+def qa_scores(answer: str, references: list[str], contexts: list[str],
+              cited_passages: list[str] | None = None) -> dict[str, float]:
+    """Per-question QA metrics for one generated answer (empty dict when there are no references).
+    `cited_passages` (the texts the answer cites) adds citation_precision when it is defined."""
     if not references:
         return {}
     pred = strip_citations(answer)
-    return {
+    cp = citation_precision(references, cited_passages or [])
+    return ({"citation_precision": cp} if cp is not None else {}) | {
         "em": max_over_references(exact_match, pred, references),
         "f1": max_over_references(token_f1, pred, references),
         # Answers are a sentence, so EM is harsh; containment says the span is in the sentence.

@@ -6,7 +6,8 @@ In:  a run directory of eval/run.py (summary.json, <retriever>/answers.jsonl, ra
      for the label-efficiency curve, trainer run directories runs/*/metrics.json holding either
      {"label_efficiency": [{"n_labels": 250, "ndcg@10": 0.81}, ...]} or one point
      {"n_labels": 1000, "dev": {"ndcg@10": 0.8}} (read as files; the trainer's code is not imported).
-Out: report.md, report.html, comparisons.json, agreement.json and plots/{metric_bars,deltas,
+Out: report.md, report.html, comparisons.json, agreement.json, ragas_selection.json (which RAGAS
+     metrics agree with the gold truth at what cost: eval/ragas_select.py) and plots/{metric_bars,deltas,
      recall_curve,label_efficiency}.png. Bootstrap and plots are seeded: the same run gives the
      same report.
 """
@@ -22,6 +23,9 @@ from eval.metrics_table import agreement, per_question
 from rag.stats import bootstrap_ci, paired_by_qid
 
 BAR_METRICS = ("ndcg@10", "recall@1", "recall@5", "mrr@10", "answer_in_context", "f1", "em")
+# Per-answer rates beside them (eval/answer_checks.py): abstention and grounding need no gold answer.
+ANSWER_METRICS = ("answer_contains_ref", "citation_precision", "abstained", "unsupported_lexical",
+                  "unsupported_llm")
 SEED = 0
 
 
@@ -175,7 +179,7 @@ def _fmt(v) -> str:
     return str(v)
 
 
-def _sections(summary, pq, comps, judged, agree, images, base):
+def _sections(summary, pq, comps, judged, agree, images, base, selection=()):
     """Report content as (kind, title, payload) so markdown and HTML say the same thing."""
     cfg = summary["config"]
     mode = "retrieval only" if cfg["retrieval_only"] else f"top-{cfg['top_k']} passages to the LLM"
@@ -184,7 +188,7 @@ def _sections(summary, pq, comps, judged, agree, images, base):
     for spec, why in summary.get("skipped", {}).items():
         s.append(("p", None, f"Skipped `{spec}`: {why}"))
     names = list(summary["retrievers"])
-    cols = [m for m in BAR_METRICS + ("answer_contains_ref",) if any(pq[n].get(m) for n in names)]
+    cols = [m for m in BAR_METRICS + ANSWER_METRICS if any(pq[n].get(m) for n in names)]
     rows = []
     for n in names:
         m = summary["retrievers"][n]
@@ -213,6 +217,12 @@ def _sections(summary, pq, comps, judged, agree, images, base):
     if rg:
         s.append(("table", "RAGAS (mean over valid judgements; failures counted, not averaged)",
                   (["retriever", "metric", "mean", "valid", "parse fail", "timeout", "NaN", "error", "s/sample"], rg)))
+    if selection:
+        from eval.ragas_select import MAX_FAILURE_RATE, MAX_SECONDS, MIN_AGREEMENT, table
+
+        s.append(("table", f"RAGAS metric selection (default set: Spearman with its truth >= "
+                           f"{MIN_AGREEMENT}, <= {MAX_SECONDS:.0f} s/sample, <= {MAX_FAILURE_RATE:.0%} failed)",
+                  table(list(selection))))
     if agree:
         s.append(("table", "Retrieval agreement (no gold labels needed)",
                   (["pair"] + list(next(iter(agree.values()))), [[k] + [_fmt(x) for x in v.values()] for k, v in agree.items()])))
@@ -264,8 +274,16 @@ def write_report(run_dir: str | Path) -> Path:
     agree = agreement(recs, k=summary["config"].get("top_k", 5)) if len(recs) > 1 else {}
     write_json(run_dir / "comparisons.json", comps)
     write_json(run_dir / "agreement.json", agree)
+    selection = []
+    if any(judged.values()):
+        from dataclasses import asdict
+
+        from eval.ragas_select import choose, pooled_samples
+
+        selection = choose(*pooled_samples(recs, judged))
+        write_json(run_dir / "ragas_selection.json", [asdict(c) for c in selection])
     images = plots(run_dir, pq, summary, comps, base)
-    sections = _sections(summary, pq, comps, judged, agree, images, base)
+    sections = _sections(summary, pq, comps, judged, agree, images, base, selection)
     _atomic_text(run_dir / "report.md", _markdown(sections))
     _atomic_text(run_dir / "report.html", _html(sections))
     return run_dir / "report.md"

@@ -2,6 +2,7 @@
 
     distilrag eval --corpus squad_dev --split test --retrievers base,distilled,bm25,hybrid
                    [--n 200] [--ragas-n 20] [--retrieval-only] [--name NAME]
+                   [--grounding lexical|llm|off] [--dry-run] [--no-answer-cache]
     distilrag eval --corpus my_docs/ --queries questions.txt --retrievers base,bm25   # no gold labels
     distilrag eval report runs/eval/NAME          # re-draw the report of a finished run
 
@@ -15,6 +16,11 @@ Out: runs/eval/<name>/
        <retriever>/ragas.jsonl       RAGAS judgements of the --ragas-n subset (eval/ragas_eval.py)
        <retriever>/metrics.json      IR metrics, EM/F1, answer-in-context, latencies, RAGAS + failures
        summary.json, report.md, report.html, plots/*.png   (eval/report.py)
+Answers are content-hash cached (eval/answer_cache.py) in the LLM cache labelling uses: a prompt
+two retrievers share is paid once, a rerun pays none; --dry-run retrieves (cheap) and prints how
+many distinct prompts would be paid and how long that takes, before any LLM work. Each answer is
+checked for abstention and grounding (eval/answer_checks.py; --grounding llm adds a yes/no
+verifier call per cited passage, cached the same way).
 Answers are appended per question, so an interrupted run resumes where it stopped; each
 retriever directory records the weights its spec resolved to (retriever.json), and answers from
 other weights (a retrain re-points "distilled") are moved aside and asked again.
@@ -56,6 +62,8 @@ class EvalConfig:
     retrieval_only: bool = False
     ragas_n: int = 0                  # seeded, paired subset judged by RAGAS; 0 = none
     name: str = ""
+    grounding: str = "lexical"        # lexical (free) | llm (lexical too, + a verifier call) | off
+    answer_cache: bool = True         # False: ask the LLM even for a prompt answered before
 
 
 def select(questions: list, n: int, seed: int) -> list:
@@ -127,8 +135,10 @@ def _record(q, spec: str, nodes, top_k: int, t_ret: float) -> dict:
 
 
 def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, llm, progress: bool,
-                     llm_cfg=None) -> None:
-    """Retrieve (and answer, unless retrieval-only) each question, appending records to `out`."""
+                     llm_cfg=None, answers=None, checker=None) -> None:
+    """Retrieve (and answer, unless retrieval-only) each question, appending records to `out`;
+    `answers` (eval.answer_cache.AnswerCache) serves a prompt answered before without a call and
+    `checker` (eval.answer_checks.Checker) adds abstention and grounding to each answer."""
     from tqdm.auto import tqdm
 
     from rag.chain import RAGChain
@@ -136,7 +146,7 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
     retrieve = build_retrieval(spec, corpus, cfg.depth)
     # The chain only answers here (nodes are passed in), so the harness can time retrieval and
     # keep the full --depth ranking for IR metrics while the LLM sees the top --top-k.
-    chain = None if cfg.retrieval_only else RAGChain(retriever=None, llm=llm, name=spec)
+    chain = None if cfg.retrieval_only else RAGChain(retriever=None, llm=llm, name=spec, llm_cfg=llm_cfg)
     buf: list[dict] = []
     in_a_row = 0
     for q in tqdm(todo, desc=slug(spec), unit="q", disable=not progress):
@@ -153,8 +163,16 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
                 _append_many(out, buf)
                 buf = []
             continue
+        key = answers.key(q.query, nodes[:cfg.top_k]) if answers is not None else None
+        hit = answers.get(key) if key else None
         try:
-            ans = chain.answer(q.query, nodes=nodes[:cfg.top_k])
+            if hit is not None:
+                from eval.answer_cache import cached_answer
+
+                ans = cached_answer(q.query, hit, nodes[:cfg.top_k], spec)
+                rec["cached"] = True  # its latencies are the call that produced it, not this run's
+            else:
+                ans = chain.answer(q.query, nodes=nodes[:cfg.top_k])
             if not ans.text.strip():  # e.g. a 200 with an HTML body: nothing to score, not an answer
                 raise EmptyAnswerError("The LLM returned an empty answer (is the endpoint an "
                                        "OpenAI-compatible /v1 URL?).")
@@ -173,8 +191,17 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
             continue
         in_a_row = 0
         t = ans.timings
-        rec.update(answer=ans.text, cited_docids=ans.cited_docids, no_answer=ans.is_no_answer,
-                   qa=qa_scores(ans.text, list(q.answers), rec["contexts"]))
+        if hit is None and answers is not None:
+            from eval.answer_cache import passages_of, prompt_tokens
+
+            answers.put(key, ans.text, {k: t[k] for k in ("first_token_s", "total_s") if k in t},
+                        prompt_tokens(q.query, passages_of(nodes[:cfg.top_k])))
+        rec.update(answer=ans.text, cited_docids=ans.cited_docids, no_answer=ans.is_no_answer)
+        from eval.answer_checks import cited_texts
+
+        rec["qa"] = qa_scores(ans.text, list(q.answers), rec["contexts"], cited_texts(rec))
+        if checker is not None:
+            rec = checker(rec)
         rec["timings"].update(first_token_s=round(rec["timings"]["retrieve_s"] + t.get("first_token_s", 0), 3),
                               total_s=round(rec["timings"]["retrieve_s"] + t.get("total_s", 0), 3))
         _append_many(out, [rec])
@@ -183,7 +210,8 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
 
 
 def run_retriever(spec: str, questions: list, qrels, cfg: EvalConfig, corpus, run_dir: Path,
-                  llm=None, judge_cfg=None, judge_llm=None, progress: bool = True, llm_cfg=None) -> dict:
+                  llm=None, judge_cfg=None, judge_llm=None, progress: bool = True, llm_cfg=None,
+                  answers=None) -> dict:
     """Evaluate one retriever spec into run_dir/<slug>/; returns its metrics."""
     from eval.metrics_table import compute_metrics
     from rag.metrics import write_run
@@ -200,12 +228,21 @@ def run_retriever(spec: str, questions: list, qrels, cfg: EvalConfig, corpus, ru
               f"they are kept in {aside} and the questions are asked again.", file=sys.stderr)
         d.rename(aside)
     write_json(ident_path, ident)
+    checker = None
+    if not cfg.retrieval_only:
+        from eval.answer_checks import Checker
+
+        checker = Checker(cfg.grounding, llm, answers, llm_cfg)
     done = load_done(out, need_answer=not cfg.retrieval_only)
     todo = [q for q in questions if q.qid not in done]
     if todo:
-        answer_questions(spec, todo, out, cfg, corpus, llm, progress, llm_cfg)
+        answer_questions(spec, todo, out, cfg, corpus, llm, progress, llm_cfg, answers, checker)
         done = load_done(out, need_answer=not cfg.retrieval_only)
     records = [done[q.qid] for q in questions if q.qid in done]
+    if checker is not None:
+        from eval.answer_checks import check_records
+
+        records = check_records(records, out, checker)
     write_run(d / "run.trec", {r["qid"]: {doc: float(len(r["retrieved"]) - i) for i, doc in enumerate(r["retrieved"])}
                                for r in records}, tag=slug(spec))
     metrics = compute_metrics(records, qrels, n_asked=len(questions))
@@ -230,13 +267,18 @@ def last_error(path: Path, qids: set[str]) -> str:
     return scrub(errors[-1])[:300] if errors else ""
 
 
-def prepare_run_dir(cfg: EvalConfig, corpus, out: str | None, overwrite: bool, questions=None) -> Path:
-    from rag.records import write_json
+def run_dir_of(cfg: EvalConfig, corpus, out: str | None) -> Path:
     from rag.settings import runs_dir
 
     name = cfg.name or "-".join(p for p in (corpus.name, cfg.split or "all", f"n{cfg.n}" if cfg.n else "",
                                             "ir" if cfg.retrieval_only else "") if p)
-    run_dir = Path(out) if out else runs_dir() / "eval" / name
+    return Path(out) if out else runs_dir() / "eval" / name
+
+
+def prepare_run_dir(cfg: EvalConfig, corpus, out: str | None, overwrite: bool, questions=None) -> Path:
+    from rag.records import write_json
+
+    run_dir = run_dir_of(cfg, corpus, out)
     resolved = {**asdict(cfg), "corpus_hash": corpus.hash, "retrievers": list(cfg.retrievers)}
     if questions is not None:
         resolved["questions_hash"] = questions_hash(questions)
@@ -260,8 +302,10 @@ def prepare_run_dir(cfg: EvalConfig, corpus, out: str | None, overwrite: bool, q
 
 
 def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, llm=None, llm_cfg=None,
-             judge_cfg=None, judge_llm=None, report: bool = True, progress: bool = True) -> Path:
-    """The whole harness; `llm`/`judge_llm` let tests inject fakes (the product never does)."""
+             judge_cfg=None, judge_llm=None, report: bool = True, progress: bool = True,
+             cache=None) -> Path:
+    """The whole harness; `llm`/`judge_llm` let tests inject fakes (the product never does) and
+    `cache` another rag.llm_cache.LLMCache than the shared one."""
     from rag.corpus import load_corpus
     from rag.embedder import EmbedderNotFound
     from rag.records import write_json
@@ -277,16 +321,19 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
     if clash:
         raise SystemExit(f"error: retrievers {clash} would share a directory; name model folders apart.")
     run_dir = prepare_run_dir(cfg, corpus, out, overwrite, questions)
-    if not cfg.retrieval_only and llm is None:
-        from rag.llm import llama_index_llm
+    answers = None
+    if not cfg.retrieval_only:
+        from eval.answer_cache import open_answer_cache
 
-        llm = llama_index_llm(llm_cfg)
+        # No LLM is started here: the chain starts it on the first answer the cache lacks, so a
+        # rerun served from the cache starts none.
+        answers = open_answer_cache(llm_cfg, cache, cfg.answer_cache)
     results, skipped = {}, {}
     for spec in cfg.retrievers:
         try:
             results[spec] = run_retriever(spec, questions, qrels, cfg, corpus, run_dir, llm=llm,
                                           judge_cfg=judge_cfg, judge_llm=judge_llm, progress=progress,
-                                          llm_cfg=llm_cfg)
+                                          llm_cfg=llm_cfg, answers=answers)
         except EmbedderNotFound as e:
             skipped[spec] = scrub(str(e))
             print(f"skipping {spec}: {skipped[spec]}", file=sys.stderr)
@@ -343,6 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--retrieval-only", action="store_true", help="IR metrics only, no LLM (fast)")
     ap.add_argument("--ragas-n", type=int, default=0, help="judge a seeded subset of M answers with RAGAS")
     ap.add_argument("--ragas-metrics", default="", help="comma-separated RAGAS metrics (default: by reference availability)")
+    ap.add_argument("--grounding", default=d.grounding, choices=("lexical", "llm", "off"),
+                    help="check each answer against its cited passages: lexical (free), llm (lexical "
+                         "and a cached yes/no verifier call per cited passage) or off")
+    ap.add_argument("--dry-run", action="store_true", help="retrieve, then print how many distinct prompts "
+                    "would be paid and the estimated time; no LLM work")
+    ap.add_argument("--no-answer-cache", action="store_true", help="ask the LLM even for prompts answered before")
     ap.add_argument("--name", default="", help="run name under runs/eval/ (default from corpus/split/n)")
     ap.add_argument("--out", default=None, help="explicit run directory (overrides --name)")
     ap.add_argument("--overwrite", action="store_true", help="discard an existing run of the same name")
@@ -370,13 +423,18 @@ def main(argv: list[str] | None = None) -> int:
     cfg = EvalConfig(corpus=a.corpus, split=a.split, queries=a.queries, qrels=a.qrels,
                      retrievers=tuple(s.strip() for s in a.retrievers.split(",") if s.strip()),
                      n=a.n, seed=a.seed, top_k=a.top_k, depth=max(a.depth, a.top_k),
-                     retrieval_only=a.retrieval_only, ragas_n=a.ragas_n, name=a.name)
+                     retrieval_only=a.retrieval_only, ragas_n=a.ragas_n, name=a.name,
+                     grounding=a.grounding, answer_cache=not a.no_answer_cache)
     pick = lambda *kv: {k: v for k, v in kv if v}  # noqa: E731
     llm_cfg = LLMConfig.from_env(**pick(("endpoint", a.endpoint), ("model", a.model), ("api_key_env", a.api_key_env)))
     judge_cfg = JudgeConfig(**pick(("endpoint", a.judge_endpoint), ("model", a.judge_model),
                                    ("api_key_env", a.judge_api_key_env)), timeout_s=a.judge_timeout,
                             metrics=tuple(m for m in a.ragas_metrics.split(",") if m))
     try:
+        if a.dry_run:
+            from eval.dry_run import main_dry_run
+
+            return main_dry_run(cfg, a.out, llm_cfg)
         run_dir = run_eval(cfg, out=a.out, overwrite=a.overwrite, llm_cfg=llm_cfg, judge_cfg=judge_cfg,
                            progress=not a.quiet)
     except (UserError, FileNotFoundError) as e:

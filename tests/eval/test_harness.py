@@ -36,6 +36,7 @@ def answer_from_prompt(prompt: str) -> str:
 @pytest.fixture
 def tiny(tmp_path, monkeypatch):
     monkeypatch.setenv("DISTILRAG_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("DISTILRAG_HOME", str(tmp_path / "home"))  # a private answer cache per test
     write_jsonl(tmp_path / "corpus.jsonl", [{"_id": d, "title": t, "text": x} for d, t, x in PASSAGES])
     write_jsonl(tmp_path / "queries.jsonl", [{"qid": q, "query": t, "answers": a} for q, t, a in QUERIES])
     (tmp_path / "qrels.tsv").write_text("".join(f"{q}\t0\t{d}\t1\n" for q, d in QRELS.items()))
@@ -78,8 +79,13 @@ def test_interrupted_run_redoes_only_missing_and_failed(tiny):
     recs[1] = {**recs[1], "error": "APITimeoutError: slow"}
     write_jsonl(path, recs[:3])  # q4 lost, q2 failed
     llm = scripted_llm(answer_from_prompt)
-    run_eval(cfg_for(tiny), out=tiny / "run", llm=llm, progress=False)
+    run_eval(replace(cfg_for(tiny), answer_cache=False), out=tiny / "run", llm=llm, progress=False)
     assert llm.calls == 2
+    # With the cache the two redone questions are served from the first run's answers.
+    write_jsonl(path, recs[:3])
+    llm = scripted_llm(answer_from_prompt)
+    run_eval(cfg_for(tiny), out=tiny / "run", llm=llm, progress=False)
+    assert llm.calls == 0 and len({r["qid"] for r in read_jsonl(path)}) == 4
 
 
 def test_retrieval_only_needs_no_llm_and_changed_settings_refuse_to_resume(tiny):
@@ -170,7 +176,7 @@ def test_answers_of_other_weights_are_kept_aside_and_not_resumed(tiny, monkeypat
     run_eval(cfg_for(tiny), out=tiny / "run", llm=llm, progress=False)
     assert llm.calls == 0  # same weights: resumed
     weights["embedder"] = "w2"
-    run_eval(cfg_for(tiny), out=tiny / "run", llm=llm, progress=False)
+    run_eval(replace(cfg_for(tiny), answer_cache=False), out=tiny / "run", llm=llm, progress=False)
     assert llm.calls == len(QUERIES)  # other weights: every question asked again
     aside = [p for p in (tiny / "run").iterdir() if p.name.startswith("bm25.replaced-")]
     assert len(aside) == 1 and len(list(read_jsonl(aside[0] / "answers.jsonl"))) == len(QUERIES)

@@ -1,0 +1,116 @@
+"""`distilrag eval ... --dry-run`: what a run would pay the LLM, before any LLM work.
+
+Retrieval is cheap next to answering, so the dry run does it: for every retriever, every question
+its run directory has not answered yet is retrieved and its prompt keyed as the run would key it
+(eval/answer_cache.py). A key already in the answer cache costs nothing; a key two retrievers
+share (the same top-k in the same order) is paid once. What is left is the number of distinct
+prompts to pay; their estimated prompt tokens times a seconds-per-token rate (calibrated from
+earlier answers under runs/eval, else a stated default) is the time estimate. Nothing is written.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+
+from eval.retriever_specs import build_retrieval, retriever_identity, slug
+
+
+@dataclass(frozen=True)
+class DryRun:
+    questions: int
+    retrievers: tuple[str, ...]
+    needed: int          # answers the run still lacks, over all retrievers
+    in_run_dir: int      # answers already in the run directory (resumed, not asked)
+    cached: int          # prompts already in the answer cache
+    shared: int          # prompts another retriever pays for in this run
+    to_pay: int          # distinct prompts the LLM will answer
+    prompt_tokens: int
+    s_per_token: float
+    rate_source: str
+    skipped: tuple[str, ...] = ()
+
+    @property
+    def est_seconds(self) -> float:
+        return self.prompt_tokens * self.s_per_token
+
+    def lines(self) -> list[str]:
+        mins = self.est_seconds / 60
+        return [
+            f"dry run: {self.questions} questions x {len(self.retrievers)} retrievers; "
+            f"{self.in_run_dir} answers already in the run directory, {self.needed} to produce.",
+            f"  {self.cached} of those are in the answer cache and {self.shared} repeat another "
+            f"retriever's prompt: {self.to_pay} distinct prompts will be paid "
+            f"(~{self.prompt_tokens:,} prompt tokens).",
+            f"  estimated LLM time: {mins:.1f} min ({self.s_per_token:.4f} s per prompt token, "
+            f"{self.rate_source}).",
+        ] + [f"  skipped {s}" for s in self.skipped]
+
+
+def _done_qids(d, spec: str) -> set[str]:
+    """Questions the retriever's directory has answered with the weights its spec means now."""
+    from eval.run import load_done
+
+    ident_path, out = d / "retriever.json", d / "answers.jsonl"
+    if not out.exists():
+        return set()
+    old = json.loads(ident_path.read_text()) if ident_path.exists() else None
+    if old is not None and old != {"spec": spec, **retriever_identity(spec)}:
+        return set()  # the run will set these answers aside and ask again
+    return set(load_done(out, need_answer=True))
+
+
+def dry_run(cfg, out: str | None = None, llm_cfg=None, cache=None, runs_root=None) -> DryRun:
+    from eval.answer_cache import open_answer_cache, passages_of, prompt_tokens, seconds_per_token
+    from eval.run import load_questions, run_dir_of, select
+    from rag.corpus import load_corpus
+    from rag.embedder import EmbedderNotFound
+    from rag.errors import scrub
+    from rag.settings import runs_dir
+
+    questions, _ = load_questions(cfg)
+    corpus = load_corpus(cfg.corpus)
+    questions = select(questions, cfg.n, cfg.seed)
+    run_dir = run_dir_of(cfg, corpus, out)
+    answers = open_answer_cache(llm_cfg, cache, cfg.answer_cache)
+    needed = in_dir = cached = shared = tokens = 0
+    paid: set[str] = set()
+    skipped = []
+    for spec in cfg.retrievers:
+        try:
+            retrieve = build_retrieval(spec, corpus, cfg.depth)
+        except EmbedderNotFound as e:
+            skipped.append(f"{spec}: {scrub(str(e))}")
+            continue
+        done = _done_qids(run_dir / slug(spec), spec)
+        in_dir += sum(1 for q in questions if q.qid in done)
+        for q in questions:
+            if q.qid in done:
+                continue
+            needed += 1
+            nodes = retrieve(q.query)[:cfg.top_k]
+            if not nodes:
+                continue  # the chain answers "I don't know" without the LLM
+            key = answers.key(q.query, nodes)
+            if key in paid:
+                shared += 1
+            elif answers.get(key) is not None:
+                cached += 1
+            else:
+                paid.add(key)
+                tokens += prompt_tokens(q.query, passages_of(nodes))
+    rate, source = seconds_per_token(runs_root or runs_dir() / "eval")
+    return DryRun(len(questions), tuple(cfg.retrievers), needed, in_dir, cached, shared, len(paid),
+                  tokens, rate, source, tuple(skipped))
+
+
+def main_dry_run(cfg, out, llm_cfg) -> int:
+    if cfg.retrieval_only:
+        print("dry run: --retrieval-only asks the LLM nothing.")
+        return 0
+    r = dry_run(cfg, out, llm_cfg)
+    print("\n".join(r.lines()))
+    if cfg.grounding == "llm":
+        print("  --grounding llm adds one short verifier call per cited passage of each new answer "
+              "(cached the same way).", file=sys.stderr)
+    return 0

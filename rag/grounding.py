@@ -1,0 +1,131 @@
+"""Does the passage an answer cites support it? Two checks, one verdict shape.
+
+    support(answer, cited_passages, question)                          lexical: free
+    support(answer, cited_passages, question, method="llm", llm=...)   a yes/no question per passage
+
+Lexical: the answer's content words beyond the question's must all appear in one cited passage;
+no citation is unsupported. It is blind to what a passage says about those words: "What is the
+capital of Australia?" answered "Melbourne [2]", where [2] says the capital moved from Melbourne to
+Canberra in 1927, passes it. The LLM check asks whether the passage states the answer and reads
+the first word of the reply; its prompt is data (id + version) and its calls go through the
+content-hash LLM cache, so a rerun pays none.
+
+An abstention ("I don't know ...") is neither: supported is None, as is an LLM reply that is not
+yes or no (counted by the caller, never guessed).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rag.citations import strip_citations
+
+GROUNDING_PROMPT_ID = "answer-supported-yes-no"
+GROUNDING_PROMPT_VERSION = 1
+GROUNDING_PROMPT = (
+    "Passage: {passage}\n\n"
+    "Question: {question}\n"
+    "Proposed answer: {answer}\n\n"
+    "Does this passage state that {answer} is the answer to the question? Answer yes or no."
+)
+GROUNDING_PARAMS = {"temperature": 0.0, "max_tokens": 3}
+
+# Function words carry no claim: "the answer is in 1927" is checked on {answer, 1927} minus the
+# question's words, not on "the", "is", "in".
+_STOP = frozenset("""a an the of in on at to for from by with and or but as is are was were be been
+being it its this that these those which who whom whose what when where why how there their they
+he she his her him them we our you your i my me do does did has have had not no so than then into
+over under about after before during also only one""".split())
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    supported: bool | None   # None: an abstention, nothing to check, or an unreadable LLM reply
+    method: str              # "lexical" | "llm"
+    reason: str
+
+
+def content_words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in _STOP}
+
+
+def _precheck(answer: str, cited_passages: list[str], question: str, method: str):
+    """(verdict if the answer needs no passage read, else None; the answer without citations)."""
+    from rag.chain import is_no_answer
+
+    claim = strip_citations(answer).strip()
+    if is_no_answer(answer):
+        return Verdict(None, method, "abstained"), claim
+    if not claim:
+        return Verdict(None, method, "empty answer"), claim
+    if not cited_passages:
+        return Verdict(False, method, "cites no passage"), claim
+    return None, claim
+
+
+def lexical_support(answer: str, cited_passages: list[str], question: str) -> Verdict:
+    early, claim = _precheck(answer, cited_passages, question, "lexical")
+    if early:
+        return early
+    words = content_words(claim) - content_words(question)
+    if not words:
+        return Verdict(None, "lexical", "the answer adds no word to the question's")
+    best: set[str] = words
+    for i, passage in enumerate(cited_passages, 1):
+        missing = words - content_words(passage)
+        if not missing:
+            return Verdict(True, "lexical", f"cited passage {i} contains {sorted(words)}")
+        best = min(best, missing, key=len)
+    return Verdict(False, "lexical", f"no cited passage contains {sorted(best)}")
+
+
+def grounding_prompt(answer: str, passage: str, question: str) -> str:
+    return GROUNDING_PROMPT.format(passage=passage, question=question.strip(), answer=answer)
+
+
+def read_yes_no(reply: str) -> bool | None:
+    """The reply's first word: yes -> True, no -> False, anything else -> None (not a guess)."""
+    m = _WORD.search(reply or "")
+    word = m.group(0).lower() if m else ""
+    return True if word == "yes" else False if word == "no" else None
+
+
+def llm_support(answer: str, cited_passages: list[str], question: str, llm, cache=None,
+                model_id: str = "") -> Verdict:
+    """Supported when some cited passage is judged to state the answer (one call per passage,
+    each cached by model, prompt id + version, the prompt's inputs and params)."""
+    early, claim = _precheck(answer, cited_passages, question, "llm")
+    if early:
+        return early
+    from rag.llm_cache import cache_key
+
+    unreadable = 0
+    for i, passage in enumerate(cited_passages, 1):
+        key = cache_key(model_id or "unnamed", GROUNDING_PROMPT_ID, GROUNDING_PROMPT_VERSION,
+                        {"question": question.strip(), "answer": claim, "passage": passage},
+                        GROUNDING_PARAMS)
+        hit = cache.get(key) if cache is not None else None
+        if hit is None:
+            reply = llm.complete(grounding_prompt(claim, passage, question), **GROUNDING_PARAMS).text
+            hit = {"text": reply}
+            if cache is not None:
+                cache.put(key, hit)
+        said = read_yes_no(hit.get("text", ""))
+        if said:
+            return Verdict(True, "llm", f"cited passage {i}: yes")
+        unreadable += said is None
+    if unreadable == len(cited_passages):
+        return Verdict(None, "llm", "the verifier's reply was neither yes nor no")
+    return Verdict(False, "llm", f"no cited passage states it ({len(cited_passages)} asked)")
+
+
+def support(answer: str, cited_passages: list[str], question: str, method: str = "lexical",
+            llm=None, cache=None, model_id: str = "") -> Verdict:
+    if method == "lexical":
+        return lexical_support(answer, cited_passages, question)
+    if method == "llm":
+        if llm is None:
+            raise ValueError("the LLM grounding check needs an llm")
+        return llm_support(answer, cited_passages, question, llm, cache, model_id)
+    raise ValueError(f"unknown grounding method {method!r}: lexical or llm")
