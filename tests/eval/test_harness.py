@@ -236,3 +236,16 @@ def test_a_stale_index_is_rebuilt_before_retrieval(tiny, monkeypatch, capsys):
     calls.clear()
     build_retrieval("bm25", corpus, 5)
     assert calls == []
+
+
+def test_report_has_the_ragas_selection_table_when_answers_were_judged(tiny):
+    from eval.report import write_report
+
+    run_dir = run_eval(cfg_for(tiny), out=tiny / "run", llm=scripted_llm(answer_from_prompt), progress=False)
+    write_jsonl(run_dir / "bm25" / "ragas.jsonl", [
+        {"qid": q, "judge": "fake", "metrics": {"faithfulness": {"value": v, "status": "ok", "seconds": 3}}}
+        for q, v in (("q1", 0.9), ("q2", 0.1))])
+    md = write_report(run_dir).read_text()
+    assert "RAGAS metric selection" in md and "| faithfulness |" in md
+    sel = json.loads((run_dir / "ragas_selection.json").read_text())
+    assert sel[0]["metric"] == "faithfulness" and sel[0]["n"] == 2
