@@ -46,7 +46,7 @@ def test_tiny_retrain_end_to_end(tmp_path, monkeypatch):
     corpus_dir = make_mini_corpus(tmp_path)
     monkeypatch.setenv("DISTILRAG_RUNS_DIR", str(tmp_path / "runs"))
     overrides = [f"label.corpus={corpus_dir}", f"label.labels_dir={tmp_path / 'labels'}",
-                 "queries.n=6", "candidates.depth=6", "llm_rank.max_candidates=3",
+                 "queries.source=split", "queries.n=6", "candidates.depth=6", "llm_rank.max_candidates=3",
                  "ranker.epochs=1", "ranker.min_steps=0", "ranker.batch_size=4",
                  "ranker.heldout_fraction=0.3", "ranker.list_size=3",
                  "teacher.unlabelled_queries=6", "teacher.depth=4",
