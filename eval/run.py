@@ -16,6 +16,8 @@ Out: runs/eval/<name>/
        <retriever>/ragas.jsonl       RAGAS judgements of the --ragas-n subset (eval/ragas_eval.py)
        <retriever>/metrics.json      IR metrics, EM/F1, answer-in-context, latencies, RAGAS + failures
        summary.json, report.md, report.html, plots/*.png   (eval/report.py)
+Not-in-corpus questions (answers absent, topics present; abstaining is right):
+    distilrag eval --queries eval/data/not_in_corpus.jsonl --retrievers base,distilled --grounding llm
 Answers are content-hash cached (eval/answer_cache.py) in the LLM cache labelling uses: a prompt
 two retrievers share is paid once, a rerun pays none; --dry-run retrieves (cheap) and prints how
 many distinct prompts would be paid and how long that takes, before any LLM work. Each answer is
@@ -39,6 +41,7 @@ from pathlib import Path
 
 from eval.qa_metrics import answer_in_context, qa_scores
 from eval.questions import load_questions, questions_hash  # noqa: F401  (load_questions: part of this API)
+from eval.failures import EmptyAnswerError, EvalFailed, check_failures, last_error, llm_failure  # noqa: F401
 from eval.retriever_specs import build_retrieval, retriever_identity, slug
 from rag.errors import UserError, scrub
 
@@ -99,31 +102,6 @@ def _append_many(path: Path, recs: list[dict]) -> None:
     from rag.records import append_jsonl_many
 
     append_jsonl_many(path, recs)
-
-
-class EvalFailed(UserError, RuntimeError):
-    pass
-
-
-class EmptyAnswerError(UserError, RuntimeError):
-    pass
-
-
-def llm_failure(e: BaseException, llm_cfg=None) -> tuple[str, bool]:
-    """(one scrubbed line naming the endpoint, whether every other question would fail the same way)."""
-    import openai
-
-    from rag.errors import llm_error_message, public_endpoint
-    from rag.llm import LLMConfig
-
-    cfg = llm_cfg or LLMConfig.from_env()
-    where = "the local LLM server" if cfg.is_local else public_endpoint(cfg.endpoint)
-    msg = llm_error_message(e, where, cfg.api_key_env, cfg.is_local) or (
-        str(e) if isinstance(e, UserError) else f"answering via {where} failed: {type(e).__name__}: "
-                                                f"{scrub(str(e), (cfg.api_key_env,))[:200]}")
-    fatal = isinstance(e, (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError,
-                           openai.APIConnectionError)) and not isinstance(e, openai.APITimeoutError)
-    return scrub(msg, (cfg.api_key_env,)), fatal
 
 
 def _record(q, spec: str, nodes, top_k: int, t_ret: float) -> dict:
@@ -259,14 +237,6 @@ def run_retriever(spec: str, questions: list, qrels, cfg: EvalConfig, corpus, ru
     return metrics
 
 
-def last_error(path: Path, qids: set[str]) -> str:
-    """The error text of the last failed record among `qids` ("" if none recorded one)."""
-    from rag.records import read_jsonl
-
-    errors = [r["error"] for r in read_jsonl(path) if r.get("qid") in qids and r.get("error")] if path.exists() else []
-    return scrub(errors[-1])[:300] if errors else ""
-
-
 def run_dir_of(cfg: EvalConfig, corpus, out: str | None) -> Path:
     from rag.settings import runs_dir
 
@@ -354,24 +324,6 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
         write_report(run_dir)
     check_failures({s: m for s, m in results.items() if s in cfg.retrievers})
     return run_dir
-
-
-def check_failures(results: dict[str, dict]) -> None:
-    """Say how many questions failed per retriever; a retriever that answered none fails the run."""
-    dead = []
-    for spec, m in results.items():
-        n, bad = m.get("n_questions", 0), m.get("n_errors", 0)
-        if not bad:
-            continue
-        why = f" (last error: {m['last_error']})" if m.get("last_error") else ""
-        if bad >= n:
-            dead.append(f"{spec}{why}")
-        else:
-            print(f"warning: {spec}: {bad} of {n} questions failed{why}; run the command again to "
-                  "retry them.", file=sys.stderr)
-    if dead:
-        raise EvalFailed(f"every question failed for {'; '.join(dead)}. Fix the cause and run again "
-                         "(answered questions are kept).")
 
 
 def build_parser() -> argparse.ArgumentParser:
