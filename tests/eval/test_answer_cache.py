@@ -135,3 +135,18 @@ def test_time_estimate_is_calibrated_from_earlier_answers(tmp_path):
     tokens = int(101 * 1.35) + 70
     assert rate == pytest.approx(10.0 / tokens) and "calibrated from 1 earlier answers" in source
     assert "default" in seconds_per_token(tmp_path / "missing")[1]
+
+
+def test_cli_dry_run_prints_the_prompts_to_pay_before_any_llm_work(tmp_path, monkeypatch, capsys):
+    from eval.run import main
+
+    monkeypatch.setenv("DISTILRAG_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("DISTILRAG_HOME", str(tmp_path / "home"))
+    write_jsonl(tmp_path / "corpus.jsonl", [{"_id": d, "title": t, "text": x} for d, t, x in PASSAGES])
+    write_jsonl(tmp_path / "q.jsonl", [{"qid": q, "query": t, "answers": a} for q, t, a in QUERIES])
+    rc = main(["--corpus", str(tmp_path / "corpus.jsonl"), "--split", "", "--queries", str(tmp_path / "q.jsonl"),
+               "--retrievers", "bm25", "--top-k", "2", "--out", str(tmp_path / "run"), "--dry-run",
+               "--endpoint", "http://127.0.0.1:9/v1"])  # nothing listens there: no call may be made
+    out = capsys.readouterr().out
+    assert rc == 0 and "4 distinct prompts will be paid" in out and "estimated LLM time" in out
+    assert not (tmp_path / "run").exists()
