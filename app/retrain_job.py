@@ -23,10 +23,11 @@ from rag.settings import REPO_ROOT, home, runs_dir
 
 CONFIGS = REPO_ROOT / "retriever_training" / "configs"
 # The retrain's stages after labelling, in order, as its run directory's markers name them.
-STAGES = ("ranker", "teacher", "distill", "heldout")
+STAGES = ("ranker", "teacher", "distill", "heldout", "verdict")
 STAGE_TITLES = {"labels": "preparing labels", "ranker": "training the ranker",
                 "teacher": "scoring with the ranker", "distill": "distilling the retriever",
-                "heldout": "measuring on held-out questions", "publish": "publishing"}
+                "heldout": "measuring on the held-out test split",
+                "verdict": "judging base vs distilled on held-out labelled queries", "publish": "publishing"}
 # tqdm's bar: "desc:  40%|####      | 80/200 [01:02<01:33, 1.3it/s]"
 _TQDM = re.compile(r"(?:(?P<desc>[^\r\n|]*?):\s*)?(?P<pct>\d{1,3})%\|[^|]*\|\s*(?P<n>\d+)/(?P<total>\d+)"
                    r"\s*\[(?P<elapsed>[\d:]+)<(?P<left>[\d:?]+)")
@@ -133,9 +134,9 @@ def status(corpus: str, run_dir: Path | None = None) -> RetrainStatus:
     except OSError:
         text = ""
     text = text[text.rfind("--- "):] if "--- " in text else text  # this attempt's lines only
-    if (run_dir / "metrics.json").exists() and len(done) == len(STAGES):
-        return RetrainStatus("done", "publish", len(done))
     pid = running_pid(corpus)
+    if pid is None and (run_dir / "metrics.json").exists() and "Traceback" not in text:
+        return RetrainStatus("done", "publish", len(done))
     if pid is None:
         if not text:
             return RetrainStatus("none", done_stages=len(done))

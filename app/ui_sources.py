@@ -30,21 +30,31 @@ def _words(text: str) -> set[str]:
 
 
 def answer_sentence(passage: str, answer: str, question: str = "") -> int | None:
-    """Index of the passage sentence that most likely holds the answer, or None when none does."""
+    """Index of the passage sentence that most likely holds the answer, or None when none does.
+
+    The answer's words beyond the question count less the later they come (a short RAG answer
+    states its fact first and elaborates after: "at Levi's Stadium in the San Francisco Bay Area"),
+    and names and numbers count three times (they carry a factoid's fact; "took" does not), so the
+    sentence with "Levi's Stadium" beats one that only shares the elaboration."""
     from rag.chain import is_no_answer
 
     if not answer.strip() or is_no_answer(answer):
         return None
     q = _words(question)
-    a = _words(strip_citations(answer))
-    new = a - q
+    tokens = re.findall(r"[A-Za-z0-9]+", strip_citations(answer))
+    named = {t.lower() for i, t in enumerate(tokens) if t.isdigit() or (i > 0 and t[0].isupper())}
+    order = [w for w in dict.fromkeys(t.lower() for t in tokens) if w not in _STOP]
+    new = [w for w in order if w not in q]
+    weight = {w: 0.7 ** k * (3.0 if w in named else 1.0) for k, w in enumerate(new)}
     best, best_score = None, 0.0
     for i, sentence in enumerate(split_sentences(passage)):
         s = _words(sentence)
-        score = 2.0 * len(new & s) + 0.25 * len((a & q) & s)
+        if not s & weight.keys():
+            continue  # at least one answer word beyond the question
+        score = sum(weight[w] for w in s & weight.keys()) + 0.05 * len(s & q & set(order))
         if score > best_score:
             best, best_score = i, score
-    return best if best_score >= 2.0 else None  # at least one answer word beyond the question
+    return best
 
 
 def escape_md(text: str) -> str:
@@ -58,9 +68,12 @@ def escape_label(text: str) -> str:
 
 
 def passage_markdown(passage: str, highlight: int | None) -> str:
+    """The passage as one HTML block (escaped, so Markdown and "$" inside it stay literal), the
+    answer's sentence in <mark>; blank lines become <br> so the block is never cut in two."""
+    def esc(t: str) -> str:
+        return html.escape(t, quote=False).replace("$", "&#36;").replace("\n\n", "<br><br>").replace("\n", " ")
     parts = split_sentences(passage)
-    out = [f"<mark>{escape_md(s)}</mark>" if i == highlight else escape_md(s) for i, s in enumerate(parts)]
-    return " ".join(out)
+    return " ".join(f"<mark>{esc(s)}</mark>" if i == highlight else esc(s) for i, s in enumerate(parts))
 
 
 def answer_markdown(text: str, anchor: str = "", n_sources: int = 0) -> str:
@@ -98,9 +111,8 @@ def render_sources(sources: list[dict], cited: list[int], answer: str, question:
                  f"score {s['score']:.3f}" + (" · **cited**" if is_cited else ""))
         with st.expander(label, expanded=is_cited, icon=":material/format_quote:" if is_cited else None):
             hl = answer_sentence(s["text"], answer, question) if is_cited else None
-            body = passage_markdown(s["text"], hl)
-            if anchor:
-                body = f'<div id="{anchor}-{s["n"]}" class="distilrag-src">{body}</div>'
-            st.markdown(body, unsafe_allow_html=True)
+            target = f' id="{anchor}-{s["n"]}"' if anchor else ""
+            st.markdown(f'<div{target} class="distilrag-src">{passage_markdown(s["text"], hl)}</div>',
+                        unsafe_allow_html=True)
             st.caption(f"doc id {escape_md(s['docid'])} · retrieval score {s['score']:.4f}"
                        + (" · cited in the answer" if is_cited else ""))

@@ -39,7 +39,7 @@ def test_job_status_reports_stage_progress_and_failure(tmp_path, monkeypatch):
             time.sleep(0.2)
         assert s.state == "running" and s.stage == "teacher" and s.done_stages == 1
         assert s.step == "75/100 (75%)" and s.stage_left == "00:06"
-        assert "stage 2 of 4: scoring with the ranker" in s.summary
+        assert "stage 2 of 5: scoring with the ranker" in s.summary
     finally:
         import os
         import signal
@@ -67,7 +67,7 @@ def test_sidebar_shows_the_retrain_and_switches_distilled_on_when_published(app_
         at = new_app()
         assert list(at.radio(key="retriever").options) == ["base", "bm25", "hybrid"]
         shown = "\n".join(str(e.value) for e in at.sidebar.info)
-        assert "background retrain stage 2 of 4: scoring with the ranker 75/100 (75%)" in shown
+        assert "background retrain stage 2 of 5: scoring with the ranker 75/100 (75%)" in shown
         set_published("distilled", base_embedder_path(), "squad_dev")  # the retrain publishes
         at.run()
         assert "distilled" in list(at.radio(key="retriever").options)

@@ -48,7 +48,9 @@ def test_dollar_signs_in_passages_do_not_become_latex(corpus_dir, app_home, fake
     at = new_app()
     ask(at, "Into which sea does the Nile flow?")
     shown = texts(at.markdown)
-    assert r"\$0" in shown  # escaped: Streamlit would otherwise render "$...$" as LaTeX
+    # Inside the passage's HTML block "$" is an entity (Markdown escapes would show as "\$"),
+    # so Streamlit cannot render "$...$" as LaTeX.
+    assert "costs &#36;0 to look at" in shown and r"\$0" not in shown
 
 
 def test_retriever_switch_and_no_distilled_notice(corpus_dir, app_home, fake_llm):
@@ -159,9 +161,12 @@ def test_answer_sentence_of_the_super_bowl_passage_is_the_one_with_the_answer():
     from rag.corpus import load_corpus
 
     corpus = load_corpus("squad_dev")
-    answer = "Super Bowl 50 took place at Levi's Stadium in Santa Clara, California [1]."
-    for docid, expected in (("Super_Bowl_50#0", "at Levi's Stadium in the San Francisco Bay Area"),
-                            ("Super_Bowl_50#7", "awarded the game to Levi's Stadium")):
-        passage = corpus.by_id[docid].text
-        i = answer_sentence(passage, answer, "Where did Super Bowl 50 take place?")
-        assert expected in split_sentences(passage)[i], docid
+    answers = ("Super Bowl 50 took place at Levi's Stadium in Santa Clara, California [1].",
+               # the embedded LLM's own answer, seen in the app: the elaboration must not win
+               "Super Bowl 50 took place at Levi's Stadium in the San Francisco Bay Area, California. [3]")
+    for answer in answers:
+        for docid, expected in (("Super_Bowl_50#0", "at Levi's Stadium in the San Francisco Bay Area"),
+                                ("Super_Bowl_50#7", "awarded the game to Levi's Stadium")):
+            passage = corpus.by_id[docid].text
+            i = answer_sentence(passage, answer, "Where did Super Bowl 50 take place?")
+            assert expected in split_sentences(passage)[i], (docid, answer)
