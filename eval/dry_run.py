@@ -13,7 +13,7 @@ import json
 import sys
 from dataclasses import dataclass
 
-from eval.retriever_specs import build_retrieval, retriever_identity, slug
+from rag.pipelines import retrieval_function, slug, spec_identity
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class DryRun:
         ] + [f"  skipped {s}" for s in self.skipped]
 
 
-def _done_qids(d, spec: str) -> set[str]:
+def _done_qids(d, spec: str, corpus) -> set[str]:
     """Questions the retriever's directory has answered with the weights its spec means now."""
     from eval.run import load_done
 
@@ -55,7 +55,7 @@ def _done_qids(d, spec: str) -> set[str]:
     if not out.exists():
         return set()
     old = json.loads(ident_path.read_text()) if ident_path.exists() else None
-    if old is not None and old != {"spec": spec, **retriever_identity(spec)}:
+    if old is not None and old != {"spec": spec, **spec_identity(spec, corpus)}:
         return set()  # the run will set these answers aside and ask again
     return set(load_done(out, need_answer=True))
 
@@ -78,11 +78,11 @@ def dry_run(cfg, out: str | None = None, llm_cfg=None, cache=None, runs_root=Non
     skipped = []
     for spec in cfg.retrievers:
         try:
-            retrieve = build_retrieval(spec, corpus, cfg.depth)
+            retrieve = retrieval_function(spec, corpus, cfg.depth)
         except EmbedderNotFound as e:
             skipped.append(f"{spec}: {scrub(str(e))}")
             continue
-        done = _done_qids(run_dir / slug(spec), spec)
+        done = _done_qids(run_dir / slug(spec), spec, corpus)
         in_dir += sum(1 for q in questions if q.qid in done)
         for q in questions:
             if q.qid in done:

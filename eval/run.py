@@ -42,7 +42,7 @@ from pathlib import Path
 from eval.qa_metrics import answer_in_context, qa_scores
 from eval.questions import load_questions, questions_hash  # noqa: F401  (load_questions: part of this API)
 from eval.failures import EmptyAnswerError, EvalFailed, check_failures, last_error, llm_failure  # noqa: F401
-from eval.retriever_specs import build_retrieval, retriever_identity, slug
+from rag.pipelines import retrieval_function, slug, spec_identity
 from rag.errors import UserError, scrub
 
 IR_DEPTH = 20
@@ -121,7 +121,7 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
 
     from rag.chain import RAGChain
 
-    retrieve = build_retrieval(spec, corpus, cfg.depth)
+    retrieve = retrieval_function(spec, corpus, cfg.depth)
     # The chain only answers here (nodes are passed in), so the harness can time retrieval and
     # keep the full --depth ranking for IR metrics while the LLM sees the top --top-k.
     chain = None if cfg.retrieval_only else RAGChain(retriever=None, llm=llm, name=spec, llm_cfg=llm_cfg)
@@ -197,7 +197,7 @@ def run_retriever(spec: str, questions: list, qrels, cfg: EvalConfig, corpus, ru
 
     d = run_dir / slug(spec)
     out = d / "answers.jsonl"
-    ident, ident_path = {"spec": spec, **retriever_identity(spec)}, d / "retriever.json"
+    ident, ident_path = {"spec": spec, **spec_identity(spec, corpus)}, d / "retriever.json"
     # Runs written before retriever.json existed have none: their answers are trusted.
     old = json.loads(ident_path.read_text()) if ident_path.exists() else None
     if out.exists() and old is not None and old != ident:

@@ -69,8 +69,8 @@ def two_retrievers(tmp_path, monkeypatch):
         return retrieve
 
     for mod in (eval.run, eval.dry_run):
-        monkeypatch.setattr(mod, "build_retrieval", build)
-        monkeypatch.setattr(mod, "retriever_identity", lambda spec, corpus=None: {})
+        monkeypatch.setattr(mod, "retrieval_function", build)
+        monkeypatch.setattr(mod, "spec_identity", lambda spec, corpus=None: {})
     cfg = EvalConfig(corpus=str(tmp_path / "corpus.jsonl"), split="", queries=str(tmp_path / "q.jsonl"),
                      retrievers=("a", "b"), top_k=2, depth=2)
     return tmp_path, cfg

@@ -170,7 +170,7 @@ def test_answers_of_other_weights_are_kept_aside_and_not_resumed(tiny, monkeypat
     import eval.run as harness
 
     weights = {"embedder": "w1"}
-    monkeypatch.setattr(harness, "retriever_identity", lambda spec: dict(weights))
+    monkeypatch.setattr(harness, "spec_identity", lambda spec, corpus=None: dict(weights))
     run_eval(cfg_for(tiny), out=tiny / "run", llm=scripted_llm(answer_from_prompt), progress=False)
     llm = scripted_llm(answer_from_prompt)
     run_eval(cfg_for(tiny), out=tiny / "run", llm=llm, progress=False)

@@ -159,7 +159,7 @@ def test_some_questions_failing_say_how_many(tiny, capsys):
         return "Yes [1]."
 
     cfg = EvalConfig(corpus=str(tiny / "corpus.jsonl"), split="", queries=str(tiny / "q.txt"),
-                     retrievers=("bm25",), top_k=1, depth=3)
+                     retrievers=("bm25",), top_k=1, depth=3, answer_cache=False)
     run_eval(cfg, out=tiny / "run", llm=scripted_llm(answer), progress=False, report=False)
     out, err = capsys.readouterr()
     assert "warning: bm25: 1 of 2 questions failed" in err and "run the command again" in err

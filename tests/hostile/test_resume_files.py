@@ -79,7 +79,7 @@ def test_eval_answers_with_a_torn_tail_resume_cleanly(tmp_path, capsys):
                                             {"_id": "b", "text": "A glacier moves slowly."}])
     (tmp_path / "q.txt").write_text("Is the harbour busy?\nDoes the glacier move?\n")
     cfg = EvalConfig(corpus=str(tmp_path / "corpus.jsonl"), split="", queries=str(tmp_path / "q.txt"),
-                     retrievers=("bm25",), top_k=1, depth=2)
+                     retrievers=("bm25",), top_k=1, depth=2, answer_cache=False)
     run_eval(cfg, out=tmp_path / "run", llm=scripted_llm(["Yes [1]."]), progress=False, report=False)
     answers = tmp_path / "run" / "bm25" / "answers.jsonl"
     data = answers.read_bytes()
