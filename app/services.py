@@ -256,6 +256,7 @@ def _cached_chain(corpus_key: str, retriever: str, top_k: int, reranker: str | N
 
 def get_chain(corpus, retriever: str, top_k: int, reranker: str | None, index_stamp: str):
     """The retrieval chain for these settings; it answers with the LLM each question passes it."""
+    preload_modules()  # retrieval now runs before the LLM starts: the import lock must come first
     return _cached_chain(f"{corpus.name}:{corpus.hash}", retriever, top_k, reranker, index_stamp, corpus)
 
 
