@@ -182,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as e:  # user-facing errors: one line that says what to do, no stack trace
         if debug:
             raise
-        from rag.errors import scrub, user_message
+        from rag.errors import scrub
+        from rag.messages import user_message
 
         msg = user_message(e)
         if msg is not None:

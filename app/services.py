@@ -15,7 +15,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from app.warmup import preload_modules
+from app.preload import preload_modules
 
 MY_DOCS = "my documents"
 RETRIEVERS = ("base", "distilled", "bm25", "hybrid")
@@ -262,7 +262,8 @@ def get_chain(corpus, retriever: str, top_k: int, reranker: str | None, index_st
 
 # ---------------------------------------------------------------- errors
 # One mechanism for every face (rag.errors): the app re-exports it for its pages.
-from rag.errors import public_endpoint, scrub, user_message  # noqa: E402,F401
+from rag.errors import public_endpoint, scrub  # noqa: E402,F401
+from rag.messages import user_message  # noqa: E402
 
 
 def _log():

@@ -35,7 +35,8 @@ def main() -> None:
     from rag.llm_cache import LLMCache
     from rag.records import CandidateList, read_jsonl
     from rag.settings import apply_offline_env
-    from retriever_training.llm_rank import LLMRankConfig, rank_candidates
+    from retriever_training.llm_rank import rank_candidates
+    from retriever_training.ranking import LLMRankConfig
 
     apply_offline_env()
     corpus = load_corpus("squad_dev")
@@ -83,7 +84,8 @@ def main() -> None:
 
 def check_estimate(lists, corpus, candidates: int, tolerance: float = 0.2) -> int:
     from rag.llm_cache import LLMCache
-    from retriever_training.llm_rank import LLMRankConfig, ledger_path, rank_candidates
+    from retriever_training.llm_rank import rank_candidates
+    from retriever_training.ranking import LLMRankConfig, ledger_path
 
     cfg = LLMRankConfig(mode="query_likelihood", max_candidates=candidates)
     with tempfile.TemporaryDirectory() as tmp:

@@ -49,7 +49,7 @@ class DryRun:
 
 def _done_qids(d, spec: str, corpus) -> set[str]:
     """Questions the retriever's directory has answered with the weights its spec means now."""
-    from eval.run import load_done
+    from eval.plan import load_done
 
     ident_path, out = d / "retriever.json", d / "answers.jsonl"
     if not out.exists():
@@ -62,7 +62,8 @@ def _done_qids(d, spec: str, corpus) -> set[str]:
 
 def dry_run(cfg, out: str | None = None, llm_cfg=None, cache=None, runs_root=None) -> DryRun:
     from eval.answer_cache import open_answer_cache, passages_of, prompt_tokens, seconds_per_token
-    from eval.run import load_questions, run_dir_of, select
+    from eval.plan import run_dir_of, select
+    from eval.questions import load_questions
     from rag.corpus import load_corpus
     from rag.embedder import EmbedderNotFound
     from rag.errors import scrub

@@ -30,7 +30,8 @@ SEED = 0
 
 
 def _load(run_dir: Path):
-    from eval.run import EvalConfig, load_questions
+    from eval.plan import EvalConfig
+    from eval.questions import load_questions
     from rag.records import read_jsonl
 
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -33,68 +33,21 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
+from eval.plan import EvalConfig, load_done, ragas_subset, run_dir_of, select
 from eval.qa_metrics import answer_in_context, qa_scores
 from eval.questions import load_questions, questions_hash  # noqa: F401  (load_questions: part of this API)
 from eval.failures import EmptyAnswerError, EvalFailed, check_failures, last_error, llm_failure  # noqa: F401
 from rag.pipelines import retrieval_function, slug, spec_identity
 from rag.errors import UserError, scrub
 
-IR_DEPTH = 20
 _RESUME_KEYS = ("corpus", "corpus_hash", "split", "queries", "questions_hash", "n", "seed", "top_k", "depth",
                 "retrieval_only")
 MAX_FAILURES_IN_A_ROW = 5  # then the endpoint is down, not one question hard: stop, keep the rest
-
-
-@dataclass(frozen=True)
-class EvalConfig:
-    corpus: str = "squad_dev"
-    split: str = "test"
-    queries: str = ""                 # questions file; "" = the corpus's own queries for `split`
-    qrels: str = ""                   # qrels TSV; "" = the corpus's own, if it has one
-    retrievers: tuple[str, ...] = ("base", "distilled", "bm25", "hybrid")
-    n: int = 0                        # seeded subset of the questions; 0 = all
-    seed: int = 0
-    top_k: int = 5                    # passages the LLM answers from
-    depth: int = IR_DEPTH             # ranks kept in run files (recall@20 needs 20)
-    retrieval_only: bool = False
-    ragas_n: int = 0                  # seeded, paired subset judged by RAGAS; 0 = none
-    name: str = ""
-    grounding: str = "lexical"        # lexical (free) | llm (lexical too, + a verifier call) | off
-    answer_cache: bool = True         # False: ask the LLM even for a prompt answered before
-
-
-def select(questions: list, n: int, seed: int) -> list:
-    """A seeded subset that keeps file order (the same n and seed give the same questions)."""
-    if not n or n >= len(questions):
-        return list(questions)
-    keep = set(random.Random(seed).sample(sorted(q.qid for q in questions), n))
-    return [q for q in questions if q.qid in keep]
-
-
-def ragas_subset(qids: list[str], m: int, seed: int) -> list[str]:
-    """The questions RAGAS judges: one seeded draw shared by every retriever (paired)."""
-    qids = sorted(qids)
-    return qids if m >= len(qids) else sorted(random.Random(f"ragas-{seed}").sample(qids, m))
-
-
-def load_done(path: Path, need_answer: bool) -> dict[str, dict]:
-    """Finished records by qid (last one wins); failed or incomplete records are redone."""
-    from rag.records import read_jsonl
-
-    done: dict[str, dict] = {}
-    if path.exists():
-        for r in read_jsonl(path):
-            if r.get("error") or (need_answer and r.get("answer") is None):
-                done.pop(r["qid"], None)
-            else:
-                done[r["qid"]] = r
-    return done
 
 
 def _append_many(path: Path, recs: list[dict]) -> None:
@@ -235,14 +188,6 @@ def run_retriever(spec: str, questions: list, qrels, cfg: EvalConfig, corpus, ru
                                          llm=judge_llm, progress=progress)
     write_json(d / "metrics.json", metrics)
     return metrics
-
-
-def run_dir_of(cfg: EvalConfig, corpus, out: str | None) -> Path:
-    from rag.settings import runs_dir
-
-    name = cfg.name or "-".join(p for p in (corpus.name, cfg.split or "all", f"n{cfg.n}" if cfg.n else "",
-                                            "ir" if cfg.retrieval_only else "") if p)
-    return Path(out) if out else runs_dir() / "eval" / name
 
 
 def prepare_run_dir(cfg: EvalConfig, corpus, out: str | None, overwrite: bool, questions=None) -> Path:
@@ -390,7 +335,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir = run_eval(cfg, out=a.out, overwrite=a.overwrite, llm_cfg=llm_cfg, judge_cfg=judge_cfg,
                            progress=not a.quiet)
     except (UserError, FileNotFoundError) as e:
-        from rag.errors import user_message
+        from rag.messages import user_message
 
         print(f"error: {user_message(e) or scrub(str(e))}", file=sys.stderr)
         return 2

@@ -7,7 +7,6 @@ and the evaluation harness, so all three answer the same way. No Streamlit impor
 """
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Callable

@@ -1,8 +1,8 @@
 """What a user sees when something goes wrong: one line that names the thing and the fix, no secret.
 
 Every face (the `distilrag` commands, the chat app, the batch harness) turns an exception into
-text through `user_message` / `explain`, and every text that leaves the process (stdout, logs,
-answer records) passes `scrub` first, so an endpoint that echoes a key in its error body cannot
+text through rag.messages (`user_message` / `explain`), and every text that leaves the process
+(stdout, logs, answer records) passes `scrub` first, so an endpoint that echoes a key in its error body cannot
 get it printed or stored. Errors a user can act on subclass `UserError` (exit code 2); anything
 else is a bug and keeps its traceback (on stderr with `--debug`, in the app's terminal).
 """
@@ -82,32 +82,3 @@ def llm_error_message(e: BaseException, where: str, key_env: str = "OPENAI_API_K
     if isinstance(e, openai.APIError):
         return f"{where} returned an unusable answer: {scrub(str(e), (key_env,))[:200]}"
     return None
-
-
-def user_message(e: BaseException) -> str | None:
-    """A scrubbed one-line message for errors a user can act on; None for bugs."""
-    from rag.llm import LLMConfig, LLMUnavailable
-
-    if isinstance(e, LLMUnavailable):
-        return scrub(f"The LLM is unavailable: {e}")
-    if isinstance(e, UserError):
-        return scrub(str(e))
-    if isinstance(e, (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)):
-        name = getattr(e, "filename", None)
-        return scrub(f"{e.strerror or e}: {name}" if name else str(e))
-    cfg = LLMConfig.from_env()
-    where = "the local LLM server" if cfg.is_local else public_endpoint(cfg.endpoint)
-    msg = llm_error_message(e, where, cfg.api_key_env, cfg.is_local)
-    if msg:
-        return msg
-    if isinstance(e, ConnectionError):
-        return f"The LLM connection failed: {scrub(str(e))[:300]}. Try again."
-    return None
-
-
-def explain(e: BaseException) -> str:
-    """Any error as one scrubbed line; unexpected ones say so (their traceback is logged by the caller)."""
-    msg = user_message(e)
-    if msg is None:
-        msg = f"Unexpected error ({type(e).__name__}): {scrub(str(e))[:300]}"
-    return msg

@@ -18,54 +18,18 @@ command continues later; the retrain trains on what is ranked).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 from rag.config import ConfigError
 from rag.records import CandidateList, Query, read_jsonl, write_json, write_jsonl
 from rag.settings import REPO_ROOT
-from retriever_training.candidates import CandidatesConfig, make_candidates
-from retriever_training.llm_rank import LLMRankConfig, rank_candidates
-from retriever_training.queries import QueriesConfig, select_queries, synthetic_queries
-
-
-@dataclass(frozen=True)
-class LabelConfig:
-    corpus: str = ""        # folder, .jsonl[.gz] or shipped name: there is no sensible default corpus
-    labels_dir: str = ""    # "" = one per corpus and selection settings under runs/labels/;
-                            # relative paths are under the repository root
-
-
-LABEL_SECTIONS = {"label": LabelConfig, "queries": QueriesConfig, "candidates": CandidatesConfig,
-                  "llm_rank": LLMRankConfig}
-
-
-def labels_path(cfg: LabelConfig) -> Path:
-    p = Path(cfg.labels_dir)
-    return p if p.is_absolute() else REPO_ROOT / p
-
-
-def _sha256(path: str) -> str:
-    p = Path(path).expanduser()
-    return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
-
-
-def selection(cfgs: dict) -> dict:
-    """The settings that decide a label set's queries, candidates and rankings (a query log by its
-    content, so an edited log is a new selection); only those the query source reads."""
-    q, c, r = cfgs["queries"], cfgs["candidates"], cfgs["llm_rank"]
-    sel: dict = {"source": q.source, "n": q.n, "seed": q.seed}
-    if q.source == "split":
-        sel["split"] = q.split
-    elif q.source in ("file", "feedback"):
-        sel["file_sha256"] = _sha256(q.file)
-    else:
-        sel.update(synth_passages=q.synth_passages, synth_filter_depth=q.synth_filter_depth)
-    return {"queries": sel, "candidates": asdict(c),
-            "llm_rank": {"mode": r.mode, "max_candidates": r.max_candidates}}
+from retriever_training.candidates import make_candidates
+from retriever_training.llm_rank import rank_candidates
+from retriever_training.queries import select_queries, synthetic_queries
+from retriever_training.recipe import LABEL_SECTIONS, LabelConfig, labels_path, selection
 
 
 def _recorded_selection(out: Path) -> dict | None:
@@ -149,7 +113,7 @@ def run_labelling(cfgs: dict, dry_run: bool = False, progress: bool = True, corp
     rankings = out / "rankings.jsonl"
     started = time.strftime("%Y-%m-%dT%H:%M:%S")
     from rag.settings import runs_dir
-    from retriever_training.llm_rank import machine_ledgers
+    from retriever_training.ranking import machine_ledgers
 
     ledger = rank_candidates(cands, corpus, cfgs["llm_rank"], rankings, progress=progress, dry_run=dry_run,
                              ledgers=machine_ledgers(runs_dir() / "labels"))

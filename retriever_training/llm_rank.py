@@ -21,81 +21,12 @@ re-run pays nothing twice; finished queries are skipped by qid.
 """
 from __future__ import annotations
 
-import json
-import time
-import uuid
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from rag.corpus import Corpus
 from rag.llm_cache import LLMCache
-from rag.records import CandidateList, read_jsonl, write_json
-from retriever_training.label_cost import machine_id
-
-MODES = ("listwise", "pointwise", "query_likelihood")
-
-
-@dataclass(frozen=True)
-class LLMRankConfig:
-    mode: str = "query_likelihood"
-    max_candidates: int = 10     # the LLM ranks each list's first-stage top-k (cost is linear in k)
-    window: int = 10             # listwise: passages per prompt
-    step: int = 5                # listwise: window stride (back to front, RankGPT style)
-    passage_words: int = 80      # listwise/pointwise: passages cut to this many words (0 = whole)
-    n_threads: int = 0           # query_likelihood: CPU threads for llama.cpp (0 = all)
-    ql_backend: str = "llama_cpp"  # query_likelihood runtime: llama_cpp (CPU) | transformers (GPU machines)
-    ql_device: str = "auto"      # transformers backend: cuda | cpu | auto
-    ql_batch_size: int = 32      # transformers backend: queries per forward pass
-    concurrency: int = 4         # listwise/pointwise: parallel requests to the endpoint
-    price_in_per_mtok: float = 0.0   # cost table for the ledger/dry run (USD per 1M tokens)
-    price_out_per_mtok: float = 0.0
-    budget_minutes: float = 0.0  # stop at the first query boundary after this long (0 = no limit)
-    max_queries: int = 0         # stop once this many queries are ranked, earlier runs included (0 = all)
-
-    def __post_init__(self):
-        from rag.config import require
-
-        require(self, positive=("max_candidates", "window", "step", "ql_batch_size", "concurrency"),
-                non_negative=("passage_words", "n_threads", "price_in_per_mtok", "price_out_per_mtok",
-                              "budget_minutes", "max_queries"),
-                choices={"mode": MODES, "ql_backend": ("llama_cpp", "transformers"),
-                         "ql_device": ("auto", "cuda", "cpu")})
-
-
-@dataclass
-class Ledger:
-    mode: str
-    model: str
-    calls: int = 0
-    cache_hits: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    repairs: int = 0
-    malformed: int = 0
-    seconds: float = 0.0
-    queries_done: int = 0
-    cost_usd: float = 0.0
-    est_tokens: int = 0      # the paid work in label_cost's estimated tokens: the rate the next estimate uses
-    stopped: str = ""        # why a run ended before its last query: "budget" | "max_queries"
-    extra: dict = field(default_factory=dict)
-    machine: str = field(default_factory=machine_id)
-    started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # one ledger entry per run
-
-    def __post_init__(self):
-        self._t0, self._saved_calls = time.perf_counter(), 0
-
-    def add_cost(self, cfg: LLMRankConfig) -> None:
-        self.cost_usd = round(self.prompt_tokens / 1e6 * cfg.price_in_per_mtok
-                              + self.completion_tokens / 1e6 * cfg.price_out_per_mtok, 4)
-
-    def checkpoint(self, out_path: Path, cfg: LLMRankConfig | None = None, every: int = 50) -> None:
-        """Save the ledger once `every` calls were made since the last save (a kill loses fewer)."""
-        if self.calls - self._saved_calls >= every:
-            self.seconds = round(time.perf_counter() - self._t0, 1)
-            if cfg is not None:
-                self.add_cost(cfg)
-            save_ledger(out_path, self, status="running")
+from rag.records import CandidateList, read_jsonl
+from retriever_training.ranking import MODES, Ledger, LLMRankConfig, ledger_path
 
 
 def done_qids(out_path: Path) -> set[str]:
@@ -137,48 +68,3 @@ def rank_candidates(candidates: list[CandidateList], corpus: Corpus, cfg: LLMRan
     if dry_run and "estimate" in ledger.extra:
         ledger.extra["estimate"]["already_done"] = len(done)
     return ledger
-
-
-def budget_over(cfg: LLMRankConfig, t0: float, now: float) -> bool:
-    """Whether the labelling budget is spent (checked between queries, so every written query is whole)."""
-    return bool(cfg.budget_minutes) and now - t0 >= 60 * cfg.budget_minutes
-
-
-def machine_ledgers(labels_root: Path) -> list[Path]:
-    """Every labelling ledger under the label sets' folder: the rates achieved on this machine."""
-    return sorted(labels_root.glob("*/rankings.ledger.json")) if labels_root.is_dir() else []
-
-
-LEDGER_TOTALS = ("calls", "cache_hits", "prompt_tokens", "completion_tokens", "repairs", "malformed",
-                 "seconds", "queries_done", "cost_usd", "est_tokens")
-
-
-def ledger_path(out_path: Path) -> Path:
-    return out_path.with_name(out_path.name.split(".")[0] + ".ledger.json")
-
-
-def save_ledger(out_path: Path, ledger: Ledger, status: str = "finished") -> None:
-    """Record `ledger` as its run's entry in <rankings>.ledger.json (replacing that run's earlier
-    checkpoint) and re-add the totals over every run; status: running | interrupted | finished."""
-    import sys
-
-    path = ledger_path(out_path)
-    old: dict = {}
-    if path.exists():
-        try:
-            old = json.loads(path.read_text(encoding="utf-8"))
-            if not isinstance(old, dict) or not isinstance(old.get("runs", []), list):
-                raise ValueError("not a ledger")
-        except (ValueError, UnicodeDecodeError) as e:
-            aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            path.rename(aside)
-            print(f"warning: {path} is unreadable ({type(e).__name__}); moved it to {aside.name}, "
-                  "its totals are not in the new ledger.", file=sys.stderr)
-            old = {}
-    runs = [r for r in old.get("runs", []) if r.get("run_id") != ledger.run_id or not ledger.run_id]
-    runs.append({**asdict(ledger), "status": status, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    ledger._saved_calls = ledger.calls
-    total = {k: round(sum(r.get(k, 0) for r in runs), 4) for k in LEDGER_TOTALS}
-    starts = [s for s in [old.get("first_started")] + [r.get("started_at") for r in runs] if s]
-    write_json(path, {"first_started": min(starts) if starts else ledger.started_at,
-                      "total": total, "runs": runs})

@@ -14,7 +14,7 @@ from pathlib import Path
 from rag.corpus import Corpus
 from rag.llm_cache import LLMCache, cache_key
 from rag.records import CandidateList, LLMRanking, append_jsonl
-from retriever_training.llm_rank import Ledger, LLMRankConfig, budget_over, save_ledger
+from retriever_training.ranking import Ledger, LLMRankConfig, budget_over, save_ledger
 from retriever_training.prompts import (LISTWISE, POINTWISE, listwise_messages, parse_permutation,
                                         pointwise_messages, sliding_windows, truncate_words)
 

@@ -17,7 +17,7 @@ from rag.corpus import Corpus
 from rag.llm_cache import LLMCache, cache_key
 from rag.records import CandidateList, LLMRanking, append_jsonl
 from retriever_training.label_cost import passage_tokens, query_tokens
-from retriever_training.llm_rank import Ledger, LLMRankConfig, budget_over, save_ledger
+from retriever_training.ranking import Ledger, LLMRankConfig, budget_over, save_ledger
 from retriever_training.query_likelihood import PASSAGE_TEMPLATE, PROMPT_ID, PROMPT_VERSION, QLConfig
 
 

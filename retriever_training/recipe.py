@@ -17,14 +17,53 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from rag.config import ConfigError, require
 from retriever_training.distill import DistillConfig
-from retriever_training.label import LABEL_SECTIONS, selection
+from rag.settings import REPO_ROOT
+from retriever_training.candidates import CandidatesConfig
+from retriever_training.queries import QueriesConfig
+from retriever_training.ranking import LLMRankConfig
 from retriever_training.score_teacher import TeacherConfig
 from retriever_training.train_ranker import RankerConfig
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    corpus: str = ""        # folder, .jsonl[.gz] or shipped name: there is no sensible default corpus
+    labels_dir: str = ""    # "" = one per corpus and selection settings under runs/labels/;
+                            # relative paths are under the repository root
+
+
+LABEL_SECTIONS = {"label": LabelConfig, "queries": QueriesConfig, "candidates": CandidatesConfig,
+                  "llm_rank": LLMRankConfig}
+
+
+def labels_path(cfg: LabelConfig) -> Path:
+    p = Path(cfg.labels_dir)
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def _sha256(path: str) -> str:
+    p = Path(path).expanduser()
+    return hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else ""
+
+
+def selection(cfgs: dict) -> dict:
+    """The settings that decide a label set's queries, candidates and rankings (a query log by its
+    content, so an edited log is a new selection); only those the query source reads."""
+    q, c, r = cfgs["queries"], cfgs["candidates"], cfgs["llm_rank"]
+    sel: dict = {"source": q.source, "n": q.n, "seed": q.seed}
+    if q.source == "split":
+        sel["split"] = q.split
+    elif q.source in ("file", "feedback"):
+        sel["file_sha256"] = _sha256(q.file)
+    else:
+        sel.update(synth_passages=q.synth_passages, synth_filter_depth=q.synth_filter_depth)
+    return {"queries": sel, "candidates": asdict(c),
+            "llm_rank": {"mode": r.mode, "max_candidates": r.max_candidates}}
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ def _reverse(messages):
 
 
 def test_ledger_counts_interrupted_passes_and_keeps_the_first_start(tmp_path):
-    from retriever_training.llm_rank import LLMRankConfig, ledger_path
+    from retriever_training.ranking import LLMRankConfig, ledger_path
     from retriever_training.rank_chat import rank_with_chat
 
     cfg = LLMRankConfig(mode="listwise", max_candidates=6, window=6, step=3, concurrency=1)
@@ -137,7 +137,7 @@ def test_ledger_counts_interrupted_passes_and_keeps_the_first_start(tmp_path):
 
 def test_ledger_is_checkpointed_while_a_run_goes_on(tmp_path):
     """A kill -9 skips every handler: what was saved at the last checkpoint is what counts."""
-    from retriever_training.llm_rank import Ledger, ledger_path
+    from retriever_training.ranking import Ledger, ledger_path
 
     out = tmp_path / "rankings.jsonl"
     led = Ledger(mode="listwise", model="m", calls=49)
@@ -156,7 +156,7 @@ def test_ledger_is_checkpointed_while_a_run_goes_on(tmp_path):
 
 
 def test_a_damaged_ledger_is_kept_aside_not_a_crash(tmp_path, capsys):
-    from retriever_training.llm_rank import Ledger, ledger_path, save_ledger
+    from retriever_training.ranking import Ledger, ledger_path, save_ledger
 
     out = tmp_path / "rankings.jsonl"
     ledger_path(out).write_text('{"total": {"calls": 3}, "runs": [')

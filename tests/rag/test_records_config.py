@@ -4,7 +4,7 @@ import pytest
 
 from rag.config import ConfigError, load_sections
 from rag.records import CandidateList, Candidate, append_jsonl, read_jsonl, write_jsonl
-from retriever_training.label import LABEL_SECTIONS
+from retriever_training.recipe import LABEL_SECTIONS
 
 
 def test_roundtrip_nested_records_and_gzip(tmp_path):

@@ -9,7 +9,8 @@ from rag.corpus import Corpus
 from rag.llm_cache import LLMCache
 from rag.records import Candidate, CandidateList, LLMRanking, Passage, read_jsonl
 from retriever_training import label_cost
-from retriever_training.llm_rank import LLMRankConfig, ledger_path, rank_candidates
+from retriever_training.llm_rank import rank_candidates
+from retriever_training.ranking import LLMRankConfig, ledger_path
 from retriever_training.rank_ql import rank_query_likelihood
 
 # 8 passages in corpus order; each query's 4 candidates come from all over the corpus, so scoring
@@ -184,7 +185,7 @@ def test_the_estimate_prices_an_endpoint():
 def test_a_retrain_after_a_budget_stop_trains_on_the_ranked_queries_and_says_so(tmp_path, monkeypatch, capsys):
     from rag.config import ConfigError, load_sections
     from retriever_training import label, retrain as retrain_mod, train_ranker
-    from retriever_training.llm_rank import Ledger
+    from retriever_training.ranking import Ledger
     from retriever_training.recipe import SECTIONS
     from retriever_training.train_ranker import is_heldout
 

@@ -7,7 +7,8 @@ import pytest
 from rag.corpus import Corpus
 from rag.llm_cache import LLMCache, cache_key
 from rag.records import Candidate, CandidateList, Passage, read_jsonl
-from retriever_training.llm_rank import LLMRankConfig, rank_candidates
+from retriever_training.llm_rank import rank_candidates
+from retriever_training.ranking import LLMRankConfig
 from retriever_training.rank_chat import rank_with_chat, yes_no_score
 from tests.fakes import FakeChatClient
 

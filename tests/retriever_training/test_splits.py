@@ -131,7 +131,8 @@ def test_new_selection_on_an_existing_labels_dir_is_refused(tmp_path, monkeypatc
 def test_shipped_label_set_matches_the_shipped_config():
     """The committed label set predates selection.json: its provenance is what is compared."""
     from rag.corpus import load_corpus
-    from retriever_training.label import check_selection, labels_path, selection
+    from retriever_training.label import check_selection
+    from retriever_training.recipe import labels_path, selection
     from rag.settings import REPO_ROOT
 
     cfgs = load_sections(REPO_ROOT / "retriever_training" / "configs" / "squad_dev.yaml", SECTIONS)
