@@ -18,12 +18,14 @@ import streamlit as st
 from app.preload import preload_modules
 
 MY_DOCS = "my documents"
-RETRIEVERS = ("base", "distilled", "bm25", "hybrid")
+RETRIEVERS = ("base", "distilled", "bm25", "hybrid", "hybrid:distilled")
+NEEDS_DISTILLED = ("distilled", "hybrid:distilled")
 RETRIEVER_HELP = {
     "base": "dense: all-MiniLM-L6-v2 (cosine scores)",
     "distilled": "dense: MiniLM distilled from the LLM's rankings (cosine scores)",
     "bm25": "lexical: BM25 (BM25 scores)",
     "hybrid": "BM25 + base dense, reciprocal-rank fusion (RRF scores)",
+    "hybrid:distilled": "BM25 + distilled dense, reciprocal-rank fusion (RRF scores)",
 }
 
 
@@ -77,12 +79,37 @@ def published_ranker(choice: str) -> Path | None:
 
 
 def available_retrievers(choice: str) -> list[str]:
-    return [r for r in RETRIEVERS if r != "distilled" or published_distilled(choice)]
+    return [r for r in RETRIEVERS if r not in NEEDS_DISTILLED or published_distilled(choice)]
+
+
+def _published_name(spec: str) -> str:
+    """A run's pipeline spec (runs/<run>/student, runs/<run>/ranker) in the names the chat uses."""
+    import re
+
+    return re.sub(r"[^+:]*/ranker\b", "ranker", re.sub(r"[^+:]*/(student|model)\b", "distilled", spec))
+
+
+def pipeline_scores(choice: str) -> tuple[dict[str, float], str]:
+    """{published spec: held-out nDCG@10} from the published model's verdict, and who judged it
+    ("gold" or "the LLM"); ({}, "") when the card has none. The figures come from the card only."""
+    verdict = distilled_card(choice).get("verdict") or {}
+    rows = verdict.get("pipelines") or []
+    scores = {_published_name(r["spec"]): r["ndcg@10"] for r in rows
+              if isinstance(r, dict) and isinstance(r.get("ndcg@10"), (int, float))}
+    judge = {"gold": "gold labels", "llm": "the LLM's order"}.get(verdict.get("ranked_by"), "")
+    return scores, (f"held-out nDCG@10 on {verdict.get('queries', '?')} questions, judged by {judge}" if scores else "")
+
+
+def best_pipeline(choice: str) -> tuple[str, str | None] | None:
+    """(retriever, reranker) of the best pipeline the published model's verdict measured, if any."""
+    best = (distilled_card(choice).get("verdict") or {}).get("best_published") or ""
+    retriever, _, reranker = _published_name(best).partition("+")
+    return (retriever, reranker or None) if retriever in RETRIEVERS else None
 
 
 def embedder_of(retriever: str) -> str | None:
     """The dense embedder whose index a retriever reads (None for BM25)."""
-    return {"base": "base", "distilled": "distilled", "hybrid": "base"}.get(retriever)
+    return {"base": "base", "distilled": "distilled", "hybrid": "base", "hybrid:distilled": "distilled"}.get(retriever)
 
 
 def distilled_card(choice: str) -> dict:

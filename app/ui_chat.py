@@ -64,6 +64,9 @@ def _render_answer(turn: dict, i: int) -> None:
         return
     st.markdown(answer_markdown(r["text"], anchor(turn, i), len(r["sources"])) or "_(empty answer)_",
                 unsafe_allow_html=True)
+    if r.get("unsupported"):  # the answer's words are not all in what it cites: do not present it as fact
+        st.warning(f"Unsupported: {r['unsupported']}. Check the passages below before relying on this answer.",
+                   icon=":material/warning:")
     t = r["timings"]
     st.caption(f"{r['retriever']} · retrieval {t.get('retrieve_s', 0):.2f} s · first token "
                f"{t.get('first_token_s', 0):.1f} s · total {t.get('total_s', 0):.1f} s")
@@ -186,6 +189,10 @@ def _answer_into(turn: dict, i: int, live, llm, answer_slot, sources_slot) -> No
              sources=[asdict(s) for s in ans.sources],
              timings={**r["timings"], "first_token_s": round(first[0] if first else total, 3),
                       "total_s": round(total, 3)})
+    from rag.grounding import support
+
+    check = support(ans.text, [s.text for s in ans.sources if s.n in ans.cited], turn["question"])
+    r["unsupported"] = check.reason if check.supported is False else ""
     with sources_slot.container():
         render_sources(r["sources"], r["cited"], r["text"], turn["question"], anchor(turn, i))
 

@@ -42,8 +42,18 @@ def render():
 
 def _retrieval_controls(corpus: str) -> tuple[str, str | None, int]:
     options = services.available_retrievers(corpus)
-    retriever = st.radio("Retriever", options, key="retriever",
-                         captions=[services.RETRIEVER_HELP[r] for r in options])
+    scores, judged = services.pipeline_scores(corpus)
+    best = services.best_pipeline(corpus)
+    if best and st.session_state.get("retriever") not in options:
+        st.session_state["retriever"] = best[0]  # the measured best pipeline is the default
+        st.session_state["rerank"] = best[1] == "ranker"
+
+    def caption(r: str) -> str:
+        score = scores.get(r)
+        return services.RETRIEVER_HELP[r] + (f" · nDCG@10 {score:.3f}" if score is not None else "") + (
+            " · best measured" if best and best == (r, None) else "")
+    retriever = st.radio("Retriever", options, key="retriever", captions=[caption(r) for r in options],
+                         help=f"Figures: {judged}, from the published model's card." if judged else None)
     if "distilled" in options:
         card = services.distilled_card(corpus)
         with st.expander("Distilled model", expanded=retriever == "distilled"):
@@ -62,6 +72,9 @@ def _retrieval_controls(corpus: str) -> tuple[str, str | None, int]:
         if st.checkbox("Rerank with the trained cross-encoder", key="rerank",
                        help="Retrieves 20 candidates, the ranker keeps the best top-k."):
             reranker = "ranker"
+        if (reranked := scores.get(f"{retriever}+ranker")) is not None:
+            st.caption(f"{retriever} + ranker: nDCG@10 {reranked:.3f}"
+                       + (" · best measured" if best == (retriever, "ranker") else ""))
     else:
         st.caption("Reranker: none trained yet (the retrain pipeline publishes one).")
     return retriever, reranker, top_k

@@ -21,6 +21,7 @@ def test_chat_answers_with_cited_highlighted_passage_and_keeps_history(corpus_di
     assert r["error"] is None
     assert r["text"] == "The Denver Broncos represented the AFC at Super Bowl 50 and won it [1]."
     assert r["cited"] == [1] and r["sources"][0]["docid"].startswith("broncos.txt#")
+    assert r["unsupported"] == "" and not at.warning  # its words are all in the cited passage
     assert r["timings"]["first_token_s"] <= r["timings"]["total_s"]
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
     assert "Denver Broncos" in texts(at.chat_message[1].markdown)
@@ -70,7 +71,7 @@ def test_retriever_switch_and_no_distilled_notice(corpus_dir, app_home, fake_llm
 
 def test_distilled_listed_with_its_card(corpus_dir, app_home, fake_llm, published_distilled):
     at = new_app()
-    assert list(at.radio(key="retriever").options) == ["base", "distilled", "bm25", "hybrid"]
+    assert list(at.radio(key="retriever").options) == ["base", "distilled", "bm25", "hybrid", "hybrid:distilled"]
     sidebar = texts(at.sidebar.markdown)
     assert "distilled-minilm-test" in sidebar and "2026-11-23" in sidebar
     table = at.sidebar.table[0].value
@@ -170,3 +171,42 @@ def test_answer_sentence_of_the_super_bowl_passage_is_the_one_with_the_answer():
             passage = corpus.by_id[docid].text
             i = answer_sentence(passage, answer, "Where did Super Bowl 50 take place?")
             assert expected in split_sentences(passage)[i], (docid, answer)
+
+
+def test_the_best_measured_pipeline_is_the_default_with_its_figures(corpus_dir, app_home, fake_llm,
+                                                                    published_distilled):
+    """The card's verdict ranks the pipelines: the app starts on the winner and shows each
+    choice's held-out nDCG@10 from the card (never typed into the app)."""
+    import json
+
+    card = json.loads((published_distilled / "distilrag_card.json").read_text())
+    run = "/somewhere/runs/minidocs"
+    card["verdict"] = {"queries": 40, "ranked_by": "llm", "best_published": "hybrid:distilled",
+                       "pipelines": [{"spec": f"hybrid:{run}/student", "ndcg@10": 0.812},
+                                     {"spec": "bm25", "ndcg@10": 0.790},
+                                     {"spec": f"{run}/student", "ndcg@10": 0.771},
+                                     {"spec": "base", "ndcg@10": 0.702}]}
+    (published_distilled / "distilrag_card.json").write_text(json.dumps(card))
+    at = new_app()
+    radio = at.radio(key="retriever")
+    assert radio.value == "hybrid:distilled"
+    ask(at, QUESTION)
+    assert _turns(at)[0]["results"][0]["retriever"] == "hybrid:distilled"
+    from app import services
+
+    scores, judged = services.pipeline_scores(str(corpus_dir))
+    assert scores == {"hybrid:distilled": 0.812, "bm25": 0.790, "distilled": 0.771, "base": 0.702}
+    assert "40 questions" in judged and "the LLM's order" in judged
+
+
+def test_an_answer_its_citation_does_not_support_is_shown_as_unsupported(corpus_dir, app_home, monkeypatch):
+    """The Melbourne failure: a confident, cited answer whose words are not in the cited passage."""
+    from app import services
+    from tests.fakes import scripted_llm
+
+    monkeypatch.setattr(services, "make_llm", lambda cfg: scripted_llm(["The Broncos won it in Melbourne [1]."]))
+    at = new_app()
+    ask(at, QUESTION)
+    [r] = _turns(at)[0]["results"]
+    assert "melbourne" in r["unsupported"]
+    assert any("Unsupported" in w.value and "melbourne" in w.value for w in at.warning)
