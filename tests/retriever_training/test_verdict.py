@@ -145,3 +145,22 @@ def test_pipeline_specs_and_their_published_names(tmp_path):
     assert base == "base" and student == f"{tmp_path}/r/student" and len(specs) == 10
     assert {"bm25", "hybrid", f"hybrid:{student}", f"bm25+{tmp_path}/r/ranker"} <= set(specs)
     assert V.published_spec(f"hybrid:{student}+{tmp_path}/r/ranker", tmp_path / "r") == "hybrid:distilled+ranker"
+
+
+def test_model_card_extends_the_one_sentence_transformers_generated():
+    from retriever_training.publish import merge_cards
+
+    generated = ("---\nlibrary_name: sentence-transformers\ntags:\n- sentence-transformers\n- loss:DistillKLDivLoss\n"
+                 "pipeline_tag: sentence-similarity\n---\n\n# SentenceTransformer\n\n## Training Details\n"
+                 "lr 4e-05\n\n## Citation\n\n### BibTeX\n@inproceedings{reimers-2019-sentence-bert}\n")
+    ours = "---\nlibrary_name: sentence-transformers\ntags: [retrieval, distilrag]\n---\n# distilrag-x\n\n**Verdict.** better.\n"
+    card = merge_cards(ours, generated)
+    assert card.count("---\n") == 2 and card.startswith("---\n")
+    import yaml
+
+    meta = yaml.safe_load(card.split("---\n")[1])
+    assert meta["tags"] == ["sentence-transformers", "loss:DistillKLDivLoss", "retrieval", "distilrag"]
+    assert meta["pipeline_tag"] == "sentence-similarity"
+    body = card.split("---\n", 2)[2]
+    assert body.index("**Verdict.**") < body.index("## Training Details") < body.index("@inproceedings")
+    assert merge_cards(ours, "") == ours
