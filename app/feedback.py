@@ -5,7 +5,8 @@
 One JSON object per line: a `rag.records.Feedback` record plus the corpus it was asked against:
     {"question": "...", "answer": "...", "retriever": "base", "docids": ["56be4db0...", ...],
      "rating": 1, "timestamp": "2026-11-23T04:40:12Z", "corpus": "squad_dev", "schema_version": 1}
-`docids` are the retrieved passages in rank order; `rating` is +1 (thumbs up) or -1 (down).
+`docids` are the retrieved passages in rank order; `rating` is +1 (thumbs up) or -1 (down);
+a thumbs-down may carry the user's "reason" (an extra key, in a second line for that answer).
 A user who changes their mind appends a second line for the same answer: the last one wins.
 The file is a query pool for the retrainer as it is (each line has "question"):
     queries: {source: feedback, file: <distilrag home>/feedback.jsonl}
@@ -24,7 +25,7 @@ def feedback_path() -> Path:
 
 
 def log_feedback(question: str, answer: str, retriever: str, docids: list[str], rating: int,
-                 corpus: str = "", path: Path | None = None) -> dict:
+                 corpus: str = "", path: Path | None = None, reason: str = "") -> dict:
     """Append one rating (+1/-1) for an answer; returns the line written, as a dict."""
     from rag.records import Feedback, append_jsonl, to_dict
 
@@ -33,7 +34,7 @@ def log_feedback(question: str, answer: str, retriever: str, docids: list[str], 
     rec = Feedback(question=question, answer=answer, retriever=retriever, docids=list(docids),
                    rating=rating, timestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     # `corpus` is an extra key: rag.records.from_dict ignores unknown keys, so readers stay compatible.
-    line = {**to_dict(rec), "corpus": corpus}
+    line = {**to_dict(rec), "corpus": corpus, **({"reason": reason[:1000]} if reason else {})}
     append_jsonl(path or feedback_path(), line)
     return line
 

@@ -30,6 +30,7 @@ def main() -> None:
 
     st.html(CITATION_CSS)
 
+    ui_chat.restore_session()  # the URL's conversation and the saved settings, before any widget
     settings, llm_slot = ui_sidebar.render()
     st.title("Ask your documents")
     where = "your documents" if settings.corpus == services.MY_DOCS else f"the {settings.corpus} corpus"
@@ -48,6 +49,9 @@ def main() -> None:
     if question and question.strip():
         ui_chat.ask(question.strip(), settings)
     ui_sidebar.llm_status(llm_slot)
+    from app.conversations import SETTING_KEYS, save_settings
+
+    save_settings({k: st.session_state[k] for k in SETTING_KEYS if k in st.session_state})
 
 
 main()

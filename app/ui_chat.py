@@ -26,6 +26,35 @@ def turns() -> list[dict]:
     return st.session_state.setdefault("turns", [])
 
 
+def restore_session() -> None:
+    """A new browser session reopens the conversation its URL names (?chat=<id>), or starts one,
+    and takes the sidebar's last saved settings; run before any widget is drawn."""
+    from app import conversations
+
+    if "chat_id" in st.session_state:
+        return
+    cid = st.query_params.get("chat")
+    if conversations.valid_id(cid) and conversations.load_chat_record(cid):
+        st.session_state["turns"] = conversations.load_turns(cid)
+    else:
+        cid = conversations.new_chat_id()
+    open_chat(cid, st.session_state.get("turns", []))
+    for k, v in conversations.load_settings().items():
+        st.session_state.setdefault(k, v)
+
+
+def open_chat(chat_id: str, chat_turns: list[dict]) -> None:
+    st.session_state["chat_id"] = chat_id
+    st.session_state["turns"] = chat_turns
+    st.query_params["chat"] = chat_id
+
+
+def save() -> None:
+    from app import conversations
+
+    conversations.save_chat(st.session_state.get("chat_id", ""), turns())
+
+
 def render_history() -> None:
     for turn in turns():
         with st.chat_message("user"):
@@ -70,7 +99,12 @@ def _render_answer(turn: dict, i: int) -> None:
     t = r["timings"]
     st.caption(f"{r['retriever']} · retrieval {t.get('retrieve_s', 0):.2f} s · first token "
                f"{t.get('first_token_s', 0):.1f} s · total {t.get('total_s', 0):.1f} s")
+    with st.expander("Copy answer", icon=":material/content_copy:"):
+        st.code(r["text"], language=None, wrap_lines=True)  # the code block's own copy button
     st.feedback("thumbs", key=f"fb-{turn['id']}-{i}", on_change=_on_feedback, args=(turn["id"], i))
+    if r.get("rating") == -1:
+        st.text_input("What was wrong? (optional, goes to the feedback log)", key=f"why-{turn['id']}-{i}",
+                      on_change=_on_reason, args=(turn["id"], i))
 
 
 def _on_feedback(turn_id: str, i: int) -> None:
@@ -85,7 +119,24 @@ def _on_feedback(turn_id: str, i: int) -> None:
     log_feedback(turn["question"], r["text"], r["retriever"], [s["docid"] for s in r["sources"]],
                  rating, corpus=turn["corpus"])
     r["rating"] = rating
+    save()
     st.toast("Thanks, feedback saved.")
+
+
+def _on_reason(turn_id: str, i: int) -> None:
+    """A thumbs-down's reason: one more line in the feedback log (the last line wins)."""
+    from app.feedback import log_feedback
+
+    reason = (st.session_state.get(f"why-{turn_id}-{i}") or "").strip()
+    turn = next((t for t in turns() if t["id"] == turn_id), None)
+    if turn is None or not reason:
+        return
+    r = turn["results"][i]
+    log_feedback(turn["question"], r["text"], r["retriever"], [s["docid"] for s in r["sources"]],
+                 -1, corpus=turn["corpus"], reason=reason)
+    r["reason"] = reason
+    save()
+    st.toast("Thanks, the reason is saved with your rating.")
 
 
 def ask(question: str, settings: Settings) -> None:
@@ -108,6 +159,7 @@ def ask(question: str, settings: Settings) -> None:
             for r in turn["results"]:
                 r["error"] = msg
             turns().append(turn)
+            save()
             _render_results(turn)
             return
         cols = st.columns(len(retrievers), gap="medium") if len(retrievers) > 1 else [st.container()]
@@ -127,20 +179,23 @@ def ask(question: str, settings: Settings) -> None:
             services.forget_llm(e)
             for r in turn["results"]:
                 r["error"] = r["error"] or (services.explain(e) + " The retrieved passages are below.")
+            turns().append(turn)
+            save()
             for i, (answer_slot, _) in enumerate(slots):
                 with answer_slot.container():
                     _render_answer(turn, i)
-            turns().append(turn)
             return
         for i, (answer_slot, _) in enumerate(slots):
             if live[i] is not None and i > 0:
                 answer_slot.caption(f"Waiting for the {retrievers[0]} answer to finish…")
+        turns().append(turn)  # kept from here on: a reload mid-answer keeps the question and sources
         for i, (answer_slot, sources_slot) in enumerate(slots):
             if live[i] is not None:
                 _answer_into(turn, i, live[i], llm, answer_slot, sources_slot)
+                save()
             with answer_slot.container():
                 _render_answer(turn, i)
-    turns().append(turn)
+    save()
 
 
 def _retrieve_into(turn: dict, i: int, settings: Settings, corpus, sources_slot, t0: float):

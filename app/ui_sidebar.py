@@ -35,13 +35,31 @@ def render():
         from app.feedback import feedback_path, summary
 
         st.caption(f"Feedback: {summary()} in `{feedback_path().name}` under the app data dir.")
-        if st.button("Clear chat", key="clear_chat", width="stretch"):
-            st.session_state["turns"] = []
+        _conversations()
     return Settings(corpus, retriever, top_k, reranker, compare), llm_slot
+
+
+def _conversations() -> None:
+    """New chat, and the saved conversations to reopen (each is also its own URL: ?chat=<id>)."""
+    from app import conversations
+    from app.ui_chat import open_chat
+
+    if st.button("New chat", key="clear_chat", width="stretch", icon=":material/add:"):
+        open_chat(conversations.new_chat_id(), [])
+    chats = [c for c in conversations.list_chats() if c["id"] != st.session_state.get("chat_id")]
+    if chats:
+        with st.expander(f"Conversations ({len(chats)})"):
+            for c in chats:
+                if st.button(f"{c['title'] or '(untitled)'} · {c['n']} · {c['updated'][:16]}", key=f"chat-{c['id']}",
+                             width="stretch"):
+                    open_chat(c["id"], conversations.load_turns(c["id"]))
+                    st.rerun()
 
 
 def _retrieval_controls(corpus: str) -> tuple[str, str | None, int]:
     options = services.available_retrievers(corpus)
+    if st.session_state.get("retriever") not in (None, *options):
+        del st.session_state["retriever"]  # a saved choice this corpus does not offer (yet)
     scores, judged = services.pipeline_scores(corpus)
     best = services.best_pipeline(corpus)
     if best and st.session_state.get("retriever") not in options:
@@ -110,14 +128,21 @@ def _compare_controls(corpus: str, retriever: str) -> tuple[str, str] | None:
     options = services.available_retrievers(corpus)
     if "distilled" not in options:
         st.warning("No distilled retriever exists yet, so base cannot be compared with it. "
-                   "Train and publish one with `distilrag retrain --config "
-                   "retriever_training/configs/squad_dev.yaml`; meanwhile you can compare base "
-                   "with another retriever.")
-    left = st.selectbox("Left", options, index=options.index("base"), key="compare_left")
+                   "It is trained in the background on the first run of the shipped corpus, or with "
+                   "`distilrag retrain --corpus <corpus>`; meanwhile you can compare base with another "
+                   "retriever.")
+    left = _select("Left", options, "base", "compare_left")
     right_options = [r for r in options if r != left]
-    default = "distilled" if "distilled" in right_options else right_options[0]
-    right = st.selectbox("Right", right_options, index=right_options.index(default), key="compare_right")
+    right = _select("Right", right_options, "distilled" if "distilled" in right_options else right_options[0],
+                    "compare_right")
     return left, right
+
+
+def _select(label: str, options: list[str], default: str, key: str) -> str:
+    """A selectbox whose value survives reloads (saved settings) but never names a missing option."""
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = default
+    return st.selectbox(label, options, key=key)
 
 
 def _index_status(corpus_choice: str, retrievers: set[str]) -> None:

@@ -210,3 +210,42 @@ def test_an_answer_its_citation_does_not_support_is_shown_as_unsupported(corpus_
     [r] = _turns(at)[0]["results"]
     assert "melbourne" in r["unsupported"]
     assert any("Unsupported" in w.value and "melbourne" in w.value for w in at.warning)
+
+
+def test_a_reload_keeps_the_conversation_and_the_settings(corpus_dir, app_home, fake_llm):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.app.helpers import APP
+
+    at = new_app()
+    at.slider(key="top_k").set_value(3).run()
+    ask(at, QUESTION)
+    chat_id = at.session_state["chat_id"]
+    assert at.query_params["chat"] == [chat_id] or at.query_params["chat"] == chat_id
+    # A reload is a new browser session on the same URL.
+    again = AppTest.from_file(APP, default_timeout=120)
+    again.query_params["chat"] = chat_id
+    again.run()
+    assert not again.exception
+    assert [t["question"] for t in again.session_state["turns"]] == [QUESTION]
+    assert "Denver Broncos" in texts(again.chat_message[1].markdown)
+    assert again.slider(key="top_k").value == 3
+    # Another session starts a new chat, and lists the first one to reopen.
+    other = new_app()
+    assert other.session_state["chat_id"] != chat_id and not other.session_state["turns"]
+    [reopen] = [b for b in other.button if b.key == f"chat-{chat_id}"]
+    reopen.click().run()
+    assert [t["question"] for t in other.session_state["turns"]] == [QUESTION]
+
+
+def test_thumbs_down_takes_a_reason_into_the_feedback_log(corpus_dir, app_home, fake_llm):
+    from app.feedback import read_feedback
+
+    at = new_app()
+    ask(at, QUESTION)
+    turn_id = _turns(at)[0]["id"]
+    at.feedback(key=f"fb-{turn_id}-0").set_value(0).run()  # thumbs down
+    at.text_input(key=f"why-{turn_id}-0").input("It cites the wrong team").run()
+    logged = read_feedback()
+    assert [d["rating"] for d in logged] == [-1, -1] and logged[-1]["reason"] == "It cites the wrong team"
+    assert "Copy answer" in [e.label for e in at.expander]
