@@ -27,6 +27,10 @@ def _llm_cfg(a):
     from rag.llm import LLMConfig
 
     over = {k: v for k, v in (("endpoint", a.endpoint), ("model", a.model), ("api_key_env", a.api_key_env)) if v}
+    # The flags become this process's settings, so every layer (errors naming the endpoint and the
+    # key's variable included) describes the endpoint actually used.
+    for (k, v), var in zip(over.items(), [f"DISTILRAG_LLM_{k.upper()}" for k in over]):
+        os.environ[var] = v
     return LLMConfig.from_env(**over)
 
 

@@ -13,27 +13,12 @@ from typing import Callable
 
 from rag.citations import parse_citations  # noqa: F401  (re-exported: callers read it here)
 from rag.corpus import Corpus, load_corpus
+from rag.errors import UserError
 from rag.llm import LLMConfig
+from rag.prompts import NO_ANSWER, QA, QA_REFINE
 
-NO_ANSWER = "I don't know based on the provided documents."
-# Instructions after the sources: the small embedded model follows the most recent text best
-# (measured: with the instructions first it rarely cited).
-QA_PROMPT = (
-    "Sources:\n{context_str}\n\n"
-    "Question: {query_str}\n\n"
-    "Answer the question in one short sentence using only the sources above, and end the "
-    "sentence with the number of the source that contains the answer, like [2]. If no source "
-    f"contains the answer, reply exactly: {NO_ANSWER}"
-)
-# Part of every answer's cache key (eval/answer_cache.py): bump the version whenever QA_PROMPT or
-# REFINE_PROMPT changes wording, so answers to the old prompt are never served for the new one.
-QA_PROMPT_ID = "distilrag-qa-cite"
-QA_PROMPT_VERSION = 1
-REFINE_PROMPT = (
-    "Existing answer: {existing_answer}\n\nMore sources:\n{context_msg}\n\n"
-    "Improve the existing answer using these sources too, in one short sentence ending with the "
-    f"number of the source that contains the answer, like [2]. If no source contains it, reply exactly: {NO_ANSWER}"
-)
+# The QA and refine prompts (their id and version are part of every answer's cache key,
+# eval/answer_cache.py) live with every other prompt in rag/prompts.py.
 
 
 @dataclass(frozen=True)
@@ -73,6 +58,10 @@ def is_no_answer(text: str) -> bool:
     return "don't know" in t or "do not know" in t or "not contain" in t
 
 
+class EmptyAnswer(UserError, RuntimeError):
+    """The endpoint answered with nothing a chat completion stream is made of."""
+
+
 def sources_of(nodes) -> list[Source]:
     """Retrieved nodes as the numbered sources an answer cites ([1] is the first node)."""
     return [Source(n=i, docid=nw.node.node_id, title=nw.node.metadata.get("title", ""),
@@ -107,8 +96,8 @@ class RAGChain:
             # passages (llama-index-core 0.14). COMPACT packs them into one text and only refines
             # when they overflow the context window.
             self._synths = {id(llm): get_response_synthesizer(
-                llm=llm, text_qa_template=PromptTemplate(QA_PROMPT),
-                refine_template=PromptTemplate(REFINE_PROMPT),
+                llm=llm, text_qa_template=PromptTemplate(QA.template),
+                refine_template=PromptTemplate(QA_REFINE.template),
                 response_mode=ResponseMode.COMPACT, streaming=True)}
         return self._synths[id(llm)]
 
@@ -149,6 +138,13 @@ class RAGChain:
             if on_token:
                 on_token(tok)
         text = "".join(pieces).strip()
+        if not pieces:  # not even an empty token: an HTML error page, a cut stream, a proxy's timeout
+            from rag.errors import public_endpoint
+
+            where = getattr(llm or self.llm, "api_base", "") or "The LLM endpoint"
+            raise EmptyAnswer(f"{public_endpoint(where) if '://' in where else where} sent no answer (an empty, "
+                              "cut or non-JSON response). Check that its URL is an OpenAI-compatible /v1 and "
+                              "that the server is healthy.")
         total = time.perf_counter() - t0
         return Answer(question, text, sources, parse_citations(text, len(sources)), self.name,
                       {"retrieve_s": round(t_ret, 4), "first_token_s": round(t_first or total, 3),

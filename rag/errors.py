@@ -73,7 +73,7 @@ def llm_error_message(e: BaseException, where: str, key_env: str = "OPENAI_API_K
     if isinstance(e, openai.RateLimitError):
         return f"{where} is rate-limiting (429) after retries: wait, or lower the request rate."
     if isinstance(e, openai.APITimeoutError):
-        return f"{where} did not answer in time: try again, or raise the LLM timeout."
+        return f"{where} did not answer in time: try again, or raise DISTILRAG_LLM_TIMEOUT_S."
     if isinstance(e, openai.APIConnectionError):
         return f"Cannot reach {where}: " + ("run `distilrag llm start` or ask again to restart it."
                                             if is_local else "check that it is running and the URL is right.")
@@ -81,4 +81,13 @@ def llm_error_message(e: BaseException, where: str, key_env: str = "OPENAI_API_K
         return f"{where} returned HTTP {e.status_code}: {scrub(str(e), (key_env,))[:200]}"
     if isinstance(e, openai.APIError):
         return f"{where} returned an unusable answer: {scrub(str(e), (key_env,))[:200]}"
+    try:
+        import httpx
+    except ImportError:  # pragma: no cover - the openai client depends on it
+        return None
+    if isinstance(e, httpx.TimeoutException):
+        return f"{where} did not answer in time: try again, or raise DISTILRAG_LLM_TIMEOUT_S."
+    if isinstance(e, httpx.TransportError):  # a stream cut mid-answer, a reset connection
+        return (f"The connection to {where} broke mid-answer ({type(e).__name__}): check the server "
+                "and try again.")
     return None

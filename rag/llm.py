@@ -43,6 +43,12 @@ class LLMConfig:
         env = {k: os.environ[v] for k, v in (("endpoint", "DISTILRAG_LLM_ENDPOINT"),
                ("model", "DISTILRAG_LLM_MODEL"), ("api_key_env", "DISTILRAG_LLM_API_KEY_ENV"))
                if os.environ.get(v)}
+        if os.environ.get("DISTILRAG_LLM_TIMEOUT_S"):  # seconds per request (a slow remote farm, a test)
+            try:
+                env["timeout_s"] = float(os.environ["DISTILRAG_LLM_TIMEOUT_S"])
+            except ValueError:
+                raise LLMUnavailable("DISTILRAG_LLM_TIMEOUT_S must be a number of seconds, not "
+                                     f"{os.environ['DISTILRAG_LLM_TIMEOUT_S']!r}.") from None
         return replace(cls(), **{**env, **overrides})
 
     @property

@@ -24,6 +24,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 MODES = ("ok", "401", "429", "500", "timeout", "truncated", "nonjson")
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:  # a client that gave up (timeout) is expected
+        pass
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
@@ -100,7 +105,7 @@ class FakeEndpoint:
             raise ValueError(f"mode must be one of {MODES}")
         self.mode, self.answer, self.delay = mode, answer, delay
         self.requests: list[dict] = []
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server = _QuietServer(("127.0.0.1", 0), _Handler)
         self._server.daemon_threads = True
         self._server.endpoint = self
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
