@@ -68,7 +68,9 @@ def estimate(job: JobSize, rate: Rate | None, price_in_per_mtok: float = 0.0,
            "cost_usd": round(job.prompt_tokens / 1e6 * price_in_per_mtok
                              + job.completion_tokens / 1e6 * price_out_per_mtok, 4),
            "seconds": None, "tokens_per_s": None, "rate_source": "none: no earlier run on this machine"}
-    if rate is not None and rate.tokens_per_s > 0:
+    if not job.pairs:  # everything is ranked or cached: nothing to pay, no rate needed
+        out.update(seconds=0.0, rate_source="nothing to pay: every pair is ranked or cached")
+    elif rate is not None and rate.tokens_per_s > 0:
         work = job.prompt_tokens / rate.tokens_per_s
         out.update(seconds=round((rate.load_s if job.pairs else 0.0) + work, 1),
                    tokens_per_s=round(rate.tokens_per_s, 1), rate_source=rate.source)
