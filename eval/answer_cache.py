@@ -45,11 +45,11 @@ def passages_of(nodes) -> list[dict]:
 
 def answer_key(model_id: str, question: str, passages: list[dict], params: dict,
                prompt_id: str | None = None, prompt_version: int | None = None) -> str:
-    from rag.chain import QA_PROMPT_ID, QA_PROMPT_VERSION
     from rag.llm_cache import cache_key
+    from rag.prompts import QA
 
-    return cache_key(model_id, prompt_id or QA_PROMPT_ID,
-                     QA_PROMPT_VERSION if prompt_version is None else prompt_version,
+    return cache_key(model_id, prompt_id or QA.id,
+                     QA.version if prompt_version is None else prompt_version,
                      {"question": question.strip(), "passages": passages}, params)
 
 

@@ -7,8 +7,8 @@ Lexical: the answer's content words beyond the question's must all appear in one
 no citation is unsupported. It is blind to what a passage says about those words: "What is the
 capital of Australia?" answered "Melbourne [2]", where [2] says the capital moved from Melbourne to
 Canberra in 1927, passes it. The LLM check asks whether the passage states the answer and reads
-the first word of the reply; its prompt is data (id + version) and its calls go through the
-content-hash LLM cache, so a rerun pays none.
+the first word of the reply; its prompt is data (rag/prompts.py: id + version) and its calls go
+through the content-hash LLM cache, so a rerun pays none.
 
 An abstention ("I don't know ...") is neither: supported is None, as is an LLM reply that is not
 yes or no (counted by the caller, never guessed).
@@ -19,15 +19,8 @@ import re
 from dataclasses import dataclass
 
 from rag.citations import strip_citations
+from rag.prompts import GROUNDING
 
-GROUNDING_PROMPT_ID = "answer-supported-yes-no"
-GROUNDING_PROMPT_VERSION = 1
-GROUNDING_PROMPT = (
-    "Passage: {passage}\n\n"
-    "Question: {question}\n"
-    "Proposed answer: {answer}\n\n"
-    "Does this passage state that {answer} is the answer to the question? Answer yes or no."
-)
 GROUNDING_PARAMS = {"temperature": 0.0, "max_tokens": 3}
 
 # Function words carry no claim: "the answer is in 1927" is checked on {answer, 1927} minus the
@@ -81,7 +74,7 @@ def lexical_support(answer: str, cited_passages: list[str], question: str) -> Ve
 
 
 def grounding_prompt(answer: str, passage: str, question: str) -> str:
-    return GROUNDING_PROMPT.format(passage=passage, question=question.strip(), answer=answer)
+    return GROUNDING.template.format(passage=passage, question=question.strip(), answer=answer)
 
 
 def read_yes_no(reply: str) -> bool | None:
@@ -102,7 +95,7 @@ def llm_support(answer: str, cited_passages: list[str], question: str, llm, cach
 
     unreadable = 0
     for i, passage in enumerate(cited_passages, 1):
-        key = cache_key(model_id or "unnamed", GROUNDING_PROMPT_ID, GROUNDING_PROMPT_VERSION,
+        key = cache_key(model_id or "unnamed", GROUNDING.id, GROUNDING.version,
                         {"question": question.strip(), "answer": claim, "passage": passage},
                         GROUNDING_PARAMS)
         hit = cache.get(key) if cache is not None else None

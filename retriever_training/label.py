@@ -150,13 +150,9 @@ def _portable(path: Path) -> str:
 
 
 def _prompt_id(mode: str) -> str:
-    if mode == "query_likelihood":
-        from retriever_training.query_likelihood import PROMPT_ID, PROMPT_VERSION
-    else:
-        from retriever_training.prompts import PROMPTS
+    from rag.prompts import QUERY_LIKELIHOOD, RANKING
 
-        return f"{PROMPTS[mode].id}@v{PROMPTS[mode].version}"
-    return f"{PROMPT_ID}@v{PROMPT_VERSION}"
+    return (QUERY_LIKELIHOOD if mode == "query_likelihood" else RANKING[mode]).ref
 
 
 def main(argv: list[str] | None = None) -> None:

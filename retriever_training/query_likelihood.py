@@ -13,9 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-PROMPT_ID = "upr-query-likelihood"
-PROMPT_VERSION = 1
-PASSAGE_TEMPLATE = "Passage: {title}. {text}\nPlease write a question based on this passage.\nQuestion:"
+from rag.prompts import QUERY_LIKELIHOOD as PROMPT  # the passage prompt and the tail a cut one keeps
 
 
 @dataclass(frozen=True)
@@ -43,9 +41,9 @@ class QueryLikelihoodScorer:
     def prefix_tokens(self, title: str, text: str) -> list[int]:
         """The passage prompt's tokens, the passage cut so prompt + query fit the context."""
         budget = self.cfg.n_ctx - self.cfg.max_query_tokens - 8
-        toks = self._tokens(PASSAGE_TEMPLATE.format(title=title, text=text), bos=True)
+        toks = self._tokens(PROMPT.template.format(title=title, text=text), bos=True)
         if len(toks) > budget:
-            tail = self._tokens("\nPlease write a question based on this passage.\nQuestion:", bos=False)
+            tail = self._tokens(PROMPT.tail, bos=False)
             toks = toks[: budget - len(tail)] + tail
         return toks
 
@@ -113,10 +111,10 @@ class TransformersQLScorer:
     def score_passage(self, title: str, text: str, queries: list[str]) -> list[float]:
         import torch
 
-        prefix = self._tokens(PASSAGE_TEMPLATE.format(title=title, text=text))
+        prefix = self._tokens(PROMPT.template.format(title=title, text=text))
         budget = self.cfg.n_ctx - self.cfg.max_query_tokens - 8
         if len(prefix) > budget:
-            tail = self._tokens("\nPlease write a question based on this passage.\nQuestion:")
+            tail = self._tokens(PROMPT.tail)
             prefix = prefix[: budget - len(tail)] + tail
         out: list[float] = []
         for i in range(0, len(queries), self.batch_size):

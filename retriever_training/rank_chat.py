@@ -13,12 +13,23 @@ from pathlib import Path
 
 from rag.corpus import Corpus
 from rag.llm_cache import LLMCache, cache_key
+from rag.prompts import LISTWISE, POINTWISE
 from rag.records import CandidateList, LLMRanking, append_jsonl
+from retriever_training.permutations import parse_permutation, sliding_windows, truncate_words
 from retriever_training.ranking import Ledger, LLMRankConfig, budget_over, save_ledger
-from retriever_training.prompts import (LISTWISE, POINTWISE, listwise_messages, parse_permutation,
-                                        pointwise_messages, sliding_windows, truncate_words)
 
 NO_LOGPROB = -20.0  # a token absent from top_logprobs is at most this likely
+
+
+def listwise_messages(query: str, passages: list[str]) -> list[dict]:
+    body = "\n".join(f"[{i}] {p}" for i, p in enumerate(passages, 1))
+    return [{"role": "system", "content": LISTWISE.system},
+            {"role": "user", "content": LISTWISE.user.format(n=len(passages), query=query, passages=body)}]
+
+
+def pointwise_messages(query: str, passage: str) -> list[dict]:
+    return [{"role": "system", "content": POINTWISE.system},
+            {"role": "user", "content": POINTWISE.user.format(query=query, passage=passage)}]
 
 
 def _est_tokens(messages: list[dict]) -> int:
@@ -69,7 +80,7 @@ class ChatRanker:
             n_repairs += repairs
             order[start:end] = [sub[i] for i in perm]
         return LLMRanking(qid=cl.qid, docids_in=ids_in, ranked_docids=order, model=self.model,
-                          prompt_id=f"{LISTWISE.id}@v{LISTWISE.version}", mode="listwise",
+                          prompt_id=LISTWISE.ref, mode="listwise",
                           n_calls=n_calls, n_repairs=n_repairs)
 
     def pointwise(self, cl: CandidateList, corpus: Corpus, dry_run: bool) -> LLMRanking:
@@ -88,7 +99,7 @@ class ChatRanker:
         order = sorted(range(len(ids)), key=lambda i: -scores[i])
         return LLMRanking(qid=cl.qid, docids_in=ids, ranked_docids=[ids[i] for i in order],
                           scores=[scores[i] for i in order], model=self.model,
-                          prompt_id=f"{POINTWISE.id}@v{POINTWISE.version}", mode="pointwise",
+                          prompt_id=POINTWISE.ref, mode="pointwise",
                           n_calls=len(ids), n_repairs=malformed)
 
 

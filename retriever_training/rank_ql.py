@@ -15,10 +15,11 @@ from pathlib import Path
 
 from rag.corpus import Corpus
 from rag.llm_cache import LLMCache, cache_key
+from rag.prompts import QUERY_LIKELIHOOD
 from rag.records import CandidateList, LLMRanking, append_jsonl
 from retriever_training.label_cost import passage_tokens, query_tokens
 from retriever_training.ranking import Ledger, LLMRankConfig, budget_over, save_ledger
-from retriever_training.query_likelihood import PASSAGE_TEMPLATE, PROMPT_ID, PROMPT_VERSION, QLConfig
+from retriever_training.query_likelihood import QLConfig
 
 
 def model_id(backend: str = "llama_cpp") -> str:
@@ -30,8 +31,8 @@ def model_id(backend: str = "llama_cpp") -> str:
 
 
 def pair_key(model: str, title: str, text: str, query: str, qcfg: QLConfig) -> str:
-    return cache_key(model, PROMPT_ID, PROMPT_VERSION,
-                     [PASSAGE_TEMPLATE.format(title=title, text=text), query.strip()],
+    return cache_key(model, QUERY_LIKELIHOOD.id, QUERY_LIKELIHOOD.version,
+                     [QUERY_LIKELIHOOD.template.format(title=title, text=text), query.strip()],
                      {"n_ctx": qcfg.n_ctx, "max_query_tokens": qcfg.max_query_tokens})
 
 
@@ -138,4 +139,4 @@ def _write(out_path: Path, qid: str, ids: list[str], scores: dict, model: str, c
     append_jsonl(out_path, LLMRanking(
         qid=qid, docids_in=ids, ranked_docids=[ids[i] for i in order],
         scores=[scores[(qid, ids[i])] for i in order], model=model,
-        prompt_id=f"{PROMPT_ID}@v{PROMPT_VERSION}", mode=cfg.mode, n_calls=len(ids)))
+        prompt_id=QUERY_LIKELIHOOD.ref, mode=cfg.mode, n_calls=len(ids)))

@@ -19,49 +19,32 @@ import re
 
 from rag.corpus import Corpus, load_corpus
 from rag.llm_cache import LLMCache, cache_key
+from rag.prompts import SYNTH_QUESTION, SYNTH_QUESTIONS
 from rag.records import Query
 
-PROMPT_ID, PROMPT_VERSION = "inpars-fewshot-question", 1
-MULTI_PROMPT_ID, MULTI_PROMPT_VERSION = "inpars-fewshot-questions", 1  # several per passage
-# Each passage's first question is the single-question prompt's example; the others show what
-# "different" means (another fact of the passage, not a rewording).
-FEW_SHOT = [
-    ("The Amazon rainforest covers much of the Amazon basin of South America, an area of seven "
-     "million square kilometres, of which five and a half million are covered by the rainforest.",
-     ["How many square kilometres of the Amazon basin are covered by rainforest?",
-      "On which continent is the Amazon basin?",
-      "How large is the area of the Amazon basin?"]),
-    ("Oxygen is a chemical element with symbol O and atomic number 8. It is a member of the "
-     "chalcogen group on the periodic table and is a highly reactive nonmetal.",
-     ["What is the atomic number of oxygen?",
-      "To which group of the periodic table does oxygen belong?",
-      "What is the chemical symbol of oxygen?"]),
-    ("The Black Death was one of the most devastating pandemics in human history, peaking in "
-     "Europe between 1347 and 1351.",
-     ["In which years did the Black Death peak in Europe?",
-      "Where did the Black Death peak between 1347 and 1351?",
-      "What kind of disaster was the Black Death?"]),
-]
-MAX_PER_PASSAGE = len(FEW_SHOT[0][1])
+MAX_PER_PASSAGE = len(SYNTH_QUESTIONS.examples[0][1])
 
 
 def prompt_of(per_passage: int) -> tuple[str, int]:
     """(prompt id, version) of the prompt that asks for `per_passage` questions."""
-    return (PROMPT_ID, PROMPT_VERSION) if per_passage == 1 else (MULTI_PROMPT_ID, MULTI_PROMPT_VERSION)
+    p = SYNTH_QUESTION if per_passage == 1 else SYNTH_QUESTIONS
+    return p.id, p.version
 
 
 def question_messages(passage: str, k: int = 1) -> list[dict]:
     if k == 1:
-        shots = "\n\n".join(f"Passage: {p}\nQuestion: {qs[0]}" for p, qs in FEW_SHOT)
-        return [{"role": "system", "content": "You write one specific question that the given passage answers."},
-                {"role": "user", "content": f"{shots}\n\nPassage: {passage}\nQuestion:"}]
+        p = SYNTH_QUESTION
+        shots = "\n\n".join(p.example.format(passage=ex, question=qs[0]) for ex, qs in p.examples)
+        return [{"role": "system", "content": p.system},
+                {"role": "user", "content": p.user.format(shots=shots, passage=passage)}]
     # Several questions: the examples as earlier chat turns; in one prompt the small model copied
     # the examples' questions for 3 of 5 passages.
-    messages = [{"role": "system", "content": f"You write {k} different specific questions that the given "
-                                              "passage answers, one per line, each about a different fact."}]
-    for p, qs in FEW_SHOT:
-        messages += [{"role": "user", "content": f"Passage: {p}"}, {"role": "assistant", "content": "\n".join(qs[:k])}]
-    return messages + [{"role": "user", "content": f"Passage: {passage}"}]
+    p = SYNTH_QUESTIONS
+    messages = [{"role": "system", "content": p.system.format(k=k)}]
+    for ex, qs in p.examples:
+        messages += [{"role": "user", "content": p.user.format(passage=ex)},
+                     {"role": "assistant", "content": "\n".join(qs[:k])}]
+    return messages + [{"role": "user", "content": p.user.format(passage=passage)}]
 
 
 def clean_question(text: str, passage: str) -> str | None:

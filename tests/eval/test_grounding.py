@@ -5,8 +5,9 @@ from dataclasses import replace
 
 import pytest
 
-from rag.grounding import (GROUNDING_PROMPT_VERSION, lexical_support, llm_support, read_yes_no, support)
+from rag.grounding import lexical_support, llm_support, read_yes_no, support
 from rag.llm_cache import LLMCache
+from rag.prompts import GROUNDING
 from tests.fakes import scripted_llm
 
 QUESTION = "What is the capital of Australia?"
@@ -54,7 +55,7 @@ def test_llm_check_is_cached_and_reads_only_yes_or_no(tmp_path):
     vague = scripted_llm(lambda p: "Possibly, the passage mentions it.")
     assert llm_support("Melbourne [1]", [MOVED], QUESTION, vague, None, "m").supported is None
     assert (read_yes_no(" yes"), read_yes_no("No."), read_yes_no("Yesterday")) == (True, False, None)
-    assert GROUNDING_PROMPT_VERSION >= 1
+    assert GROUNDING.version >= 1
     with pytest.raises(ValueError):
         support("x [1]", ["x"], "q", method="llm")
 

@@ -1,6 +1,6 @@
 import pytest
 
-from retriever_training.prompts import parse_permutation, sliding_windows
+from retriever_training.permutations import parse_permutation, sliding_windows
 
 
 @pytest.mark.parametrize("n,w,s", [(20, 10, 5), (10, 10, 5), (7, 4, 2), (1, 10, 5), (23, 10, 10), (5, 3, 1)])
