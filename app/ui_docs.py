@@ -17,6 +17,10 @@ UPLOAD_TYPES = ["txt", "md", "markdown", "pdf", "html", "htm"]
 def render(retrievers: list[str]) -> None:
     docs = uploads.list_documents()
     with st.expander(f"Your documents ({len(docs)} stored)", expanded=not docs):
+        if not docs:
+            st.markdown("Add files or a folder and the chat answers from them alone: each file is checked "
+                        "(type, size, text), split into passages and indexed on this machine; nothing leaves "
+                        "it. A file that cannot be used is named with the reason, the rest are kept.")
         files = st.file_uploader("Upload .txt, .md, .pdf or .html files (50 MB each at most)",
                                  type=UPLOAD_TYPES, accept_multiple_files=True, key="uploader")
         folder = st.text_input("…or import a folder on this machine", key="folder_path",
@@ -64,6 +68,7 @@ def _after_store(report: uploads.StoreReport, retrievers: list[str]) -> None:
         except Exception as e:  # e.g. every stored file unreadable: say so, keep the page
             shown["error"] = services.explain(e)
     st.session_state["docs_report"] = shown
+    st.rerun()  # the counts above (and the sidebar's index status) show the new documents at once
 
 
 def _show_report(rep: dict) -> None:

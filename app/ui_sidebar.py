@@ -149,9 +149,15 @@ def _index_status(corpus_choice: str, retrievers: set[str]) -> None:
     embedders = sorted({e for r in retrievers if (e := services.embedder_of(r))})
     if not embedders:
         return
+    if corpus_choice == services.MY_DOCS:
+        from app.uploads import list_documents
+
+        if not list_documents():
+            st.caption("Index: built as soon as you add documents.")
+            return
     try:
         corpus = services.load_corpus(corpus_choice)
-    except Exception as e:  # no documents yet, unreadable corpus: the main area explains
+    except Exception as e:  # an unreadable corpus: the main area explains
         msg = services.user_message(e)
         st.caption(f"Index: {msg or 'corpus unavailable'}")
         return

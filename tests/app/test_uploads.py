@@ -75,6 +75,9 @@ def test_import_folder_flattens_and_skips_links_hidden_and_bad(tmp_path):
 def test_upload_in_app_reports_bad_files_indexes_the_rest_and_answers(corpus_dir, app_home, fake_llm):
     at = new_app()
     at.radio(key="corpus_choice").set_value("my documents").run()
+    # Before the first upload the mode explains itself; nothing reads like an error.
+    assert "the chat answers from them alone" in texts(at.markdown) and not at.error
+    assert "Index: built as soon as you add documents." in texts(at.sidebar.caption)
     ask(at, "What is in my notes?")
     assert "Add documents first" in texts(at.error)
 
