@@ -50,45 +50,50 @@ _RESUME_KEYS = ("corpus", "corpus_hash", "split", "queries", "questions_hash", "
 MAX_FAILURES_IN_A_ROW = 5  # then the endpoint is down, not one question hard: stop, keep the rest
 
 
-def _append_many(path: Path, recs: list[dict]) -> None:
+def _append_many(path: Path, recs: list) -> None:
     """One fsync per batch: retrieval-only runs do thousands of questions a minute."""
     from rag.records import append_jsonl_many
 
     append_jsonl_many(path, recs)
 
 
-def _record(q, spec: str, nodes, top_k: int, t_ret: float) -> dict:
-    return {"qid": q.qid, "question": q.query, "references": list(q.answers), "retriever": spec,
-            "retrieved": [nw.node.node_id for nw in nodes],
-            "scores": [round(float(nw.score or 0.0), 6) for nw in nodes],
-            "contexts": [nw.node.get_content() for nw in nodes[:top_k]],
-            "timings": {"retrieve_s": round(t_ret, 4)}}
+def _record(q, spec: str, nodes, top_k: int, t_ret: float):
+    from rag.records import AnswerRecord
+
+    return AnswerRecord(qid=q.qid, question=q.query, references=list(q.answers), retriever=spec,
+                        retrieved=[nw.node.node_id for nw in nodes],
+                        scores=[round(float(nw.score or 0.0), 6) for nw in nodes],
+                        contexts=[nw.node.get_content() for nw in nodes[:top_k]],
+                        timings={"retrieve_s": round(t_ret, 4)})
 
 
 def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, llm, progress: bool,
                      llm_cfg=None, answers=None, checker=None) -> None:
     """Retrieve (and answer, unless retrieval-only) each question, appending records to `out`;
     `answers` (eval.answer_cache.AnswerCache) serves a prompt answered before without a call and
-    `checker` (eval.answer_checks.Checker) adds abstention and grounding to each answer."""
+    `checker` (eval.answer_checks.Checker) adds abstention and grounding to each answer; each
+    question's line is a rag.records.AnswerRecord."""
+    from dataclasses import replace
+
     from tqdm.auto import tqdm
 
     from rag.chain import RAGChain
+    from rag.records import AnswerRecord, from_dict, to_dict
 
     retrieve = retrieval_function(spec, corpus, cfg.depth)
     # The chain only answers here (nodes are passed in), so the harness can time retrieval and
     # keep the full --depth ranking for IR metrics while the LLM sees the top --top-k.
     chain = None if cfg.retrieval_only else RAGChain(retriever=None, llm=llm, name=spec, llm_cfg=llm_cfg)
-    buf: list[dict] = []
+    buf: list[AnswerRecord] = []
     in_a_row = 0
     for q in tqdm(todo, desc=slug(spec), unit="q", disable=not progress):
         t0 = time.perf_counter()
         nodes = retrieve(q.query)
         rec = _record(q, spec, nodes, cfg.top_k, time.perf_counter() - t0)
         if chain is None:
-            rec["contexts"] = []  # texts are in the corpus; keep fast runs' files small
-            rec["answer"] = None
-            rec["qa"] = {"answer_in_context": answer_in_context(
-                q.answers, [corpus.by_id[d].text for d in rec["retrieved"][:cfg.top_k]])} if q.answers else {}
+            # texts are in the corpus; keep fast runs' files small
+            rec = replace(rec, contexts=[], answer=None, qa={"answer_in_context": answer_in_context(
+                q.answers, [corpus.by_id[d].text for d in rec.retrieved[:cfg.top_k]])} if q.answers else {})
             buf.append(rec)
             if len(buf) >= 200:
                 _append_many(out, buf)
@@ -101,7 +106,7 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
                 from eval.answer_cache import cached_answer
 
                 ans = cached_answer(q.query, hit, nodes[:cfg.top_k], spec)
-                rec["cached"] = True  # its latencies are the call that produced it, not this run's
+                rec = replace(rec, cached=True)  # its latencies are the call that produced it, not this run's
             else:
                 ans = chain.answer(q.query, nodes=nodes[:cfg.top_k])
             if not ans.text.strip():  # e.g. a 200 with an HTML body: nothing to score, not an answer
@@ -113,7 +118,7 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
             if isinstance(e, LLMUnavailable):
                 raise
             msg, fatal = llm_failure(e, llm_cfg)  # one scrubbed line (scrubbed before any cut)
-            rec["error"] = msg
+            rec = replace(rec, error=msg)
             _append_many(out, [rec])
             in_a_row += 1
             if fatal or in_a_row >= MAX_FAILURES_IN_A_ROW:
@@ -127,14 +132,15 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
 
             answers.put(key, ans.text, {k: t[k] for k in ("first_token_s", "total_s") if k in t},
                         prompt_tokens(q.query, passages_of(nodes[:cfg.top_k])))
-        rec.update(answer=ans.text, cited_docids=ans.cited_docids, no_answer=ans.is_no_answer)
+        rec = replace(rec, answer=ans.text, cited_docids=ans.cited_docids, no_answer=ans.is_no_answer)
         from eval.answer_checks import cited_texts
 
-        rec["qa"] = qa_scores(ans.text, list(q.answers), rec["contexts"], cited_texts(rec))
-        if checker is not None:
-            rec = checker(rec)
-        rec["timings"].update(first_token_s=round(rec["timings"]["retrieve_s"] + t.get("first_token_s", 0), 3),
-                              total_s=round(rec["timings"]["retrieve_s"] + t.get("total_s", 0), 3))
+        rec = replace(rec, qa=qa_scores(ans.text, list(q.answers), rec.contexts, cited_texts(to_dict(rec))))
+        if checker is not None:  # it reads and writes lines (it also brings older ones up to date)
+            rec = from_dict(AnswerRecord, checker(to_dict(rec)))
+        ret = rec.timings["retrieve_s"]
+        rec = replace(rec, timings={**rec.timings, "first_token_s": round(ret + t.get("first_token_s", 0), 3),
+                                    "total_s": round(ret + t.get("total_s", 0), 3)})
         _append_many(out, [rec])
     if buf:
         _append_many(out, buf)

@@ -105,13 +105,53 @@ class Feedback:
     schema_version: int = SCHEMA_VERSION
 
 
+@dataclass(frozen=True)
+class AnswerRecord:
+    """One question's line in an evaluation run's <retriever>/answers.jsonl (eval/run.py writes it;
+    eval/plan.py, metrics_table.py, answer_checks.py, answer_cache.py, ragas_eval.py, report.py read it).
+
+    Optional fields left at None are not written, so a line has the keys its outcome set:
+    retrieval-only: answer None, contexts [] and qa {answer_in_context} (references known);
+    failed: error (no answer, no qa; redone on resume); answered: answer, cited_docids,
+    no_answer, qa, and with --grounding also grounding and checks (eval/answer_checks.py).
+    No schema_version: run directories written before this record existed load as they are.
+    """
+    qid: str
+    question: str
+    references: list[str]
+    retriever: str                 # the spec, e.g. "base+ranker"
+    retrieved: list[str]           # docids, best first, to the run's depth
+    scores: list[float]            # aligned with retrieved
+    contexts: list[str]            # the texts of the top-k the LLM was given
+    timings: dict                  # retrieve_s; answered: first_token_s and total_s, retrieval included
+    answer: str | None = None
+    cited_docids: list[str] | None = None
+    no_answer: bool | None = None  # the answer abstains ("I don't know ...")
+    qa: dict | None = None         # eval.qa_metrics scores (em, f1, ...; answer_in_context)
+    grounding: dict | None = None  # method -> {supported, reason}
+    checks: dict | None = None     # abstained, unsupported_<method>: 0/1
+    cached: bool | None = None     # served from the answer cache: timings are the call that made it
+    error: str | None = None       # one scrubbed line: the question failed
+
+
 T = TypeVar("T")
 
 _NESTED = {CandidateList: {"candidates": Candidate}}
 
 
+def _answer_keys(d: dict) -> dict:
+    """An answer record's line: optional fields left at None are left out, except a retrieval-only
+    line's answer (None: not asked); a failed line has no answer key."""
+    return {k: v for k, v in d.items() if v is not None or (k == "answer" and d.get("error") is None)}
+
+
+_TRIM = {AnswerRecord: _answer_keys}
+
+
 def to_dict(rec: Any) -> dict:
-    return dataclasses.asdict(rec)
+    d = dataclasses.asdict(rec)
+    trim = _TRIM.get(type(rec))
+    return trim(d) if trim else d
 
 
 def from_dict(cls: type[T], d: dict) -> T:
