@@ -61,6 +61,17 @@ def passage_text(p: Passage) -> str:
     return join_title(p.title, p.text)
 
 
+def passage_node(p: Passage, embedding: list[float] | None = None):
+    """A passage as the LlamaIndex node every retriever returns: id = docid, the title embedded
+    with the text, docid and source kept out of what is embedded and what the LLM reads."""
+    from llama_index.core.schema import TextNode
+
+    return TextNode(id_=p.docid, text=p.text, embedding=embedding,
+                    metadata={"docid": p.docid, "title": p.title, "source": p.source},
+                    excluded_embed_metadata_keys=["docid", "source"],
+                    excluded_llm_metadata_keys=["docid", "source"])
+
+
 def join_title(title: str, text: str) -> str:
     return f"{title}\n{text}" if title else text
 

@@ -26,7 +26,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
-from rag.corpus import Corpus, passage_text
+from rag.corpus import Corpus, passage_node, passage_text
 from rag.embedder import EmbedderId, llama_index_embedding, load_sentence_transformer, resolve_embedder
 from rag.records import write_json
 from rag.settings import CORPORA_DIR, apply_offline_env, indexes_dir
@@ -176,18 +176,13 @@ def build_index(corpus: Corpus, embedder: str | EmbedderId = "base", index_type:
     """Embed every passage, build the FAISS index and persist it (atomically) with its manifest."""
     apply_offline_env()
     from llama_index.core import StorageContext, VectorStoreIndex
-    from llama_index.core.schema import TextNode
     from llama_index.vector_stores.faiss import FaissVectorStore
 
     eid = embedder if isinstance(embedder, EmbedderId) else resolve_embedder(embedder, corpus)
     out_dir = out_dir or index_dir(corpus, eid.label)
     t0 = time.perf_counter()
     vectors = encode_passages(eid, corpus, progress=progress, on_progress=on_progress)
-    nodes = [TextNode(id_=p.docid, text=p.text, embedding=v.tolist(),
-                      metadata={"docid": p.docid, "title": p.title, "source": p.source},
-                      excluded_embed_metadata_keys=["docid", "source"],
-                      excluded_llm_metadata_keys=["docid", "source"])
-             for p, v in zip(corpus.passages, vectors)]
+    nodes = [passage_node(p, v.tolist()) for p, v in zip(corpus.passages, vectors)]
     store = FaissVectorStore(faiss_index=_faiss_index(vectors, index_type))
     storage = StorageContext.from_defaults(vector_store=store)
     VectorStoreIndex(nodes, storage_context=storage, embed_model=llama_index_embedding(eid),

@@ -10,19 +10,14 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from rag.corpus import Corpus, load_corpus
+from rag.corpus import Corpus, load_corpus, passage_node
 from rag.metrics import Run
 
 RRF_K = 60  # the constant of Cormack et al. 2009, also LlamaIndex's
 
 
 def _nodes(corpus: Corpus):
-    from llama_index.core.schema import TextNode
-
-    return [TextNode(id_=p.docid, text=p.text,
-                     metadata={"docid": p.docid, "title": p.title, "source": p.source},
-                     excluded_embed_metadata_keys=["docid", "source"],
-                     excluded_llm_metadata_keys=["docid", "source"]) for p in corpus.passages]
+    return [passage_node(p) for p in corpus.passages]
 
 
 _BM25_CACHE: dict[tuple[str, str], object] = {}
