@@ -145,7 +145,7 @@ def test_every_question_failing_exits_2_with_the_reason(tiny, capsys, monkeypatc
     with fake_endpoint("nonjson") as ep:
         rc = main(eval_argv(tiny, tiny / "q.txt", "--endpoint", ep.url, "--api-key-env", "HOSTILE_KEY"))
     out, err = capsys.readouterr()
-    assert rc == 2 and "error: every question failed for bm25" in err and "empty answer" in err
+    assert rc == 2 and "error: every question failed for bm25" in err and "sent no answer" in err
     _no_key_anywhere(tiny, out, err)
 
 
