@@ -57,7 +57,13 @@ def cmd_index(a) -> int:
 def cmd_ask(a) -> int:
     from rag.chain import build_chain
 
-    chain = build_chain(a.corpus, a.retriever, top_k=a.top_k, reranker=a.reranker, llm_cfg=_llm_cfg(a))
+    retriever, reranker = a.retriever, a.reranker
+    if retriever == "best":  # the pipeline the corpus's published verdict measured best, else base
+        from rag.pipelines import best_spec
+
+        retriever, _, best_reranker = best_spec(a.corpus).partition("+")
+        reranker = reranker or best_reranker or None
+    chain = build_chain(a.corpus, retriever, top_k=a.top_k, reranker=reranker, llm_cfg=_llm_cfg(a))
     ans = chain.answer(a.question, on_token=lambda t: print(t, end="", flush=True))
     print("\n")
     for s in ans.sources:
@@ -140,7 +146,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("ask", help="answer a question with citations")
     p.add_argument("question")
     p.add_argument("--corpus", default="squad_dev")
-    p.add_argument("--retriever", default="base", help="base | distilled | bm25 | hybrid | <model dir>")
+    p.add_argument("--retriever", default="best",
+                   help="best (the pipeline the corpus's published verdict measured best, else base) | base | "
+                        "distilled | bm25 | hybrid | hybrid:distilled | <model dir>")
     p.add_argument("--top-k", type=int, default=5)
     p.add_argument("--reranker", default=None, help='"ranker" (the trained one) or a cross-encoder directory')
     p.add_argument("--show-passages", action="store_true")

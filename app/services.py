@@ -7,7 +7,6 @@ known errors into messages that say what to do. The UI modules draw; this module
 """
 from __future__ import annotations
 
-import json
 import os
 import threading
 from dataclasses import dataclass
@@ -82,28 +81,21 @@ def available_retrievers(choice: str) -> list[str]:
     return [r for r in RETRIEVERS if r not in NEEDS_DISTILLED or published_distilled(choice)]
 
 
-def _published_name(spec: str) -> str:
-    """A run's pipeline spec (runs/<run>/student, runs/<run>/ranker) in the names the chat uses."""
-    import re
-
-    return re.sub(r"[^+:]*/ranker\b", "ranker", re.sub(r"[^+:]*/(student|model)\b", "distilled", spec))
-
-
 def pipeline_scores(choice: str) -> tuple[dict[str, float], str]:
-    """{published spec: held-out nDCG@10} from the published model's verdict, and who judged it
-    ("gold" or "the LLM"); ({}, "") when the card has none. The figures come from the card only."""
-    verdict = distilled_card(choice).get("verdict") or {}
-    rows = verdict.get("pipelines") or []
-    scores = {_published_name(r["spec"]): r["ndcg@10"] for r in rows
-              if isinstance(r, dict) and isinstance(r.get("ndcg@10"), (int, float))}
+    """{published spec: held-out nDCG@10} from the published model's verdict, and who judged it;
+    ({}, "") when the card has none. The figures come from the card only."""
+    from rag.pipelines import pipeline_scores as scores_of
+
+    scores, verdict = scores_of(corpus_spec(choice))
     judge = {"gold": "gold labels", "llm": "the LLM's order"}.get(verdict.get("ranked_by"), "")
     return scores, (f"held-out nDCG@10 on {verdict.get('queries', '?')} questions, judged by {judge}" if scores else "")
 
 
 def best_pipeline(choice: str) -> tuple[str, str | None] | None:
     """(retriever, reranker) of the best pipeline the published model's verdict measured, if any."""
-    best = (distilled_card(choice).get("verdict") or {}).get("best_published") or ""
-    retriever, _, reranker = _published_name(best).partition("+")
+    from rag.pipelines import best_spec
+
+    retriever, _, reranker = best_spec(corpus_spec(choice), fallback="").partition("+")
     return (retriever, reranker or None) if retriever in RETRIEVERS else None
 
 
@@ -114,14 +106,9 @@ def embedder_of(retriever: str) -> str | None:
 
 def distilled_card(choice: str) -> dict:
     """The published distilled model's card (distilrag_card.json); {} when absent or unreadable."""
-    path = published_distilled(choice)
-    if path is None:
-        return {}
-    try:
-        card = json.loads((path / "distilrag_card.json").read_text())
-    except (OSError, ValueError):
-        return {"name": path.name}
-    return card if isinstance(card, dict) else {"name": path.name}
+    from rag.pipelines import published_card
+
+    return published_card(corpus_spec(choice))
 
 
 def card_metrics(card: dict) -> list[tuple[str, str, str]]:

@@ -64,6 +64,45 @@ def spec_identity(spec: str, corpus=None) -> dict:
     return ident
 
 
+def published_card(corpus) -> dict:
+    """The card (distilrag_card.json) of the distilled model published for `corpus`; {} if none."""
+    import json
+
+    from rag.embedder import published_path
+
+    path = published_path("distilled", corpus)
+    if path is None or not path.is_dir():
+        return {}
+    try:
+        card = json.loads((path / "distilrag_card.json").read_text())
+    except (OSError, ValueError):
+        return {"name": path.name}
+    return card if isinstance(card, dict) else {"name": path.name}
+
+
+def published_name(spec: str) -> str:
+    """A run's pipeline spec (runs/<run>/student, runs/<run>/ranker) in the names that mean its
+    models once published: "distilled", "ranker"."""
+    import re
+
+    return re.sub(r"[^+:]*/ranker\b", "ranker", re.sub(r"[^+:]*/(student|model)\b", "distilled", spec))
+
+
+def pipeline_scores(corpus) -> tuple[dict[str, float], dict]:
+    """{published spec: held-out nDCG@10} from the corpus's published verdict, and the verdict."""
+    verdict = published_card(corpus).get("verdict") or {}
+    rows = verdict.get("pipelines") or []
+    return ({published_name(r["spec"]): r["ndcg@10"] for r in rows
+             if isinstance(r, dict) and isinstance(r.get("ndcg@10"), (int, float))}, verdict)
+
+
+def best_spec(corpus, fallback: str = "base") -> str:
+    """The pipeline the corpus's published verdict measured best ("hybrid:distilled+ranker", ...),
+    else `fallback`: what the chat, `ask` and `eval` use when no retriever is named."""
+    best = (published_card(corpus).get("verdict") or {}).get("best_published") or ""
+    return published_name(best) if best else fallback
+
+
 @dataclass
 class Pipeline:
     """question -> nodes: the first stage's top candidates, reranked to `top_k` when a reranker is set."""

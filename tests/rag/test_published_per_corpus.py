@@ -41,3 +41,23 @@ def test_corpus_key_tells_same_named_sources_apart(tmp_path):
     assert corpus_key("squad_dev") == "squad_dev"
     assert corpus_key(one) != corpus_key(two) and corpus_key(one).startswith("docs-")
     assert corpus_key(one) == corpus_key(str(one) + "/")  # the same folder, however it is written
+
+
+def test_best_spec_is_the_published_verdicts_winner_else_the_fallback(tmp_path, monkeypatch):
+    import json
+
+    from rag.embedder import set_published
+    from rag.pipelines import best_spec, pipeline_scores
+
+    monkeypatch.setenv("DISTILRAG_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DISTILRAG_DISTILLED", raising=False)
+    assert best_spec("squad_dev") == "base" and best_spec("squad_dev", fallback="") == ""
+    model = _model(tmp_path, "model")
+    run = tmp_path / "runs" / "x"
+    (model / "distilrag_card.json").write_text(json.dumps({"verdict": {
+        "best_published": "hybrid:distilled+ranker",
+        "pipelines": [{"spec": f"hybrid:{run}/student+{run}/ranker", "ndcg@10": 0.9}, {"spec": "bm25", "ndcg@10": 0.8}]}}))
+    set_published("distilled", model, "squad_dev")
+    assert best_spec("squad_dev") == "hybrid:distilled+ranker"
+    assert pipeline_scores("squad_dev")[0] == {"hybrid:distilled+ranker": 0.9, "bm25": 0.8}
+    assert best_spec(str(tmp_path / "other")) == "base"  # another corpus: its own (none)
