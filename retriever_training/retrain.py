@@ -132,6 +132,13 @@ def retrain(cfgs: dict, progress: bool = True, dry_run: bool = False) -> dict:
         if run.test_split and not plan["test"]:
             print(f"note: corpus {corpus_name!r} has no gold {run.test_split!r} split: no held-out gold report",
                   flush=True)
+        from retriever_training.verdict import MIN_VERDICT_QUERIES
+
+        held = round(plan["labelled_planned"] * cfgs["ranker"].heldout_fraction)
+        if held < MIN_VERDICT_QUERIES and not plan["test"] and not run.force:
+            print(f"warning: about {held} of the {plan['labelled_planned']} labelled queries will be held out to "
+                  f"judge the result, fewer than the {MIN_VERDICT_QUERIES} a verdict needs: a tie or a small "
+                  "loss there stops the publish. Label more (--queries.n) or plan on --force.", flush=True)
     run_dir = runs_dir() / run.name
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / "config.json", {k: asdict(v) for k, v in cfgs.items()})

@@ -22,6 +22,7 @@ from pathlib import Path
 from rag.records import LLMRanking
 
 PIPELINE_DEPTH = 20   # the harness's IR depth: what "+ranker" reranks
+MIN_VERDICT_QUERIES = 20  # fewer held-out questions cannot separate two retrievers: the refusal says so
 METRICS = ("ndcg@10", "top1")
 
 
@@ -133,7 +134,11 @@ def refusal(report: dict, test: dict | None = None) -> str | None:
               (f"the {(test or {}).get('split')} split, judged by gold", (test or {}).get("metrics", {}).get("ndcg@10"))]
     for where, r in checks:
         if r and r.get("n") and not r["delta"] > 0:
-            return f"not better than the base on {where} (nDCG@10 {_n(r['mean_b'])} vs {_n(r['mean_a'])})"
+            why = f"not better than the base on {where} (nDCG@10 {_n(r['mean_b'])} vs {_n(r['mean_a'])})"
+            if r["n"] < MIN_VERDICT_QUERIES:
+                why += (f"; {r['n']} held-out question{'s' * (r['n'] != 1)} cannot tell (label more queries, "
+                        f"--queries.n, so that {MIN_VERDICT_QUERIES}+ are held out, or --force)")
+            return why
     return None
 
 
@@ -157,7 +162,7 @@ def sentence(report: dict, outcome: str, test: dict | None = None) -> str:
     if not llm or not llm.get("n"):
         return f"No held-out labelled question to judge the distilled retriever on; {outcome}."
     word = "better than" if llm["delta"] > 0 else "no better than" if llm["delta"] == 0 else "worse than"
-    out = (f"On {llm['n']} held-out questions the LLM ranked, the distilled retriever agrees with the LLM "
+    out = (f"On {llm['n']} held-out question{'s' * (llm['n'] != 1)} the LLM ranked, the distilled retriever agrees with the LLM "
            f"{word} the base: {_compare(llm)}")
     if (g := report.get("gold", {}).get("ndcg@10")) and g.get("n"):
         out += f"; against gold on {g['n']} of them {_compare(g)}"

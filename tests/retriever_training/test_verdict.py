@@ -164,3 +164,13 @@ def test_model_card_extends_the_one_sentence_transformers_generated():
     body = card.split("---\n", 2)[2]
     assert body.index("**Verdict.**") < body.index("## Training Details") < body.index("@inproceedings")
     assert merge_cards(ours, "") == ours
+
+
+def test_a_refusal_on_too_few_held_out_questions_says_what_to_do():
+    from retriever_training.verdict import refusal
+
+    tie = {"n": 1, "delta": 0.0, "mean_a": 0.75, "mean_b": 0.75, "ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0}
+    why = refusal({"llm": {"ndcg@10": tie}})
+    assert "1 held-out question cannot tell" in why and "--queries.n" in why
+    many = {**tie, "n": 100}
+    assert "cannot tell" not in refusal({"llm": {"ndcg@10": many}})
