@@ -110,9 +110,13 @@ def _retrain_progress(corpus: str) -> None:
 
     @st.fragment(run_every=5)
     def progress() -> None:
-        stat = retrain_job.status(corpus)
-        if stat.state == "done" or services.published_distilled(corpus):
+        if services.published_distilled(corpus):  # published now: redraw the page with it
             st.rerun(scope="app")
+        stat = retrain_job.status(corpus)
+        if stat.state == "done":  # finished without publishing here (the verdict refused, another home)
+            st.caption(f"Distilled retriever: the background retrain finished but published nothing for "
+                       f"this data dir; its last lines are in `{retrain_job.log_path(corpus)}`.")
+            return
         shown = {"running": st.info, "failed": st.error}.get(stat.state, st.caption)
         shown(f"Distilled retriever: background retrain {stat.summary}. "
               f"Log: `{retrain_job.log_path(corpus)}`")

@@ -76,3 +76,20 @@ def test_sidebar_shows_the_retrain_and_switches_distilled_on_when_published(app_
         import signal
 
         os.kill(pid, signal.SIGKILL)
+
+
+def test_a_finished_retrain_that_published_nothing_does_not_loop(app_home, fake_llm, monkeypatch, tmp_path):
+    """A run directory with metrics.json but no model published for this data dir (the verdict
+    refused, or it published elsewhere): the sidebar says so once; the page must not rerun forever."""
+    from app import retrain_job
+
+    monkeypatch.setenv("DISTILRAG_CORPUS", "squad_dev")
+    run_dir = tmp_path / "runs" / "squad_dev"
+    (run_dir / "stages").mkdir(parents=True)
+    (run_dir / "metrics.json").write_text("{}")
+    monkeypatch.setattr(retrain_job, "runs_dir", lambda: tmp_path / "runs")
+    retrain_job.log_path("squad_dev").parent.mkdir(parents=True, exist_ok=True)
+    retrain_job.log_path("squad_dev").write_text("--- start\nnot published: a tie\n")
+    at = new_app(timeout=60)
+    assert "published nothing for this data dir" in "\n".join(str(c.value) for c in at.sidebar.caption)
+    assert at.chat_input(key="question") is not None
