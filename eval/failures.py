@@ -12,10 +12,6 @@ class EvalFailed(UserError, RuntimeError):
     pass
 
 
-class EmptyAnswerError(UserError, RuntimeError):
-    pass
-
-
 def llm_failure(e: BaseException, llm_cfg=None) -> tuple[str, bool]:
     """(one scrubbed line naming the endpoint, whether every other question would fail the same way)."""
     import openai

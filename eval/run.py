@@ -41,7 +41,7 @@ from pathlib import Path
 from eval.plan import EvalConfig, load_done, ragas_subset, run_dir_of, select
 from eval.qa_metrics import answer_in_context, qa_scores
 from eval.questions import load_questions, questions_hash  # noqa: F401  (load_questions: part of this API)
-from eval.failures import EmptyAnswerError, EvalFailed, check_failures, last_error, llm_failure  # noqa: F401
+from eval.failures import EvalFailed, check_failures, last_error, llm_failure  # noqa: F401
 from rag.pipelines import retrieval_function, slug, spec_identity
 from rag.errors import UserError, scrub
 
@@ -109,9 +109,10 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
                 rec = replace(rec, cached=True)  # its latencies are the call that produced it, not this run's
             else:
                 ans = chain.answer(q.query, nodes=nodes[:cfg.top_k])
-            if not ans.text.strip():  # e.g. a 200 with an HTML body: nothing to score, not an answer
-                raise EmptyAnswerError("The LLM returned an empty answer (is the endpoint an "
-                                       "OpenAI-compatible /v1 URL?).")
+            if not ans.text.strip():  # only whitespace: nothing to score (no tokens at all: the chain raises)
+                from rag.chain import EmptyAnswer
+
+                raise EmptyAnswer("The LLM returned an empty answer (is the endpoint an OpenAI-compatible /v1 URL?).")
         except Exception as e:  # one failed question must not cost the others; it is redone on resume
             from rag.llm import LLMUnavailable
 
