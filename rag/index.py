@@ -81,19 +81,12 @@ def index_key(corpus: Corpus) -> str:
     """The directory of a corpus's indexes: a shipped corpus keeps its name, any other gets
     name-<content hash>, so two corpora of the same name never overwrite each other's index."""
     shipped = corpus.chunking.get("unit") == "paragraph" and (CORPORA_DIR / corpus.name / "corpus.jsonl.gz").exists()
-    key = corpus.name if shipped else f"{corpus.name}-{corpus.hash[:10]}"
-    _KEYS[corpus.name] = key
-    return key
+    return corpus.name if shipped else f"{corpus.name}-{corpus.hash[:10]}"
 
 
-# Callers that still pass only a corpus name get the directory of the corpus of that name this
-# process last resolved (a name alone cannot tell two corpora apart); pass the Corpus instead.
-_KEYS: dict[str, str] = {}
-
-
-def index_dir(corpus: Corpus | str, embedder_label: str) -> Path:
-    key = index_key(corpus) if isinstance(corpus, Corpus) else _KEYS.get(corpus, corpus)
-    return indexes_dir() / key / embedder_label
+def index_dir(corpus: Corpus, embedder_label: str) -> Path:
+    """Where the index of `corpus` by that embedder lives (a name alone cannot tell two corpora apart)."""
+    return indexes_dir() / index_key(corpus) / embedder_label
 
 
 def read_manifest(path: Path) -> Manifest:

@@ -19,7 +19,7 @@ def test_real_chain_answers_and_cites_the_supporting_passage(super_bowl_slice):
     from rag.index import index_dir, read_manifest
 
     chain = build_chain(super_bowl_slice, retriever="base", top_k=3)
-    m = read_manifest(index_dir("sb50_slice", "base"))
+    m = read_manifest(index_dir(super_bowl_slice, "base"))
     assert m.n_passages == 12 and m.dim == 384 and m.corpus_hash == super_bowl_slice.hash
     streamed = []
     ans = chain.answer("Where did Super Bowl 50 take place?", on_token=streamed.append)
