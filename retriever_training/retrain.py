@@ -277,9 +277,9 @@ def retrain(cfgs: dict, progress: bool = True, dry_run: bool = False) -> dict:
     timings["verdict"] = time.perf_counter() - t
     verdict = json.loads(verdict_path.read_text()) if held_rankings and verdict_path.exists() else {}
     if verdict:
-        from retriever_training.verdict import published_spec
+        from rag.pipelines import published_name
 
-        verdict["best_published"] = published_spec(verdict["best"], run_dir)
+        verdict["best_published"] = published_name(verdict["best"])
 
     # 7: publish
     from retriever_training.publish import publish

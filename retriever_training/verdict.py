@@ -34,10 +34,6 @@ def pipeline_specs(run_dir: Path) -> tuple[list[str], str, str]:
     return firsts + [f"{f}+{ranker}" for f in firsts], "base", student
 
 
-def published_spec(spec: str, run_dir: Path) -> str:
-    """A run's spec in the names that point at its models once published."""
-    return spec.replace(f"{run_dir}/student", "distilled").replace(f"{run_dir}/ranker", "ranker")
-
 
 def pipeline_orders(specs: list[str], corpus, queries: dict[str, str], depth: int = PIPELINE_DEPTH,
                     progress: bool = True) -> dict[str, dict[str, list[str]]]:
