@@ -15,6 +15,8 @@ from pathlib import Path
 import streamlit as st
 
 from app.preload import preload_modules
+from rag.errors import public_endpoint, scrub  # noqa: F401  (the pages read them here)
+from rag.messages import user_message
 
 MY_DOCS = "my documents"
 RETRIEVERS = ("base", "distilled", "bm25", "hybrid", "hybrid:distilled")
@@ -275,11 +277,6 @@ def get_chain(corpus, retriever: str, top_k: int, reranker: str | None, index_st
 
 
 # ---------------------------------------------------------------- errors
-# One mechanism for every face (rag.errors): the app re-exports it for its pages.
-from rag.errors import public_endpoint, scrub  # noqa: E402,F401
-from rag.messages import user_message  # noqa: E402
-
-
 def _log():
     import logging
 

@@ -145,7 +145,6 @@ def ask(question: str, settings: Settings) -> None:
     Every retriever retrieves first and its passages are drawn at once, before the LLM is started
     or asked; an LLM that cannot start leaves the passages on the page with the reason beside them.
     """
-    t_submit = time.perf_counter()
     retrievers = list(settings.compare) if settings.compare else [settings.retriever]
     turn = {"id": uuid.uuid4().hex[:12], "question": question, "corpus": settings.corpus,
             "results": [_empty_result(r) for r in retrievers]}
@@ -170,7 +169,7 @@ def ask(question: str, settings: Settings) -> None:
                     st.markdown(f"#### {retrievers[i]}")
                 slots.append((st.empty(), st.empty()))  # (answer, sources)
         for i in range(len(retrievers)):  # sources first, for every side
-            live.append(_retrieve_into(turn, i, settings, corpus, slots[i][1], t_submit))
+            live.append(_retrieve_into(turn, i, settings, corpus, slots[i][1]))
         try:
             cfg = services.llm_config()
             with cols[0]:
@@ -198,8 +197,8 @@ def ask(question: str, settings: Settings) -> None:
     save()
 
 
-def _retrieve_into(turn: dict, i: int, settings: Settings, corpus, sources_slot, t0: float):
-    """Retrieve for result `i` and draw its passages; (chain, nodes, t0) to answer from, or None."""
+def _retrieve_into(turn: dict, i: int, settings: Settings, corpus, sources_slot):
+    """Retrieve for result `i` and draw its passages; (chain, nodes) to answer from, or None."""
     r = turn["results"][i]
     try:
         stamp = _ensure_index(corpus, r["retriever"])
@@ -216,12 +215,12 @@ def _retrieve_into(turn: dict, i: int, settings: Settings, corpus, sources_slot,
     r["timings"]["retrieve_s"] = round(time.perf_counter() - t1, 3)
     with sources_slot.container():
         render_sources(r["sources"], [], "", turn["question"])
-    return chain, nodes, t0
+    return chain, nodes
 
 
 def _answer_into(turn: dict, i: int, live, llm, answer_slot, sources_slot) -> None:
     """Stream the answer into `answer_slot`, then redraw the passages with the cited ones marked."""
-    chain, nodes, _ = live
+    chain, nodes = live
     r = turn["results"][i]
     t0 = time.perf_counter()
     answer_slot.caption("Waiting for the first token… (a local LLM on CPU needs a few seconds)")
