@@ -93,6 +93,14 @@ def pipeline_scores(choice: str) -> tuple[dict[str, float], str]:
     return scores, (f"held-out nDCG@10 on {verdict.get('queries', '?')} questions, judged by {judge}" if scores else "")
 
 
+def pipeline_latency(choice: str) -> dict[str, float]:
+    """{published spec: milliseconds per query} the published model's verdict measured (retrieval
+    and reranking, no LLM); {} when the card has none."""
+    from rag.pipelines import pipeline_scores as scores_of
+
+    return scores_of(corpus_spec(choice), field="ms_per_query")[0]
+
+
 def best_pipeline(choice: str) -> tuple[str, str | None] | None:
     """(retriever, reranker) of the best pipeline the published model's verdict measured, if any."""
     from rag.pipelines import best_spec

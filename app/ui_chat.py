@@ -91,6 +91,12 @@ def _render_answer(turn: dict, i: int) -> None:
     if r["error"]:
         st.error(r["error"])
         return
+    if r.get("partial"):  # the run ended before the answer did: the Stop button, or a rerun
+        if r["text"]:
+            st.markdown(answer_markdown(r["text"], anchor(turn, i), len(r["sources"])), unsafe_allow_html=True)
+        st.caption("Stopped" + (": the answer is cut here." if r["text"] else " before the answer began."),
+                   help="Ask again to get the whole answer.")
+        return
     st.markdown(answer_markdown(r["text"], anchor(turn, i), len(r["sources"])) or "_(empty answer)_",
                 unsafe_allow_html=True)
     if r.get("unsupported"):  # the answer's words are not all in what it cites: do not present it as fact
@@ -185,15 +191,24 @@ def ask(question: str, settings: Settings) -> None:
                     _render_answer(turn, i)
             return
         for i, (answer_slot, _) in enumerate(slots):
-            if live[i] is not None and i > 0:
-                answer_slot.caption(f"Waiting for the {retrievers[0]} answer to finish…")
+            if live[i] is not None:
+                turn["results"][i]["partial"] = True  # until its answer is complete
+                if i > 0:
+                    answer_slot.caption(f"Waiting for the {retrievers[0]} answer to finish…")
         turns().append(turn)  # kept from here on: a reload mid-answer keeps the question and sources
+        save()
+        # Clicking it reruns the script, which ends this run at its next token; the chain then
+        # closes the LLM stream, and the server stops generating (see rag.chain.RAGChain.answer).
+        stop = st.empty()
+        stop.button("Stop", key=f"stop-{turn['id']}", icon=":material/stop_circle:", on_click=save,
+                    help="End the answer here (the text so far is kept)")
         for i, (answer_slot, sources_slot) in enumerate(slots):
             if live[i] is not None:
                 _answer_into(turn, i, live[i], llm, answer_slot, sources_slot)
                 save()
             with answer_slot.container():
                 _render_answer(turn, i)
+        stop.empty()
     save()
 
 
@@ -231,15 +246,17 @@ def _answer_into(turn: dict, i: int, live, llm, answer_slot, sources_slot) -> No
         if not first:
             first.append(time.perf_counter() - t0)
         pieces.append(tok)
+        r["text"] = "".join(pieces)  # what a Stop keeps
         answer_slot.markdown(answer_markdown("".join(pieces)) + CURSOR, unsafe_allow_html=True)
     try:
         ans = chain.answer(turn["question"], nodes=nodes, on_token=on_token, llm=llm)
     except Exception as e:
         services.forget_llm(e)  # a dead local server is restarted on the next question
         r["error"] = services.explain(e) + " The retrieved passages are below."
+        r["partial"] = False
         return
     total = time.perf_counter() - t0
-    r.update(text=ans.text, retriever=ans.retriever or r["retriever"], cited=list(ans.cited),
+    r.update(text=ans.text, partial=False, retriever=ans.retriever or r["retriever"], cited=list(ans.cited),
              sources=[asdict(s) for s in ans.sources],
              timings={**r["timings"], "first_token_s": round(first[0] if first else total, 3),
                       "total_s": round(total, 3)})

@@ -3,6 +3,7 @@ mode, index status with rebuild, the LLM endpoint and its status, feedback log, 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import streamlit as st
 
@@ -23,10 +24,14 @@ def render():
     last so that it shows the state after this run's question (the first one starts the LLM)."""
     with st.sidebar:
         st.header("distilrag")
-        shipped = services.default_corpus()
-        corpus = st.radio("Documents", [shipped, services.MY_DOCS], key="corpus_choice",
-                          format_func=lambda c: f"{c} (shipped)" if c == shipped else "my documents",
-                          help="Ask about the shipped corpus, or about files you add.")
+        from rag.corpus import shipped_corpora
+
+        default = services.default_corpus()
+        # A folder or JSONL named by --corpus is shown by its name, not as a path that fills the sidebar.
+        label = f"{default} (shipped)" if default in shipped_corpora() else Path(default).name
+        corpus = st.radio("Documents", [default, services.MY_DOCS], key="corpus_choice",
+                          format_func=lambda c: label if c == default else "my documents",
+                          help=f"Ask about {default}, or about files you add.")
         retriever, reranker, top_k = _retrieval_controls(corpus)
         compare = _compare_controls(corpus, retriever)
         _index_status(corpus, {retriever, *(compare or ())})
@@ -61,17 +66,20 @@ def _retrieval_controls(corpus: str) -> tuple[str, str | None, int]:
     if st.session_state.get("retriever") not in (None, *options):
         del st.session_state["retriever"]  # a saved choice this corpus does not offer (yet)
     scores, judged = services.pipeline_scores(corpus)
+    latency = services.pipeline_latency(corpus)
     best = services.best_pipeline(corpus)
     if best and st.session_state.get("retriever") not in options:
         st.session_state["retriever"] = best[0]  # the measured best pipeline is the default
         st.session_state["rerank"] = best[1] == "ranker"
 
     def caption(r: str) -> str:
-        score = scores.get(r)
+        score, ms = scores.get(r), latency.get(r)
         return services.RETRIEVER_HELP[r] + (f" · nDCG@10 {score:.3f}" if score is not None else "") + (
-            " · best measured" if best and best == (r, None) else "")
+            f" · {ms:.0f} ms" if ms is not None else "") + (" · best measured" if best and best == (r, None) else "")
     retriever = st.radio("Retriever", options, key="retriever", captions=[caption(r) for r in options],
-                         help=f"Figures: {judged}, from the published model's card." if judged else None)
+                         help=f"Figures: {judged}, from the published model's card (ms: retrieval and "
+                              "reranking per question on the machine that trained it, without the LLM)."
+                         if judged else None)
     if "distilled" in options:
         card = services.distilled_card(corpus)
         with st.expander("Distilled model", expanded=retriever == "distilled"):
@@ -91,7 +99,8 @@ def _retrieval_controls(corpus: str) -> tuple[str, str | None, int]:
                        help="Retrieves 20 candidates, the ranker keeps the best top-k."):
             reranker = "ranker"
         if (reranked := scores.get(f"{retriever}+ranker")) is not None:
-            st.caption(f"{retriever} + ranker: nDCG@10 {reranked:.3f}"
+            ms = latency.get(f"{retriever}+ranker")
+            st.caption(f"{retriever} + ranker: nDCG@10 {reranked:.3f}" + (f" · {ms:.0f} ms" if ms is not None else "")
                        + (" · best measured" if best == (retriever, "ranker") else ""))
     else:
         st.caption("Reranker: none trained yet (the retrain pipeline publishes one).")

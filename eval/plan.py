@@ -26,6 +26,7 @@ class EvalConfig:
     name: str = ""
     grounding: str = "lexical"        # lexical (free) | llm (lexical too, + a verifier call) | off
     answer_cache: bool = True         # False: ask the LLM even for a prompt answered before
+    round_size: int = 50              # questions every retriever answers before the next round starts
 
 
 def select(questions: list, n: int, seed: int) -> list:

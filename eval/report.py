@@ -186,6 +186,10 @@ def _sections(summary, pq, comps, judged, agree, images, base, selection=()):
     mode = "retrieval only" if cfg["retrieval_only"] else f"top-{cfg['top_k']} passages to the LLM"
     s = [("p", None, f"Corpus `{cfg['corpus']}` split `{cfg['split'] or 'all'}`, {mode}, "
                      f"n={cfg['n'] or 'all'}, seed {cfg['seed']}.")]
+    q = summary.get("questions", {})
+    if q and q["answered_by_all"] < q["asked"]:
+        s.append(("p", None, f"**Partial run**: {q['answered_by_all']} of {q['asked']} questions answered by "
+                             "every retriever so far (a seeded random part); rerun the same command to go on."))
     for spec, why in summary.get("skipped", {}).items():
         s.append(("p", None, f"Skipped `{spec}`: {why}"))
     names = list(summary["retrievers"])

@@ -2,7 +2,7 @@
 
     distilrag eval --corpus squad_dev --split test --retrievers base,distilled,bm25,hybrid
                    [--n 200] [--ragas-n 20] [--retrieval-only] [--name NAME]
-                   [--grounding lexical|llm|off] [--dry-run] [--no-answer-cache]
+                   [--grounding lexical|llm|off] [--dry-run] [--no-answer-cache] [--round-size 50]
     distilrag eval --corpus my_docs/ --queries questions.txt --retrievers base,bm25   # no gold labels
     distilrag eval report runs/eval/NAME          # re-draw the report of a finished run
 
@@ -23,7 +23,9 @@ two retrievers share is paid once, a rerun pays none; --dry-run retrieves (cheap
 many distinct prompts would be paid and how long that takes, before any LLM work. Each answer is
 checked for abstention and grounding (eval/answer_checks.py; --grounding llm adds a yes/no
 verifier call per cited passage, cached the same way).
-Answers are appended per question, so an interrupted run resumes where it stopped; each
+Answers are appended per question, so an interrupted run resumes where it stopped; questions go
+in rounds (--round-size) that every retriever finishes before the next, and each round rewrites
+the report, so a long run stopped anywhere leaves a paired report on part of its questions; each
 retriever directory records the weights its spec resolved to (retriever.json), and answers from
 other weights (a retrain re-points "distilled") are moved aside and asked again.
 Retriever specs: base | distilled | bm25 | hybrid | hybrid:distilled | <model dir>, optionally
@@ -149,8 +151,9 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
 
 def run_retriever(spec: str, questions: list, qrels, cfg: EvalConfig, corpus, run_dir: Path,
                   llm=None, judge_cfg=None, judge_llm=None, progress: bool = True, llm_cfg=None,
-                  answers=None) -> dict:
-    """Evaluate one retriever spec into run_dir/<slug>/; returns its metrics."""
+                  answers=None, judge: bool = True) -> dict:
+    """Evaluate one retriever spec into run_dir/<slug>/; returns its metrics (RAGAS too when
+    `judge`: the rounds before the last leave it out)."""
     from eval.metrics_table import compute_metrics
     from rag.metrics import write_run
     from rag.records import write_json
@@ -186,7 +189,7 @@ def run_retriever(spec: str, questions: list, qrels, cfg: EvalConfig, corpus, ru
     metrics = compute_metrics(records, qrels, n_asked=len(questions))
     if metrics["n_errors"]:
         metrics["last_error"] = last_error(out, {q.qid for q in questions} - done.keys())
-    if cfg.ragas_n and not cfg.retrieval_only:
+    if cfg.ragas_n and not cfg.retrieval_only and judge:
         from eval.ragas_eval import JudgeConfig, judge_records
 
         pick = set(ragas_subset([q.qid for q in questions], cfg.ragas_n, cfg.seed))
@@ -230,7 +233,6 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
     `cache` another rag.llm_cache.LLMCache than the shared one."""
     from rag.corpus import load_corpus
     from rag.embedder import EmbedderNotFound
-    from rag.records import write_json
     from rag.settings import apply_offline_env
 
     apply_offline_env()
@@ -250,32 +252,60 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
         # No LLM is started here: the chain starts it on the first answer the cache lacks, so a
         # rerun served from the cache starts none.
         answers = open_answer_cache(llm_cfg, cache, cfg.answer_cache)
-    results, skipped = {}, {}
-    for spec in cfg.retrievers:
-        try:
-            results[spec] = run_retriever(spec, questions, qrels, cfg, corpus, run_dir, llm=llm,
-                                          judge_cfg=judge_cfg, judge_llm=judge_llm, progress=progress,
-                                          llm_cfg=llm_cfg, answers=answers)
-        except EmbedderNotFound as e:
-            skipped[spec] = scrub(str(e))
-            print(f"skipping {spec}: {skipped[spec]}", file=sys.stderr)
-    if not results:
-        raise SystemExit("error: no retriever could be evaluated (" +
-                         "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")")
+    rounds = answer_rounds(questions, cfg)
+    for k, part in enumerate(rounds, 1):
+        results, skipped = {}, {}
+        for spec in cfg.retrievers:
+            try:
+                results[spec] = run_retriever(spec, part, qrels, cfg, corpus, run_dir, llm=llm,
+                                              judge_cfg=judge_cfg, judge_llm=judge_llm, progress=progress,
+                                              llm_cfg=llm_cfg, answers=answers, judge=k == len(rounds))
+            except EmbedderNotFound as e:
+                skipped[spec] = scrub(str(e))
+                if k == 1:
+                    print(f"skipping {spec}: {skipped[spec]}", file=sys.stderr)
+        if not results:
+            raise SystemExit("error: no retriever could be evaluated (" +
+                             "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")")
+        _write_summary(run_dir, results, skipped, qrels, done=len(part), asked=len(questions), report=report)
+        if k < len(rounds) and progress:
+            print(f"round {k}/{len(rounds)}: {len(part)} of {len(questions)} questions answered by every "
+                  f"retriever; the report so far: {run_dir / 'report.md'}", file=sys.stderr)
+    check_failures({s: m for s, m in results.items() if s in cfg.retrievers})
+    return run_dir
+
+
+def answer_rounds(questions: list, cfg: EvalConfig) -> list[list]:
+    """Growing prefixes of a seeded shuffle, `cfg.round_size` more each: every retriever answers a
+    round before the next begins, so a long run stopped at any point has a paired report on a
+    random part of its questions (not the first articles only). Retrieval-only runs are one round."""
+    import random
+
+    if cfg.retrieval_only or cfg.round_size <= 0 or cfg.round_size >= len(questions):
+        return [list(questions)]
+    order = random.Random(f"rounds-{cfg.seed}").sample(list(questions), len(questions))
+    ends = list(range(cfg.round_size, len(order), cfg.round_size)) + [len(order)]
+    return [order[:e] for e in ends]
+
+
+def _write_summary(run_dir: Path, results: dict, skipped: dict, qrels, done: int, asked: int,
+                   report: bool) -> None:
+    from rag.records import write_json
+
     resolved = json.loads((run_dir / "config.json").read_text())
-    for spec in resolved["retrievers"]:  # retrievers finished by an earlier invocation of this run
-        f = run_dir / slug(spec) / "metrics.json"
-        if spec not in results and spec not in skipped and f.exists():
-            results[spec] = json.loads(f.read_text())
+    if done == asked:
+        for spec in resolved["retrievers"]:  # retrievers finished by an earlier invocation of this run
+            f = run_dir / slug(spec) / "metrics.json"
+            if spec not in results and spec not in skipped and f.exists():
+                results[spec] = json.loads(f.read_text())
     summary = {"config": resolved, "skipped": skipped, "has_qrels": qrels is not None,
+               "questions": {"answered_by_all": done, "asked": asked},
                "retrievers": {slug(s): m for s, m in results.items()}}
     write_json(run_dir / "summary.json", summary)
     if report:
         from eval.report import write_report
 
         write_report(run_dir)
-    check_failures({s: m for s, m in results.items() if s in cfg.retrievers})
-    return run_dir
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -292,6 +322,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--top-k", type=int, default=d.top_k, help="passages given to the LLM")
     ap.add_argument("--depth", type=int, default=d.depth, help="ranks kept for IR metrics")
     ap.add_argument("--retrieval-only", action="store_true", help="IR metrics only, no LLM (fast)")
+    ap.add_argument("--round-size", type=int, default=d.round_size,
+                    help="questions every retriever answers before the next round (a partial report each round)")
     ap.add_argument("--ragas-n", type=int, default=0, help="judge a seeded subset of M answers with RAGAS")
     ap.add_argument("--ragas-metrics", default="", help="comma-separated RAGAS metrics (default: by reference availability)")
     ap.add_argument("--grounding", default=d.grounding, choices=("lexical", "llm", "off"),
@@ -328,7 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                      retrievers=tuple(s.strip() for s in a.retrievers.split(",") if s.strip()),
                      n=a.n, seed=a.seed, top_k=a.top_k, depth=max(a.depth, a.top_k),
                      retrieval_only=a.retrieval_only, ragas_n=a.ragas_n, name=a.name,
-                     grounding=a.grounding, answer_cache=not a.no_answer_cache)
+                     grounding=a.grounding, answer_cache=not a.no_answer_cache, round_size=a.round_size)
     pick = lambda *kv: {k: v for k, v in kv if v}  # noqa: E731
     llm_cfg = LLMConfig.from_env(**pick(("endpoint", a.endpoint), ("model", a.model), ("api_key_env", a.api_key_env)))
     judge_cfg = JudgeConfig(**pick(("endpoint", a.judge_endpoint), ("model", a.judge_model),

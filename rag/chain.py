@@ -131,12 +131,20 @@ class RAGChain:
         resp = self.synthesizer(llm).synthesize(QueryBundle(question), numbered)
         pieces: list[str] = []
         t_first = None
-        for tok in resp.response_gen:
-            if t_first is None:
-                t_first = time.perf_counter() - t0
-            pieces.append(tok)
-            if on_token:
-                on_token(tok)
+        stream = resp.response_gen
+        try:
+            for tok in stream:
+                if t_first is None:
+                    t_first = time.perf_counter() - t0
+                pieces.append(tok)
+                if on_token:
+                    on_token(tok)
+        finally:
+            # A consumer that stops early (the chat's Stop button raises out of on_token) closes
+            # the generator chain down to the HTTP stream, and the LLM server stops generating.
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
         text = "".join(pieces).strip()
         if not pieces:  # not even an empty token: an HTML error page, a cut stream, a proxy's timeout
             from rag.errors import public_endpoint

@@ -88,12 +88,13 @@ def published_name(spec: str) -> str:
     return re.sub(r"[^+:]*/ranker\b", "ranker", re.sub(r"[^+:]*/(student|model)\b", "distilled", spec))
 
 
-def pipeline_scores(corpus) -> tuple[dict[str, float], dict]:
-    """{published spec: held-out nDCG@10} from the corpus's published verdict, and the verdict."""
+def pipeline_scores(corpus, field: str = "ndcg@10") -> tuple[dict[str, float], dict]:
+    """{published spec: held-out nDCG@10 (or another `field` of the row: "ms_per_query")} from the
+    corpus's published verdict, and the verdict."""
     verdict = published_card(corpus).get("verdict") or {}
     rows = verdict.get("pipelines") or []
-    return ({published_name(r["spec"]): r["ndcg@10"] for r in rows
-             if isinstance(r, dict) and isinstance(r.get("ndcg@10"), (int, float))}, verdict)
+    return ({published_name(r["spec"]): r[field] for r in rows
+             if isinstance(r, dict) and isinstance(r.get(field), (int, float))}, verdict)
 
 
 def best_spec(corpus, fallback: str = "base") -> str:

@@ -271,8 +271,10 @@ def retrain(cfgs: dict, progress: bool = True, dry_run: bool = False) -> dict:
         from retriever_training.verdict import judge, pipeline_orders, pipeline_specs
 
         specs, base_spec, student_spec = pipeline_specs(run_dir)
-        orders = pipeline_orders(specs, corpus, {r.qid: queries[r.qid] for r in held_rankings}, progress=progress)
-        write_json(verdict_path, judge(orders, held_rankings, base_spec, student_spec, gold_held))
+        latency: dict = {}
+        orders = pipeline_orders(specs, corpus, {r.qid: queries[r.qid] for r in held_rankings}, progress=progress,
+                                 latency_ms=latency)
+        write_json(verdict_path, judge(orders, held_rankings, base_spec, student_spec, gold_held, latency))
         stages.mark("verdict", fp_v, time.perf_counter() - t)
     timings["verdict"] = time.perf_counter() - t
     verdict = json.loads(verdict_path.read_text()) if held_rankings and verdict_path.exists() else {}

@@ -36,19 +36,29 @@ def pipeline_specs(run_dir: Path) -> tuple[list[str], str, str]:
 
 
 def pipeline_orders(specs: list[str], corpus, queries: dict[str, str], depth: int = PIPELINE_DEPTH,
-                    progress: bool = True) -> dict[str, dict[str, list[str]]]:
-    """spec -> qid -> docids best first, over the whole corpus (real retrievers and ranker)."""
+                    progress: bool = True, latency_ms: dict | None = None) -> dict[str, dict[str, list[str]]]:
+    """spec -> qid -> docids best first, over the whole corpus (real retrievers and ranker); fills
+    `latency_ms` with each spec's milliseconds per query when given (the first stage's measured
+    time, plus the ranker's measured time per pair for `depth` pairs: pairs two pipelines share
+    are scored once here, but a query in the chat pays all of its own)."""
+    import time
+
     from tqdm.auto import tqdm
 
     from rag.pipelines import retrieval_function, split_spec
     from rag.rerank import CrossEncoderRerank
 
     firsts: dict[str, dict[str, list[str]]] = {}
+    first_ms: dict[str, float] = {}
     for spec in dict.fromkeys(split_spec(s)[0] for s in specs):
         retrieve = retrieval_function(spec, corpus, depth)
+        retrieve("warm-up")  # the first call loads models and indexes: not a query's latency
+        t0 = time.perf_counter()
         firsts[spec] = {q: [n.node.node_id for n in retrieve(text)][:depth]
                         for q, text in tqdm(queries.items(), desc=f"verdict: {Path(spec).name}", disable=not progress)}
+        first_ms[spec] = 1000 * (time.perf_counter() - t0) / max(1, len(queries))
     out, rerankers, scored = {}, {}, {}
+    pair_s: dict[str, list[float]] = {}  # reranker -> [seconds, pairs]
     for spec in specs:
         first, reranker = split_spec(spec)
         if not reranker:
@@ -58,10 +68,20 @@ def pipeline_orders(specs: list[str], corpus, queries: dict[str, str], depth: in
         orders = {}
         for q, ids in firsts[first].items():
             new = [d for d in ids if (reranker, q, d) not in scored]
+            t0 = time.perf_counter()
             for d, s in zip(new, rr.score(queries[q], [_text(corpus, d) for d in new])):
                 scored[(reranker, q, d)] = s
+            if new:
+                acc = pair_s.setdefault(reranker, [0.0, 0])
+                acc[0] += time.perf_counter() - t0
+                acc[1] += len(new)
             orders[q] = sorted(ids, key=lambda d: -scored[(reranker, q, d)])  # stable: ties keep the first stage's
         out[spec] = orders
+    if latency_ms is not None:
+        for spec in specs:
+            first, reranker = split_spec(spec)
+            secs, pairs = pair_s.get(reranker, (0.0, 0)) if reranker else (0.0, 0)
+            latency_ms[spec] = round(first_ms[first] + (1000 * secs / pairs * depth if pairs else 0.0), 1)
     return out
 
 
@@ -83,8 +103,9 @@ def per_query(order: dict[str, list[str]], heldout: list[LLMRanking], qrels: dic
 
 
 def judge(orders: dict[str, dict[str, list[str]]], heldout: list[LLMRanking], base: str, student: str,
-          gold: dict | None = None) -> dict:
-    """The verdict from each pipeline's orders of the held-out queries (pure: the tests' entry)."""
+          gold: dict | None = None, latency_ms: dict | None = None) -> dict:
+    """The verdict from each pipeline's orders of the held-out queries (pure: the tests' entry);
+    `latency_ms` (pipeline_orders') goes into each pipeline's row."""
     from rag.stats import bootstrap_ci, paired_by_qid
     from retriever_training.splits import llm_qrels
 
@@ -105,6 +126,8 @@ def judge(orders: dict[str, dict[str, list[str]]], heldout: list[LLMRanking], ba
         lo, hi = bootstrap_ci(list(v["ndcg@10"].values()))
         row = {"spec": spec, "ndcg@10": _mean(v["ndcg@10"]), "top1": _mean(v["top1"]), "ci_low": lo, "ci_high": hi,
                "vs_base": paired_by_qid(values[ranked_by][base]["ndcg@10"], v["ndcg@10"])}
+        if latency_ms and spec in latency_ms:
+            row["ms_per_query"] = latency_ms[spec]
         if ranked_by == "gold":  # the LLM's judgement next to gold's
             row.update({"llm_ndcg@10": _mean(values["llm"][spec]["ndcg@10"]),
                         "llm_top1": _mean(values["llm"][spec]["top1"])})
@@ -180,6 +203,8 @@ def card_section(report: dict) -> str:
         return ""
     by = "gold" if report.get("ranked_by") == "gold" else "the LLM's order (top 3 graded 3/2/1)"
     lines = "\n".join(f"| {r['spec']} | {r['ndcg@10']:.4f} | [{r['ci_low']:.4f}, {r['ci_high']:.4f}] | "
-                      f"{r['top1']:.3f} | {r['vs_base']['delta']:+.4f} |" for r in rows)
+                      f"{r['top1']:.3f} | {r['vs_base']['delta']:+.4f} | {r.get('ms_per_query', '-')} |"
+                      for r in rows)
     return (f"## Pipelines on the {report['queries']} held-out labelled queries (judged by {by})\n"
-            "| pipeline | nDCG@10 | 95% CI | top-1 vs LLM | vs base |\n|---|---|---|---|---|\n" + lines + "\n\n")
+            "| pipeline | nDCG@10 | 95% CI | top-1 vs LLM | vs base | ms/query |\n|---|---|---|---|---|---|\n"
+            + lines + "\n\n")

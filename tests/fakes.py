@@ -43,6 +43,7 @@ def scripted_llm(answers: list[str] | Callable[[str], str]):
     class ScriptedLLM(CustomLLM):
         calls: int = 0
         prompts: list = []
+        streams_closed: int = 0  # streams ended by their consumer or run to the end
 
         @property
         def metadata(self) -> LLMMetadata:
@@ -65,9 +66,12 @@ def scripted_llm(answers: list[str] | Callable[[str], str]):
 
             def gen():
                 acc = ""
-                for tok in re.findall(r"\S+\s*", text):
-                    acc += tok
-                    yield CompletionResponse(text=acc, delta=tok)
+                try:
+                    for tok in re.findall(r"\S+\s*", text):
+                        acc += tok
+                        yield CompletionResponse(text=acc, delta=tok)
+                finally:
+                    self.streams_closed += 1
             return gen()
 
     return ScriptedLLM(prompts=[])

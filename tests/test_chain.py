@@ -37,6 +37,30 @@ def test_chain_maps_citation_to_docid_and_streams():
     assert "Which team represented the AFC?" in prompt
 
 
+def test_a_consumer_that_stops_early_closes_the_llm_stream():
+    """The chat's Stop button raises out of on_token: the stream (and its HTTP request) must be
+    closed then, not when the exception and its frames are garbage collected."""
+    import pytest
+
+    llm = scripted_llm(["one two three four five six seven eight"])
+    chain = RAGChain(ListRetriever([("d1", "x", 1.0)]), llm, name="fake")
+    seen = []
+
+    class Stop(BaseException):  # like Streamlit's rerun exception: not an Exception
+        pass
+
+    def on_token(tok):
+        seen.append(tok)
+        if len(seen) == 2:
+            raise Stop
+
+    try:
+        chain.answer("q?", on_token=on_token)
+        pytest.fail("the consumer's exception must propagate")
+    except Stop:  # the exception (and the frames it holds) is still alive here
+        assert len(seen) == 2 and llm.streams_closed == 1
+
+
 def test_chain_no_answer_detection():
     chain = RAGChain(ListRetriever([("d1", "x", 1.0)]), scripted_llm([NO_ANSWER]))
     ans = chain.answer("What is the capital of Mongolia?")

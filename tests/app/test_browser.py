@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -50,27 +51,29 @@ def _wait_healthy(port: int, proc: subprocess.Popen, timeout: float) -> None:
     raise TimeoutError(f"the app did not answer on port {port} within {timeout:.0f} s")
 
 
-@pytest.fixture
-def running_app(tmp_path):
-    """`distilrag app` in its own process group on a free loopback port; stopped with its children."""
+@contextmanager
+def launch_app(tmp_path, corpus: str = "squad_dev"):
+    """`distilrag app` in its own process group on a free loopback port; stopped with its children.
+    Yields (url, the app's data dir)."""
     if not Path(CHROMIUM).exists():
         pytest.skip("chromium is not installed: apt-get install -y chromium")
     pytest.importorskip("playwright.sync_api", reason="pip install playwright (the dev extra)")
     ARTIFACTS.mkdir(exist_ok=True)
     port = _free_port()
-    env = {**os.environ, "DISTILRAG_HOME": str(tmp_path / "home"), "PYTHONUNBUFFERED": "1",
+    home = tmp_path / "home"
+    env = {**os.environ, "DISTILRAG_HOME": str(home), "PYTHONUNBUFFERED": "1",
            # A shell as users have it: `PORT=8599 bash scripts/run_app.sh` exports the app's own port,
            # and other tools leave HOST/API_KEY/CONFIG_FILE behind. The embedded LLM server reads
            # all of them over its arguments unless it is started with a clean environment.
            "PORT": str(port), "HOST": "0.0.0.0", "API_KEY": "x", "CONFIG_FILE": str(tmp_path / "nope.json")}
     for var in ("DISTILRAG_DISTILLED", "DISTILRAG_RANKER", "DISTILRAG_LLM_ENDPOINT"):
         env.pop(var, None)
-    log = open(ARTIFACTS / "app_browser_test.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "app", "--port", str(port), "--corpus", "squad_dev"],
+    log = open(ARTIFACTS / f"app_browser_test-{Path(corpus).name}.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "app", "--port", str(port), "--corpus", corpus],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_healthy(port, proc, timeout=90)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", home
     finally:
         # The group holds the launcher, Streamlit and the LLM server the app started.
         try:
@@ -79,6 +82,12 @@ def running_app(tmp_path):
         except (ProcessLookupError, subprocess.TimeoutExpired):
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.fixture
+def running_app(tmp_path):
+    with launch_app(tmp_path) as (url, _):
+        yield url
 
 
 def test_question_in_browser_gets_streamed_cited_answer(running_app):

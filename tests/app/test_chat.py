@@ -182,7 +182,7 @@ def test_the_best_measured_pipeline_is_the_default_with_its_figures(corpus_dir, 
     card = json.loads((published_distilled / "distilrag_card.json").read_text())
     run = "/somewhere/runs/minidocs"
     card["verdict"] = {"queries": 40, "ranked_by": "llm", "best_published": "hybrid:distilled",
-                       "pipelines": [{"spec": f"hybrid:{run}/student", "ndcg@10": 0.812},
+                       "pipelines": [{"spec": f"hybrid:{run}/student", "ndcg@10": 0.812, "ms_per_query": 41.5},
                                      {"spec": "bm25", "ndcg@10": 0.790},
                                      {"spec": f"{run}/student", "ndcg@10": 0.771},
                                      {"spec": "base", "ndcg@10": 0.702}]}
@@ -197,6 +197,8 @@ def test_the_best_measured_pipeline_is_the_default_with_its_figures(corpus_dir, 
     scores, judged = services.pipeline_scores(str(corpus_dir))
     assert scores == {"hybrid:distilled": 0.812, "bm25": 0.790, "distilled": 0.771, "base": 0.702}
     assert "40 questions" in judged and "the LLM's order" in judged
+    assert services.pipeline_latency(str(corpus_dir)) == {"hybrid:distilled": 41.5}
+    assert "nDCG@10 0.812 · 42 ms · best measured" in " ".join(str(c) for c in radio.proto.captions)
 
 
 def test_an_answer_its_citation_does_not_support_is_shown_as_unsupported(corpus_dir, app_home, monkeypatch):

@@ -249,3 +249,53 @@ def test_report_has_the_ragas_selection_table_when_answers_were_judged(tiny):
     assert "RAGAS metric selection" in md and "| faithfulness |" in md
     sel = json.loads((run_dir / "ragas_selection.json").read_text())
     assert sel[0]["metric"] == "faithfulness" and sel[0]["n"] == 2
+
+
+def test_rounds_are_growing_seeded_prefixes_and_one_for_retrieval_only():
+    from eval.run import answer_rounds
+
+    qs = [f"q{i}" for i in range(7)]
+    rounds = answer_rounds(qs, EvalConfig(round_size=3))
+    assert [len(r) for r in rounds] == [3, 6, 7] and sorted(rounds[-1]) == sorted(qs)
+    assert all(rounds[i] == rounds[i + 1][:len(rounds[i])] for i in range(len(rounds) - 1))
+    assert rounds[0] != qs[:3] or answer_rounds(qs, EvalConfig(round_size=3, seed=1))[0] != qs[:3]  # shuffled
+    assert answer_rounds(qs, EvalConfig(round_size=3)) == rounds  # seeded
+    assert answer_rounds(qs, EvalConfig(round_size=3, retrieval_only=True)) == [qs]
+
+
+def test_a_run_stopped_mid_way_leaves_a_paired_partial_report(tiny, monkeypatch):
+    import eval.run as run_mod
+
+    order = []
+    real = run_mod.run_retriever
+
+    def spy(spec, questions, *a, **kw):
+        order.append((spec, len(questions)))
+        return real(spec, questions, *a, **kw)
+
+    monkeypatch.setattr(run_mod, "run_retriever", spy)
+
+    def dies_on_third_call(prompt, calls=[]):
+        calls.append(prompt)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the user (or the machine) stops the run
+        return answer_from_prompt(prompt)
+
+    cfg = replace(cfg_for(tiny, round_size=2), retrievers=("bm25", "bm25+none"))
+    monkeypatch.setattr(run_mod, "spec_identity", lambda spec, corpus: {"spec": spec})
+    real_rf = run_mod.retrieval_function  # the second "retriever" is BM25 under another name
+    monkeypatch.setattr(run_mod, "retrieval_function", lambda spec, corpus, *a, **kw: real_rf("bm25", corpus, *a, **kw))
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(cfg, out=tiny / "run", llm=scripted_llm(dies_on_third_call), progress=False)
+    # Round 1 (2 questions) was finished by both retrievers before round 2 began.
+    assert order[:3] == [("bm25", 2), ("bm25+none", 2), ("bm25", 4)]
+    summary = json.loads((tiny / "run" / "summary.json").read_text())
+    assert summary["questions"] == {"answered_by_all": 2, "asked": 4}
+    assert set(summary["retrievers"]) == {"bm25", slug("bm25+none")}
+    assert "Partial run**: 2 of 4" in (tiny / "run" / "report.md").read_text()
+    # Going on: the same command finishes and the report is whole.
+    llm = scripted_llm(answer_from_prompt)
+    run_eval(cfg, out=tiny / "run", llm=llm, progress=False)
+    summary = json.loads((tiny / "run" / "summary.json").read_text())
+    assert summary["questions"] == {"answered_by_all": 4, "asked": 4}
+    assert "Partial run" not in (tiny / "run" / "report.md").read_text()

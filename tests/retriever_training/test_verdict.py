@@ -133,11 +133,19 @@ def test_pipeline_orders_rerank_each_pair_once_across_pipelines(monkeypatch):
             return [{"a": 1, "b": 4, "c": 2, "d": 3, "e": 0}[t[-1]] for t in texts]
 
     monkeypatch.setattr(rerank_mod, "CrossEncoderRerank", FakeRerank)
+    latency = {}
     got = V.pipeline_orders(["base", "bm25", "hybrid", "base+R", "bm25+R", "hybrid+R"], corpus,
-                            {"q1": "question"}, progress=False)
+                            {"q1": "question"}, progress=False, depth=4, latency_ms=latency)
     assert got["base"]["q1"] == list("abcd") and got["bm25"]["q1"] == list("dcba")
     assert got["base+R"]["q1"] == list("bdca") == got["bm25+R"]["q1"] and got["hybrid+R"]["q1"] == list("bdae")
     assert len(scored) == len(set(scored)) == 5  # a..e once each, over three reranked pipelines
+    # Every pipeline has a latency; a reranked one pays its first stage plus `depth` pairs, even
+    # when the pairs were scored for another pipeline already (a chat query pays them all).
+    assert set(latency) == set(got) and all(v >= 0 for v in latency.values())
+    assert latency["bm25+R"] >= latency["bm25"] and latency["hybrid+R"] >= latency["hybrid"]
+    rep = V.judge({"base": got["base"], "bm25": got["bm25"]}, [LLMRanking("q1", list("abcd"), list("bdca"), "m", "p", "ql")], "base", "bm25",
+                  latency_ms=latency)
+    assert {r["spec"]: r["ms_per_query"] for r in rep["pipelines"]} == {"base": latency["base"], "bm25": latency["bm25"]}
 
 
 def test_pipeline_specs_and_their_published_names(tmp_path):
