@@ -8,6 +8,9 @@
     distilrag retrain --config retriever_training/configs/squad_dev.yaml [--force]
     distilrag eval --corpus squad_dev --split test --retrievers base,distilled,bm25,hybrid
 Every subcommand has --help. The only code that imports from every wing.
+Dense indexes live in FAISS files unless `--vector-store milvus [--milvus-uri URI]` is given
+(anywhere on the line; or DISTILRAG_VECTOR_STORE / DISTILRAG_MILVUS_URI): the embedded Milvus
+engine's file by default, a Milvus server or cluster by its URI (rag/milvus_index.py).
 """
 from __future__ import annotations
 
@@ -36,7 +39,7 @@ def _llm_cfg(a):
 
 def cmd_index(a) -> int:
     from rag.corpus import load_corpus
-    from rag.index import build_index, get_index, index_dir, read_manifest
+    from rag.index import build_index, get_index, index_location, stored_manifest
     from rag.embedder import resolve_embedder
 
     corpus = load_corpus(a.corpus)
@@ -44,12 +47,11 @@ def cmd_index(a) -> int:
         print(f"skipped {name}: {why}", file=sys.stderr)
     eid = resolve_embedder(a.embedder, corpus)
     if a.rebuild:
-        path = build_index(corpus, eid, index_type=a.index_type)
+        build_index(corpus, eid, index_type=a.index_type)
     else:
         get_index(corpus, a.embedder, index_type=a.index_type)
-        path = index_dir(corpus, eid.label)
-    m = read_manifest(path)
-    print(f"index {path}: {m.n_passages} passages, {m.index_type}, embedder {m.embedder_label} "
+    m = stored_manifest(corpus, eid)
+    print(f"index {index_location(corpus, eid)}: {m.n_passages} passages, {m.index_type}, embedder {m.embedder_label} "
           f"({m.embedder_hash[:12]}), built in {m.build_seconds}s")
     return 0
 
@@ -134,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="distilrag", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    ap.add_argument("--vector-store", choices=("faiss", "milvus"), help="where dense indexes live (default faiss)")
+    ap.add_argument("--milvus-uri", help="Milvus: a local file (embedded engine) or http://host:19530")
     sub = ap.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("index", help="build or refresh the FAISS index of a corpus")
@@ -176,6 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     # --debug anywhere (also after a subcommand that parses its own flags) shows tracebacks.
     debug = "--debug" in argv or os.environ.get("DISTILRAG_DEBUG") == "1"
     argv = [a for a in argv if a != "--debug"]
+    # The vector store, like --debug, is taken anywhere and passed on through the environment, so
+    # every command and the processes it starts (the chat app, a background retrain) use one store.
+    for flag, var in (("--vector-store", "DISTILRAG_VECTOR_STORE"), ("--milvus-uri", "DISTILRAG_MILVUS_URI")):
+        value, argv = _pop_option(argv, flag)
+        if value is not None:
+            os.environ[var] = value
     args, rest = ap.parse_known_args(argv)
     if not hasattr(args, "module") and rest:
         ap.error(f"unrecognised arguments: {' '.join(rest)}")
@@ -204,6 +214,21 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unexpected {type(e).__name__}: {scrub(str(e))[:300]} "
               "(a bug: rerun with --debug for the traceback and report it)", file=sys.stderr)
         return 1
+
+
+def _pop_option(argv: list[str], flag: str) -> tuple[str | None, list[str]]:
+    """`flag VALUE` or `flag=VALUE` anywhere in argv: (the last value, argv without them)."""
+    value, out, it = None, [], iter(argv)
+    for a in it:
+        if a == flag:
+            value = next(it, None)
+            if value is None:
+                raise SystemExit(f"error: {flag} needs a value")
+        elif a.startswith(flag + "="):
+            value = a.split("=", 1)[1]
+        else:
+            out.append(a)
+    return value, out
 
 
 if __name__ == "__main__":

@@ -150,20 +150,21 @@ class IndexState:
 
 
 def index_state(corpus, embedder: str) -> IndexState:
-    """Is the FAISS index of (corpus, embedder) usable as it is? Reads the manifest only."""
+    """Is the index of (corpus, embedder) usable as it is? Reads the manifest only (a FAISS
+    index's file or a Milvus collection's property: rag.index.stored_manifest)."""
     from rag.embedder import EmbedderNotFound, resolve_embedder
-    from rag.index import MANIFEST, IndexMismatchError, check_manifest, index_dir, read_manifest
+    from rag.index import IndexMismatchError, check_manifest, index_location, stored_manifest
 
     try:
         eid = resolve_embedder(embedder, corpus)
     except EmbedderNotFound as e:
         return IndexState("error", str(e), embedder)
-    path = index_dir(corpus, eid.label)
-    if not (path / MANIFEST).exists():
-        return IndexState("missing", f"No {embedder} index of {corpus.name} yet; it is built on the "
-                                     f"first question ({len(corpus)} passages), or now with the button.", embedder)
+    path = index_location(corpus, eid)
     try:
-        m = read_manifest(path)
+        m = stored_manifest(corpus, eid)
+        if m is None:
+            return IndexState("missing", f"No {embedder} index of {corpus.name} yet; it is built on the first "
+                                         f"question ({len(corpus)} passages), or now with the button.", embedder)
         check_manifest(m, eid, corpus, path)
     except IndexMismatchError as e:
         return IndexState("mismatch", str(e), embedder)

@@ -1,6 +1,7 @@
 """FAISS vector index through LlamaIndex's FAISS vector store, persisted with a manifest.
 
     distilrag index --corpus squad_dev --embedder base [--index-type flat|ivf|hnsw] [--rebuild]
+    distilrag index --vector-store milvus [--milvus-uri URI] ...   Milvus instead (rag/milvus_index.py)
 
 In:  a Corpus and an embedder ("base", "distilled" or a model directory)
 Out: <home>/indexes/<corpus key>/<embedder label>/ with LlamaIndex storage + faiss index + manifest.json
@@ -29,7 +30,7 @@ from typing import Callable
 from rag.corpus import Corpus, passage_node, passage_text
 from rag.embedder import EmbedderId, llama_index_embedding, load_sentence_transformer, resolve_embedder
 from rag.records import write_json
-from rag.settings import CORPORA_DIR, apply_offline_env, indexes_dir
+from rag.settings import CORPORA_DIR, apply_offline_env, indexes_dir, vector_store
 from rag.errors import UserError
 
 MANIFEST = "manifest.json"
@@ -163,18 +164,43 @@ def encode_passages(eid: EmbedderId, corpus: Corpus, batch_size: int = 64, progr
     return np.concatenate(parts).astype("float32")
 
 
+def index_location(corpus: Corpus, eid: EmbedderId) -> str:
+    """Where the (corpus, embedder) index is in the configured store, as messages name it."""
+    if vector_store() == "milvus":
+        from rag.milvus_index import collection_name, milvus_uri, where
+
+        return where(milvus_uri(), collection_name(corpus, eid.label))
+    return str(index_dir(corpus, eid.label))
+
+
+def stored_manifest(corpus: Corpus, eid: EmbedderId) -> Manifest | None:
+    """The manifest of the (corpus, embedder) index in the configured store, None when there is
+    none; IndexDamagedError when it cannot be read."""
+    if vector_store() == "milvus":
+        from rag.milvus_index import milvus_manifest
+
+        return milvus_manifest(corpus, eid)
+    path = index_dir(corpus, eid.label)
+    return read_manifest(path) if (path / MANIFEST).exists() else None
+
+
 def build_index(corpus: Corpus, embedder: str | EmbedderId = "base", index_type: str = "flat",
                 out_dir: Path | None = None, progress: bool = True,
-                on_progress: Callable[[int, int], None] | None = None) -> Path:
-    """Embed every passage, build the FAISS index and persist it (atomically) with its manifest."""
+                on_progress: Callable[[int, int], None] | None = None) -> Path | str:
+    """Embed every passage, build the index in the configured store (rag.settings.vector_store)
+    and persist it atomically with its manifest; returns where it is."""
     apply_offline_env()
     from llama_index.core import StorageContext, VectorStoreIndex
     from llama_index.vector_stores.faiss import FaissVectorStore
 
     eid = embedder if isinstance(embedder, EmbedderId) else resolve_embedder(embedder, corpus)
-    out_dir = out_dir or index_dir(corpus, eid.label)
     t0 = time.perf_counter()
     vectors = encode_passages(eid, corpus, progress=progress, on_progress=on_progress)
+    if vector_store() == "milvus" and out_dir is None:
+        from rag.milvus_index import build_milvus_index
+
+        return build_milvus_index(corpus, eid, vectors, t0)
+    out_dir = out_dir or index_dir(corpus, eid.label)
     nodes = [passage_node(p, v.tolist()) for p, v in zip(corpus.passages, vectors)]
     store = FaissVectorStore(faiss_index=_faiss_index(vectors, index_type))
     storage = StorageContext.from_defaults(vector_store=store)
@@ -267,6 +293,8 @@ def get_index(corpus: Corpus, embedder: str = "base", index_type: str = "flat",
     replacing a model's index is the caller's explicit choice.
     """
     eid = resolve_embedder(embedder, corpus)
+    if vector_store() == "milvus":
+        return _get_milvus_index(corpus, eid, rebuild, progress)
     path = index_dir(corpus, eid.label)
     if not rebuild:
         try:
@@ -278,6 +306,21 @@ def get_index(corpus: Corpus, embedder: str = "base", index_type: str = "flat",
             print(f"warning: the index at {path} {e.why}; rebuilding it.", file=sys.stderr)
     build_index(corpus, eid, index_type=index_type, out_dir=path, progress=progress)
     return load_index(path, eid, corpus)
+
+
+def _get_milvus_index(corpus: Corpus, eid: EmbedderId, rebuild: bool, progress: bool):
+    """get_index's rules for a Milvus collection (rag.milvus_index)."""
+    from rag.milvus_index import load_milvus_index
+
+    if not rebuild:
+        try:
+            return load_milvus_index(corpus, eid)
+        except IndexMissingError:
+            pass
+        except (IndexDamagedError, IndexCorpusMismatchError) as e:
+            print(f"warning: the index at {index_location(corpus, eid)} {e.why}; rebuilding it.", file=sys.stderr)
+    build_index(corpus, eid, progress=progress)
+    return load_milvus_index(corpus, eid)
 
 
 def _adopt_legacy(corpus: Corpus, eid: EmbedderId, path: Path) -> bool:

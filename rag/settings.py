@@ -29,6 +29,17 @@ def indexes_dir() -> Path:
     return home() / "indexes"
 
 
+def vector_store() -> str:
+    """Where dense indexes live: "faiss" (files under indexes_dir(), the default) or "milvus"
+    (rag.milvus_index: the embedded engine's file or a Milvus server)."""
+    store = os.environ.get("DISTILRAG_VECTOR_STORE", "faiss").strip().lower() or "faiss"
+    if store not in ("faiss", "milvus"):
+        from rag.errors import UserError
+
+        raise UserError(f"DISTILRAG_VECTOR_STORE is {store!r}: use faiss (the default) or milvus.")
+    return store
+
+
 def runs_dir() -> Path:
     return Path(os.environ.get("DISTILRAG_RUNS_DIR", REPO_ROOT / "runs")).expanduser()
 
