@@ -114,22 +114,18 @@ def embedder_of(retriever: str) -> str | None:
     return {"base": "base", "distilled": "distilled", "hybrid": "base", "hybrid:distilled": "distilled"}.get(retriever)
 
 
-def distilled_card(choice: str) -> dict:
-    """The published distilled model's card (distilrag_card.json); {} when absent or unreadable."""
+def distilled_card(choice: str):
+    """The published distilled model's rag.records.ModelCard; None when there is none."""
     from rag.pipelines import published_card
 
     return published_card(corpus_spec(choice))
 
 
-def card_metrics(card: dict) -> list[tuple[str, str, str]]:
-    """(metric, base, distilled) rows from whichever metric layout the card has."""
-    dev = card.get("distill") if isinstance(card.get("distill"), dict) else {}
-    base, best = dev.get("base_dev") or {}, dev.get("best_dev") or {}
-    metrics = card.get("metrics") if isinstance(card.get("metrics"), dict) else {}
-    if not best and metrics:
-        base = metrics.get("base") if isinstance(metrics.get("base"), dict) else {}
-        best = metrics.get("distilled") if isinstance(metrics.get("distilled"), dict) else {
-            k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+def card_metrics(card) -> list[tuple[str, str, str]]:
+    """(metric, base, distilled) dev rows of a ModelCard (ModelCard.read maps older layouts)."""
+    dev = card.distill if card else {}
+    base = dev.get("base_dev") if isinstance(dev.get("base_dev"), dict) else {}
+    best = dev.get("best_dev") if isinstance(dev.get("best_dev"), dict) else {}
 
     def fmt(v) -> str:
         return f"{v:.3f}" if isinstance(v, (int, float)) else "–"

@@ -83,7 +83,7 @@ def _retrieval_controls(corpus: str) -> tuple[str, str | None, int]:
     if "distilled" in options:
         card = services.distilled_card(corpus)
         with st.expander("Distilled model", expanded=retriever == "distilled"):
-            st.markdown(f"**{card.get('name', 'distilled')}**  \ncreated {card.get('created', 'unknown')}")
+            st.markdown(f"**{card.name if card else 'distilled'}**  \ncreated {(card.created if card else '') or 'unknown'}")
             rows = services.card_metrics(card)
             if rows:
                 st.table({"metric": [r[0] for r in rows], "base": [r[1] for r in rows],

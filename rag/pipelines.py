@@ -64,20 +64,16 @@ def spec_identity(spec: str, corpus=None) -> dict:
     return ident
 
 
-def published_card(corpus) -> dict:
-    """The card (distilrag_card.json) of the distilled model published for `corpus`; {} if none."""
-    import json
-
+def published_card(corpus):
+    """The rag.records.ModelCard of the distilled model published for `corpus`; None if none
+    (a model directory without a readable card has a card with its name only)."""
     from rag.embedder import published_path
+    from rag.records import ModelCard
 
     path = published_path("distilled", corpus)
     if path is None or not path.is_dir():
-        return {}
-    try:
-        card = json.loads((path / "distilrag_card.json").read_text())
-    except (OSError, ValueError):
-        return {"name": path.name}
-    return card if isinstance(card, dict) else {"name": path.name}
+        return None
+    return ModelCard.read(path) or ModelCard(name=path.name, corpus="")
 
 
 def published_name(spec: str) -> str:
@@ -91,7 +87,8 @@ def published_name(spec: str) -> str:
 def pipeline_scores(corpus, field: str = "ndcg@10") -> tuple[dict[str, float], dict]:
     """{published spec: held-out nDCG@10 (or another `field` of the row: "ms_per_query")} from the
     corpus's published verdict, and the verdict."""
-    verdict = published_card(corpus).get("verdict") or {}
+    card = published_card(corpus)
+    verdict = card.verdict if card else {}
     rows = verdict.get("pipelines") or []
     return ({published_name(r["spec"]): r[field] for r in rows
              if isinstance(r, dict) and isinstance(r.get(field), (int, float))}, verdict)
@@ -100,7 +97,8 @@ def pipeline_scores(corpus, field: str = "ndcg@10") -> tuple[dict[str, float], d
 def best_spec(corpus, fallback: str = "base") -> str:
     """The pipeline the corpus's published verdict measured best ("hybrid:distilled+ranker", ...),
     else `fallback`: what the chat, `ask` and `eval` use when no retriever is named."""
-    best = (published_card(corpus).get("verdict") or {}).get("best_published") or ""
+    card = published_card(corpus)
+    best = (card.verdict.get("best_published") if card else "") or ""
     return published_name(best) if best else fallback
 
 

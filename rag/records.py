@@ -134,6 +134,54 @@ class AnswerRecord:
     error: str | None = None       # one scrubbed line: the question failed
 
 
+@dataclass(frozen=True)
+class ModelCard:
+    """The facts of a published distilled model: distilrag_card.json beside its weights.
+    retriever_training/retrain.py makes it, publish.py gates on it and writes it with the README
+    card, rag.pipelines and the app read it (ModelCard.read). Sections are the stage outputs as
+    written (distill = distill_metrics.json: base_dev, best_dev, best_epoch, ...; verdict =
+    verdict.json; heldout = the gold test split's comparison; ledger = the labelling cost)."""
+    name: str
+    corpus: str
+    created: str = ""
+    teacher: dict = field(default_factory=dict)       # model, sha256, mode, prompt, queries, label set
+    queries_used: dict = field(default_factory=dict)  # labelled / held out / unlabelled pool counts
+    ranker: dict = field(default_factory=dict)
+    distill: dict = field(default_factory=dict)
+    heldout: dict = field(default_factory=dict)
+    verdict: dict = field(default_factory=dict)
+    verdict_sentence: str = ""
+    ledger: dict = field(default_factory=dict)
+    config: dict = field(default_factory=dict)
+    timings_s: dict = field(default_factory=dict)
+    versions: dict = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    @classmethod
+    def read(cls, path: str | Path) -> "ModelCard | None":
+        """The card in a model directory; None when there is none or it is not a card. Cards of
+        the first layout (a flat "metrics" {base, distilled}) are read into `distill`."""
+        try:
+            d = json.loads((Path(path) / "distilrag_card.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not isinstance(d, dict):
+            return None
+        old = d.get("metrics")
+        if isinstance(old, dict) and not d.get("distill"):
+            d["distill"] = {"base_dev": old.get("base") or {},
+                            "best_dev": old.get("distilled") or {k: v for k, v in old.items()
+                                                                 if isinstance(v, (int, float))}}
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        d.setdefault("name", Path(path).name)
+        d.setdefault("corpus", "")
+        for f in dataclasses.fields(cls):  # a section of another type is dropped, not trusted
+            if f.name in d and f.default_factory is dict and not isinstance(d[f.name], dict):
+                del d[f.name]
+        return cls(**d)
+
+
 T = TypeVar("T")
 
 _NESTED = {CandidateList: {"candidates": Candidate}}

@@ -40,66 +40,65 @@ def package_versions() -> dict:
     return out
 
 
-def gate(card: dict) -> str | None:
+def gate(card: ModelCard) -> str | None:
     """Why not to publish (None: publish). The verdict on the held-out queries and the gold test
     split decide (verdict.refusal); a run without either falls back to the dev metrics."""
     from retriever_training.verdict import refusal
 
-    verdict, test = card.get("verdict", {}), card.get("heldout", {})
+    verdict, test = card.verdict, card.heldout
     if verdict.get("queries") or test.get("queries"):
         return refusal(verdict, test)
-    dev = card.get("distill", {})
+    dev = card.distill
     base, best = dev.get("base_dev", {}).get("ndcg@10"), dev.get("best_dev", {}).get("ndcg@10")
     if base is not None and best is not None and best <= base:
         return f"not better than the base on dev (nDCG@10 {best:.4f} vs {base:.4f})"
     return None
 
 
-def model_card(card: dict) -> str:
+def model_card(card: ModelCard) -> str:
     from retriever_training.heldout import heldout_card_section
     from retriever_training.verdict import card_section
 
-    dev = card.get("distill", {})
+    dev = card.distill
     base, best = dev.get("base_dev", {}), dev.get("best_dev", {})
     rows = "\n".join(f"| {k} | {base.get(k, float('nan')):.4f} | {best.get(k, float('nan')):.4f} | "
                      f"{best.get(k, 0) - base.get(k, 0):+.4f} |" for k in sorted(best) if k in base)
-    t = card.get("teacher", {})
-    r = card.get("ranker", {})
+    t, r, distill_cfg = card.teacher, card.ranker, card.config.get("distill", {})
     return f"""---
 library_name: sentence-transformers
 base_model: sentence-transformers/all-MiniLM-L6-v2
 tags: [sentence-transformers, retrieval, distillation, distilrag]
 ---
-# {card['name']}
+# {card.name}
 
 A dense retriever distilled from an LLM's rankings through an intermediate cross-encoder
 (LLM -> ranker -> retriever). Load it with `SentenceTransformer("<this directory>")`.
 
-**Verdict.** {card.get('verdict_sentence', '(not recorded)')}
+**Verdict.** {card.verdict_sentence or '(not recorded)'}
 
-- Created: {card['created']}
-- Corpus: {card.get('corpus')}; labelled queries: {t.get('queries')} (label set sha256 {str(t.get('label_set_sha256', ''))[:16]})
-- Queries used: {_queries_used(card.get('queries_used', {}))}
+- Created: {card.created}
+- Corpus: {card.corpus}; labelled queries: {t.get('queries')} (label set sha256 {str(t.get('label_set_sha256', ''))[:16]})
+- Queries used: {_queries_used(card.queries_used)}
 - Teacher LLM: {t.get('model')} (mode {t.get('mode')}, prompt {t.get('prompt_id')})
 - Ranker: cross-encoder from the MiniLM backbone, loss {r.get('loss')}; agreement with the LLM on
   held-out queries: Kendall tau {r.get('kendall_tau_vs_llm', float('nan')):.3f}, top-1 {r.get('top1_agreement_vs_llm', float('nan')):.3f}
   (the first-stage order's top-1: {r.get('first_stage_top1_agreement_vs_llm', float('nan')):.3f})
-- Distillation: loss {card.get('config', {}).get('distill', {}).get('loss')}, best epoch {dev.get('best_epoch')},
-  {dev.get('train_examples')} teacher-scored queries; seed {card.get('config', {}).get('distill', {}).get('seed')}
-- LLM cost ledger: {json.dumps(card.get('ledger', {}))}
+- Distillation: loss {distill_cfg.get('loss')}, best epoch {dev.get('best_epoch')},
+  {dev.get('train_examples')} teacher-scored queries; seed {distill_cfg.get('seed')}
+- LLM cost ledger: {json.dumps(card.ledger)}
 
 ## Dev retrieval (whole corpus, {dev.get('dev_queries')} queries: {dev.get('dev_source', 'dev split (gold qrels)')})
 | metric | base | distilled | delta |
 |---|---|---|---|
 {rows}
 
-{card_section(card.get("verdict", {}))}{heldout_card_section(card.get("heldout", {}))}## Configuration
+{card_section(card.verdict)}{heldout_card_section(card.heldout)}## Configuration
 ```json
-{json.dumps(card.get('config', {}), indent=1)}
+{json.dumps(card.config, indent=1)}
 ```
 
 ## Package versions
-{json.dumps(card.get('versions', {}))}
+{json.dumps(card.versions)}
 """
 
 
@@ -138,31 +137,32 @@ def _queries_used(used: dict) -> str:
             f"{used['unlabelled_synthetic']} synthetic, both scored by the ranker only")
 
 
-def publish(run_dir: Path, card: dict, force: bool = False, make_default: bool = True) -> Path:
+def publish(run_dir: Path, card: ModelCard, force: bool = False, make_default: bool = True) -> Path:
     """Copy the student to <run>/model with its card; refuse one not better than the base unless forced."""
+    from dataclasses import replace
+
     from rag.embedder import set_published
+    from rag.records import to_dict
     from retriever_training.verdict import sentence
 
     why = gate(card)
     if why and not force:
         raise NotBetterThanBase(f"the distilled retriever is {why}. Inspect {run_dir}/verdict.json, or pass "
-                                "--force to publish it anyway.",
-                                sentence(card.get("verdict", {}), "not published", card.get("heldout")))
-    card = {**card, "verdict_sentence": sentence(card.get("verdict", {}),
-                                                 "published with --force" if why else "published", card.get("heldout"))}
+                                "--force to publish it anyway.", sentence(card.verdict, "not published", card.heldout))
+    card = replace(card, verdict_sentence=sentence(card.verdict, "published with --force" if why else "published",
+                                                   card.heldout))
     out = run_dir / "model"
     tmp = run_dir / "model.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(run_dir / "student", tmp)
-    card = {**card, "created": card.get("created") or time.strftime("%Y-%m-%dT%H:%M:%S"),
-            "versions": package_versions()}
+    card = replace(card, created=card.created or time.strftime("%Y-%m-%dT%H:%M:%S"), versions=package_versions())
     generated = tmp / "README.md"  # sentence-transformers' own card: training details, citations
     (tmp / "README.md").write_text(merge_cards(model_card(card), generated.read_text() if generated.exists() else ""))
-    (tmp / "distilrag_card.json").write_text(json.dumps(card, indent=1, sort_keys=True))
+    (tmp / "distilrag_card.json").write_text(json.dumps(to_dict(card), indent=1, sort_keys=True))
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     if make_default:
-        set_published("distilled", out, card["corpus"])  # per corpus: other corpora keep theirs
+        set_published("distilled", out, card.corpus)  # per corpus: other corpora keep theirs
         if (run_dir / "ranker").exists():
-            set_published("ranker", run_dir / "ranker", card["corpus"])
+            set_published("ranker", run_dir / "ranker", card.corpus)
     return out

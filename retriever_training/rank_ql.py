@@ -22,11 +22,12 @@ from retriever_training.ranking import Ledger, LLMRankConfig, budget_over, save_
 from retriever_training.query_likelihood import QLConfig
 
 
-def model_id(backend: str = "llama_cpp") -> str:
-    """Weights and runtime: two runtimes give slightly different numbers, so they never share a cache entry."""
+def model_id(backend: str = "llama_cpp", served: str = "") -> str:
+    """Weights and runtime: two runtimes give slightly different numbers, so they never share a
+    cache entry; `served` names another model behind http endpoints."""
     from rag.models import DEFAULT_LLM
 
-    base = f"{DEFAULT_LLM.name}@{DEFAULT_LLM.sha256[:12]}"
+    base = served or f"{DEFAULT_LLM.name}@{DEFAULT_LLM.sha256[:12]}"
     return base if backend == "llama_cpp" else f"{base}/{backend}"
 
 
@@ -45,7 +46,7 @@ def rank_query_likelihood(todo: list[CandidateList], corpus: Corpus, cfg: LLMRan
     from tqdm.auto import tqdm
 
     qcfg = QLConfig(n_threads=cfg.n_threads)
-    model = model_id(cfg.ql_backend)
+    model = model_id(cfg.ql_backend, cfg.ql_model)
     ledger = Ledger(mode=cfg.mode, model=model, extra={"threads": cfg.n_threads})
     queries = {cl.qid: cl.query for cl in todo}
     ids_of = {cl.qid: list(dict.fromkeys(c.docid for c in cl.candidates[: cfg.max_candidates])) for cl in todo}
@@ -73,38 +74,40 @@ def rank_query_likelihood(todo: list[CandidateList], corpus: Corpus, cfg: LLMRan
         for qid in [q for q, n in remaining.items() if n == 0]:  # every pair cached: free
             _write(out_path, qid, ids_of[qid], scores, model, cfg)
             ledger.queries_done += 1
-        for qid in ids_of:
-            if remaining[qid] == 0:
-                continue
+        def commit(docid: str, pairs: list[tuple[str, float]], tokens: int) -> None:
+            """Scored pairs of one passage into the cache, the ledger and any query they complete."""
+            p = corpus.by_id[docid]
+            cache.put_many([(keys[(q, docid)], s) for q, s in pairs])
+            ledger.calls += len(pairs)
+            ledger.prompt_tokens += tokens
+            first = all((q, docid) not in scores for q in to_pay[docid])  # the passage is read once
+            ledger.est_tokens += (passage_tokens(p.text, p.title) if first else 0) + sum(
+                query_tokens(queries[q]) for q, _ in pairs)
+            for q, s in pairs:
+                scores[(q, docid)] = float(s)
+                remaining[q] -= 1
+                if remaining[q] == 0:  # whole: written now, whichever query's turn it is
+                    _write(out_path, q, ids_of[q], scores, model, cfg)
+                    ledger.queries_done += 1
+            bar.update(len(pairs))
+            bar.set_postfix(queries=ledger.queries_done, hits=ledger.cache_hits)
+            ledger.seconds = round(clock() - t0, 1)
+            ledger.checkpoint(out_path)
+
+        order = [q for q in ids_of if remaining[q]]
+        i = 0
+        while i < len(order):
             if budget_over(cfg, t0, clock()):
                 ledger.stopped = "budget"
                 break
-            for docid in ids_of[qid]:
-                qids = [q for q in to_pay[docid] if (q, docid) not in scores]
-                if not qids:
-                    continue
-                if scorer is None:
-                    from retriever_training.query_likelihood import make_scorer
-
-                    t = time.perf_counter()
-                    scorer = make_scorer(cfg.ql_backend, qcfg, device=cfg.ql_device, batch_size=cfg.ql_batch_size)
-                    ledger.extra["load_s"] = round(time.perf_counter() - t, 1)
-                p = corpus.by_id[docid]
-                new = scorer.score_passage(p.title, p.text, [queries[q] for q in qids])
-                cache.put_many([(keys[(q, docid)], s) for q, s in zip(qids, new)])
-                ledger.calls += len(qids)
-                ledger.prompt_tokens += getattr(scorer, "last_tokens", 0)
-                ledger.est_tokens += passage_tokens(p.text, p.title) + sum(query_tokens(queries[q]) for q in qids)
-                for q, s in zip(qids, new):
-                    scores[(q, docid)] = float(s)
-                    remaining[q] -= 1
-                    if remaining[q] == 0:  # whole: written now, whichever query's turn it is
-                        _write(out_path, q, ids_of[q], scores, model, cfg)
-                        ledger.queries_done += 1
-                bar.update(len(qids))
-                bar.set_postfix(queries=ledger.queries_done, hits=ledger.cache_hits)
-                ledger.seconds = round(clock() - t0, 1)
-                ledger.checkpoint(out_path)
+            if scorer is None:
+                t = time.perf_counter()
+                scorer = _make_scorer(cfg, qcfg)
+                ledger.extra["load_s"] = round(time.perf_counter() - t, 1)
+            # One query's turn in-process; as many queries as a farm has servers, so all keep busy.
+            turn, i = order[i: i + getattr(scorer, "parallelism", 1)], i + getattr(scorer, "parallelism", 1)
+            work = {d: [q for q in to_pay[d] if (q, d) not in scores] for qid in turn for d in ids_of[qid]}
+            _score(scorer, [(d, qs) for d, qs in work.items() if qs], corpus, queries, commit)
     except BaseException:  # interrupted or failed: the calls paid so far still count
         ledger.seconds = round(clock() - t0, 1)
         save_ledger(out_path, ledger, status="interrupted")
@@ -131,6 +134,32 @@ def dry_run_estimate(to_pay: dict[str, list[str]], queries: dict[str, str], corp
         est["budget_note"] = (f"--budget-minutes {cfg.budget_minutes:g} covers about {int(share * len(queries))} "
                               "of them (more where queries share passages: a passage is paid once)")
     return est
+
+
+def _make_scorer(cfg: LLMRankConfig, qcfg: QLConfig):
+    if cfg.ql_backend == "http":
+        from retriever_training.ql_farm import HTTPQLScorer
+
+        return HTTPQLScorer(list(cfg.endpoints), qcfg, model=cfg.ql_model, api_key_env=cfg.ql_api_key_env)
+    from retriever_training.query_likelihood import make_scorer
+
+    return make_scorer(cfg.ql_backend, qcfg, device=cfg.ql_device, batch_size=cfg.ql_batch_size)
+
+
+def _score(scorer, work: list[tuple[str, list[str]]], corpus: Corpus, queries: dict[str, str], commit) -> None:
+    """Score each (docid, qids) of one query's turn; commit(docid, [(qid, score)], tokens) per passage
+    in-process (its KV prefix read once), per pair on a farm (its servers take passages in parallel)."""
+    if hasattr(scorer, "score_many"):
+        from retriever_training.ql_farm import PassageWork
+
+        scorer.score_many([PassageWork(d, corpus.by_id[d].title, corpus.by_id[d].text, [(q, queries[q]) for q in qids])
+                           for d, qids in work],
+                          lambda docid, qid, score, tokens: commit(docid, [(qid, score)], tokens))
+        return
+    for docid, qids in work:
+        p = corpus.by_id[docid]
+        new = scorer.score_passage(p.title, p.text, [queries[q] for q in qids])
+        commit(docid, list(zip(qids, new)), getattr(scorer, "last_tokens", 0))
 
 
 def _write(out_path: Path, qid: str, ids: list[str], scores: dict, model: str, cfg: LLMRankConfig) -> None:

@@ -29,7 +29,10 @@ class LLMRankConfig:
     step: int = 5                # listwise: window stride (back to front, RankGPT style)
     passage_words: int = 80      # listwise/pointwise: passages cut to this many words (0 = whole)
     n_threads: int = 0           # query_likelihood: CPU threads for llama.cpp (0 = all)
-    ql_backend: str = "llama_cpp"  # query_likelihood runtime: llama_cpp (CPU) | transformers (GPU machines)
+    ql_backend: str = "llama_cpp"  # query_likelihood runtime: llama_cpp (CPU) | transformers (GPU) | http (a farm)
+    endpoints: tuple[str, ...] = ()  # http: OpenAI-compatible /v1 URLs that return prompt log-probs (echo)
+    ql_model: str = ""           # http: the model name at those endpoints ("" = the embedded GGUF's)
+    ql_api_key_env: str = ""     # http: the variable holding the endpoints' key (never printed)
     ql_device: str = "auto"      # transformers backend: cuda | cpu | auto
     ql_batch_size: int = 32      # transformers backend: queries per forward pass
     concurrency: int = 4         # listwise/pointwise: parallel requests to the endpoint
@@ -44,7 +47,7 @@ class LLMRankConfig:
         require(self, positive=("max_candidates", "window", "step", "ql_batch_size", "concurrency"),
                 non_negative=("passage_words", "n_threads", "price_in_per_mtok", "price_out_per_mtok",
                               "budget_minutes", "max_queries"),
-                choices={"mode": MODES, "ql_backend": ("llama_cpp", "transformers"),
+                choices={"mode": MODES, "ql_backend": ("llama_cpp", "transformers", "http"),
                          "ql_device": ("auto", "cuda", "cpu")})
 
 

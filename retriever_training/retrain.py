@@ -289,34 +289,35 @@ def retrain(cfgs: dict, progress: bool = True, dry_run: bool = False) -> dict:
     ledger_path = labels_dir / "rankings.ledger.json"
     prov_path = labels_dir / "provenance.json"
     prov = json.loads(prov_path.read_text()) if prov_path.exists() else {}
-    card = {
-        "name": f"distilrag-{run.name}", "created": time.strftime("%Y-%m-%dT%H:%M:%S"), "corpus": corpus_name,
-        "teacher": {"model": prov.get("teacher_model"), "model_sha256": prov.get("teacher_model_sha256"),
-                    "mode": prov.get("mode"), "prompt_id": prov.get("prompt_id"), "queries": len(rankings),
-                    "label_set_sha256": label_hash, "label_report": report},
-        "queries_used": used,
-        "ranker": {"loss": cfgs["ranker"].loss, "checkpoint": str(ranker_dir.relative_to(run_dir)),
-                   **json.loads((run_dir / "ranker_metrics.json").read_text())},
-        "distill": json.loads((run_dir / "distill_metrics.json").read_text()),
-        "heldout": json.loads(heldout_path.read_text()) if test_queries else {},
-        "verdict": verdict,
-        "ledger": json.loads(ledger_path.read_text()).get("total", {}) if ledger_path.exists() else {},
-        "config": {k: asdict(v) for k, v in cfgs.items()}, "timings_s": {k: round(v, 1) for k, v in timings.items()},
-    }
+    from rag.records import ModelCard
+
+    card = ModelCard(
+        name=f"distilrag-{run.name}", created=time.strftime("%Y-%m-%dT%H:%M:%S"), corpus=corpus_name,
+        teacher={"model": prov.get("teacher_model"), "model_sha256": prov.get("teacher_model_sha256"),
+                 "mode": prov.get("mode"), "prompt_id": prov.get("prompt_id"), "queries": len(rankings),
+                 "label_set_sha256": label_hash, "label_report": report},
+        queries_used=used,
+        ranker={"loss": cfgs["ranker"].loss, "checkpoint": str(ranker_dir.relative_to(run_dir)),
+                **json.loads((run_dir / "ranker_metrics.json").read_text())},
+        distill=json.loads((run_dir / "distill_metrics.json").read_text()),
+        heldout=json.loads(heldout_path.read_text()) if test_queries else {},
+        verdict=verdict,
+        ledger=json.loads(ledger_path.read_text()).get("total", {}) if ledger_path.exists() else {},
+        config={k: asdict(v) for k, v in cfgs.items()}, timings_s={k: round(v, 1) for k, v in timings.items()})
     from retriever_training.publish import gate
     from retriever_training.verdict import sentence
 
-    metrics = {"label_report": report, "queries_used": used, "ranker": card["ranker"], "distill": card["distill"],
-               "timings_s": card["timings_s"], "model": None,
+    metrics = {"label_report": report, "queries_used": used, "ranker": card.ranker, "distill": card.distill,
+               "timings_s": card.timings_s, "model": None,
                # read by the evaluation report's label-efficiency curve
                "n_labels": min(len(rankings), cfgs["ranker"].max_queries or len(rankings)),
-               "dev": card["distill"].get("best_dev", {}), "heldout": card["heldout"],
+               "dev": card.distill.get("best_dev", {}), "heldout": card.heldout,
                "verdict": {k: v for k, v in verdict.items() if k != "pipelines"},
                "pipelines": verdict.get("pipelines", []), "best": verdict.get("best"),
                "best_published": verdict.get("best_published")}
     why = gate(card)
     outcome = "not published" if why and not run.force else "published with --force" if why else "published"
-    metrics["verdict_sentence"] = sentence(verdict, outcome, card["heldout"])
+    metrics["verdict_sentence"] = sentence(verdict, outcome, card.heldout)
     out = publish(run_dir, card, force=run.force, make_default=run.set_default)  # a refusal: verdict.json has it all
     metrics["model"] = str(out)
     write_json(run_dir / "metrics.json", metrics)

@@ -1,10 +1,11 @@
 """The verdict on held-out LLM-labelled queries: base vs distilled with a paired bootstrap, the
 pipelines ranked best first, the one-sentence verdict, and the publish gate that reads it."""
 import json
+from dataclasses import replace
 
 import pytest
 
-from rag.records import LLMRanking
+from rag.records import LLMRanking, ModelCard
 from retriever_training import verdict as V
 from retriever_training.publish import NotBetterThanBase, gate, publish
 
@@ -67,14 +68,13 @@ def student_run(tmp_path, llm_delta, test_delta=None):
     run_dir = tmp_path / "runs" / "r"
     (run_dir / "student").mkdir(parents=True)
     (run_dir / "student" / "model.safetensors").write_bytes(b"w")
-    card = {"name": "distilrag-r", "created": "now", "corpus": "toy", "distill": {},
-            "verdict": {"queries": 100, "llm": {"ndcg@10": paired(0.6, 0.6 + llm_delta, llm_delta - 0.03,
-                                                                  llm_delta + 0.03, 0.2)}, "gold": {},
-                        "pipelines": []},
-            "heldout": {}}
-    if test_delta is not None:
-        card["heldout"] = {"split": "test", "queries": 500,
-                           "metrics": {"ndcg@10": paired(0.8, 0.8 + test_delta, -0.01, 0.01, 0.5, 500)}}
+    heldout = {} if test_delta is None else {
+        "split": "test", "queries": 500, "metrics": {"ndcg@10": paired(0.8, 0.8 + test_delta, -0.01, 0.01, 0.5, 500)}}
+    card = ModelCard(name="distilrag-r", created="now", corpus="toy",
+                     verdict={"queries": 100, "llm": {"ndcg@10": paired(0.6, 0.6 + llm_delta, llm_delta - 0.03,
+                                                                        llm_delta + 0.03, 0.2)}, "gold": {},
+                              "pipelines": []},
+                     heldout=heldout)
     return run_dir, card
 
 
@@ -90,6 +90,8 @@ def test_the_gate_refuses_a_worse_student_unless_forced(tmp_path, monkeypatch):
     out = publish(run_dir, card, force=True)
     card_json = json.loads((out / "distilrag_card.json").read_text())
     assert card_json["verdict_sentence"].endswith("; published with --force.")
+    assert ModelCard.read(out) == replace(card, verdict_sentence=card_json["verdict_sentence"],
+                                          versions=card_json["versions"])  # the record round-trips
     assert "**Verdict.** On 100 held-out questions" in (out / "README.md").read_text()
 
 
@@ -97,14 +99,14 @@ def test_the_gate_publishes_a_better_student_even_when_its_ci_reaches_below_zero
     """The point estimate decides: a noisy but positive verdict is published (the CI is stated)."""
     monkeypatch.setenv("DISTILRAG_HOME", str(tmp_path / "home"))
     run_dir, card = student_run(tmp_path, 0.02)
-    assert card["verdict"]["llm"]["ndcg@10"]["ci_low"] < 0 and gate(card) is None
+    assert card.verdict["llm"]["ndcg@10"]["ci_low"] < 0 and gate(card) is None
     out = publish(run_dir, card)
     assert json.loads((out / "distilrag_card.json").read_text())["verdict_sentence"].endswith("; published.")
     # the shipped corpus's gold test split gates too
     run_dir2, card2 = student_run(tmp_path / "b", 0.02, test_delta=-0.01)
     assert "the test split, judged by gold" in gate(card2)
     # an old run without a verdict or test report falls back to dev
-    assert "on dev" in gate({"distill": {"base_dev": {"ndcg@10": 0.5}, "best_dev": {"ndcg@10": 0.4}}})
+    assert "on dev" in gate(ModelCard("old", "toy", distill={"base_dev": {"ndcg@10": 0.5}, "best_dev": {"ndcg@10": 0.4}}))
 
 
 def test_pipeline_orders_rerank_each_pair_once_across_pipelines(monkeypatch):
@@ -184,3 +186,13 @@ def test_a_refusal_on_too_few_held_out_questions_says_what_to_do():
     assert "1 held-out question cannot tell" in why and "--queries.n" in why
     many = {**tie, "n": 100}
     assert "cannot tell" not in refusal({"llm": {"ndcg@10": many}})
+
+
+def test_model_card_reads_the_first_layout_and_refuses_what_is_not_a_card(tmp_path):
+    (tmp_path / "distilrag_card.json").write_text(json.dumps(
+        {"name": "old", "metrics": {"base": {"ndcg@10": 0.7}, "distilled": {"ndcg@10": 0.8}}, "unknown_key": 1,
+         "verdict": "not a section"}))
+    card = ModelCard.read(tmp_path)
+    assert card.distill == {"base_dev": {"ndcg@10": 0.7}, "best_dev": {"ndcg@10": 0.8}} and card.verdict == {}
+    (tmp_path / "distilrag_card.json").write_text("[1, 2]")
+    assert ModelCard.read(tmp_path) is None and ModelCard.read(tmp_path / "nowhere") is None
