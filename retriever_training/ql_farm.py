@@ -46,7 +46,8 @@ class HTTPQLScorer:
 
     def __init__(self, endpoints: list[str], cfg: QLConfig = QLConfig(), model: str = "",
                  api_key_env: str = "", timeout_s: float = 120.0, retries: int = 6,
-                 per_endpoint: int = 1, tokenizer=None, down_after: int = 3, backoff_s: float = 0.5):
+                 per_endpoint: int = 1, tokenizer=None, down_after: int = 3, backoff_s: float = 0.5,
+                 bos_text: str | None = None):
         if not endpoints:
             raise ValueError("llm_rank.endpoints is empty: give one or more OpenAI-compatible /v1 URLs.")
         self.endpoints = [e.rstrip("/") for e in endpoints]
@@ -56,6 +57,10 @@ class HTTPQLScorer:
         self._tokenizer = tokenizer  # a llama_cpp.Llama (vocab only) or anything with its tokenize/detokenize
         self.down_after, self.backoff_s = down_after, backoff_s  # consecutive failures before a server is dropped
         self.parallelism = len(self.endpoints) * per_endpoint
+        # llama-cpp-python's server pairs echoed prompt tokens with the right log-probs only when the
+        # prompt starts with the BOS token (without one, each value is one position off); the embedded
+        # GGUF adds none, so its BOS text is sent first. Another model's servers (vLLM): none.
+        self._bos_text = bos_text
         self.requests = 0  # HTTP requests sent, retries included
 
     # -- prompts ------------------------------------------------------------------------------
@@ -67,6 +72,12 @@ class HTTPQLScorer:
 
             self._tokenizer = Llama(model_path=str(ensure_llm()), vocab_only=True, verbose=False)
         return self._tokenizer
+
+    def bos_text(self) -> str:
+        if self._bos_text is None:
+            vocab = self._vocab()
+            self._bos_text = "" if self.model else vocab.detokenize([vocab.token_bos()], special=True).decode("utf-8")
+        return self._bos_text
 
     def prefix_text(self, title: str, text: str) -> str:
         """The passage prompt, cut to the token budget QueryLikelihoodScorer.prefix_tokens cuts it to."""
@@ -84,7 +95,7 @@ class HTTPQLScorer:
     def score_pair(self, client, endpoint: str, prefix: str, query: str) -> tuple[float, int]:
         """(mean log-prob of the query's first max_query_tokens tokens, prompt tokens) on one server."""
         prompt = prefix + " " + query.strip()
-        body = {"prompt": prompt, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1}
+        body = {"prompt": self.bos_text() + prompt, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1}
         if self.model:
             body["model"] = self.model
         self.requests += 1
@@ -93,7 +104,8 @@ class HTTPQLScorer:
             raise _Retry(f"HTTP {r.status_code}")
         r.raise_for_status()
         lp = r.json()["choices"][0]["logprobs"]
-        # Prompt tokens from the query's first character on; the one generated token lies past the prompt.
+        # Prompt tokens from the query's first character on; the one generated token lies past the
+        # prompt. Offsets count from after the BOS (llama-cpp-python drops it from the echo).
         picked = [v for off, v in zip(lp["text_offset"], lp["token_logprobs"])
                   if len(prefix) <= off < len(prompt) and v is not None][: self.cfg.max_query_tokens]
         if not picked:

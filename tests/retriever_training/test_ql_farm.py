@@ -97,7 +97,7 @@ def work(n_passages: int = 6):
 
 
 def test_scores_are_the_query_tokens_mean_and_a_429_is_retried(servers):
-    scorer = HTTPQLScorer([s.url for s in servers], tokenizer=SpaceVocab(), backoff_s=0.01)
+    scorer = HTTPQLScorer([s.url for s in servers], tokenizer=SpaceVocab(), backoff_s=0.01, bos_text="")
     got = {}
     scorer.score_many(work(), lambda d, q, s, n: got.setdefault((d, q), s))
     assert len(got) == 12
@@ -114,7 +114,7 @@ def test_scores_are_the_query_tokens_mean_and_a_429_is_retried(servers):
 
 def test_a_dead_server_hands_its_work_to_the_others_and_none_is_paid_twice(servers):
     servers[1].kill()  # refuses connections from the start
-    scorer = HTTPQLScorer([s.url for s in servers], tokenizer=SpaceVocab(), backoff_s=0.01)
+    scorer = HTTPQLScorer([s.url for s in servers], tokenizer=SpaceVocab(), backoff_s=0.01, bos_text="")
     got = []
     scorer.score_many(work(), lambda d, q, s, n: got.append((d, q)))
     assert sorted(got) == sorted({(w.docid, q) for w in work() for q, _ in w.queries})
@@ -147,7 +147,7 @@ def test_labelling_runs_on_the_farm_through_the_cache_and_ledger(servers, tmp_pa
                            [Candidate(f"d{i}", 1.0 - i / 10, i + 1) for i in range(4)]) for j in range(3)]
     cfg = LLMRankConfig(ql_backend="http", endpoints=tuple(s.url for s in servers), max_candidates=4)
     cache = LLMCache(tmp_path / "cache.sqlite")
-    scorer = HTTPQLScorer(list(cfg.endpoints), tokenizer=SpaceVocab(), backoff_s=0.01)
+    scorer = HTTPQLScorer(list(cfg.endpoints), tokenizer=SpaceVocab(), backoff_s=0.01, bos_text="")
     out = tmp_path / "rankings.jsonl"
     ledger = rank_candidates(cands, corpus, cfg, out, cache=cache, progress=False, scorer=scorer)
     rows = list(read_jsonl(out))
