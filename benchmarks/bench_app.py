@@ -9,6 +9,9 @@ Drives the real app (`distilrag app`) with Debian chromium through Playwright an
   first token, LLM cold         Enter -> first streamed token, asked as soon as the page is usable
                                 (the app starts the LLM in the background on page load)
   first token, LLM warm         a question on another article with the LLM running
+  sources, cold / warm          Enter -> the retrieved passages on the page (before any token)
+  first token, bare LLM         the warm question's prompt (same passages) to the embedded LLM
+                                directly, app stopped: the prompt-evaluation floor; and the ratio
 "Usable" means the chat input is on the page. Uses the normal app data dir (so an existing
 index is reused; a missing one would be built inside the first question and inflate it).
 Run it with nothing else busy on the CPU: the local LLM shares the cores.
@@ -77,8 +80,9 @@ def _usable_page(browser, url: str, t0: float):
     return time.perf_counter() - t0, page
 
 
-def _first_token(page, question: str, retriever: str) -> tuple[float, str]:
-    """Seconds from Enter to the first streamed token; then waits for the answer to finish."""
+def _first_token(page, question: str, retriever: str) -> tuple[float, float, str]:
+    """Seconds from Enter to the passages on the page and to the first streamed token; then waits
+    for the answer to finish."""
     page.get_by_role("radiogroup", name="Retriever").get_by_text(retriever, exact=True).click()
     page.wait_for_timeout(500)
     n_before = page.get_by_test_id("stChatMessage").count()
@@ -86,12 +90,31 @@ def _first_token(page, question: str, retriever: str) -> tuple[float, str]:
     box.fill(question)
     t0 = time.perf_counter()
     box.press("Enter")
+    page.wait_for_function(f"(() => {{ const m = document.querySelectorAll('[data-testid=stChatMessage]');"
+                           f" return m.length >= {n_before + 2} && "
+                           f"m[{n_before + 1}].querySelector('[data-testid=stExpander]') !== null; }})()",
+                           timeout=600_000, polling=20)
+    sources = time.perf_counter() - t0
     page.wait_for_function("document.body.innerText.includes('▌')", timeout=600_000, polling=20)
     first = time.perf_counter() - t0
     page.wait_for_function(f"document.querySelectorAll('[data-testid=stChatMessage]').length >= {n_before + 2}"
                            " && !document.body.innerText.includes('▌')", timeout=600_000, polling=200)
     caption = page.get_by_test_id("stChatMessage").nth(n_before + 1).get_by_test_id("stCaptionContainer").first
-    return first, caption.inner_text()
+    return sources, first, caption.inner_text()
+
+
+def _bare_first_token(corpus: str, retriever: str, warmup: str, question: str) -> float:
+    """The same prompt (the chain's, same passages) straight to the embedded LLM, warm, no UI:
+    seconds to its first streamed token, i.e. the LLM's prompt evaluation."""
+    from rag.chain import build_chain
+    from rag.llm import LLMConfig, llama_index_llm
+
+    chain = build_chain(corpus, retriever, llm=llama_index_llm(LLMConfig.from_env()))
+    chain.answer(warmup)
+    nodes = chain.retrieve(question)
+    t0, first = time.perf_counter(), []
+    chain.answer(question, nodes=nodes, on_token=lambda tok: first or first.append(time.perf_counter() - t0))
+    return first[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,13 +150,18 @@ def main(argv: list[str] | None = None) -> int:
                 page.close()
             t0 = time.perf_counter()
             figures["new_session_to_usable_s"], page = _usable_page(browser, url, t0)
-            cold, figures["app_caption_cold"] = _first_token(page, a.question, a.retriever)
-            warm, figures["app_caption_warm"] = _first_token(page, a.warm_question, a.retriever)
+            src_cold, cold, figures["app_caption_cold"] = _first_token(page, a.question, a.retriever)
+            src_warm, warm, figures["app_caption_warm"] = _first_token(page, a.warm_question, a.retriever)
             figures["first_token_llm_cold_s"], figures["first_token_llm_warm_s"] = cold, warm
+            figures["sources_cold_s"], figures["sources_warm_s"] = src_cold, src_warm
         finally:
             browser.close()
             for proc in procs:
                 _stop(proc)
+    # The bare LLM on the same prompt, with the app stopped (target: the app's warm first token
+    # within 1.2x of it; the passages within 1 s of Enter).
+    figures["first_token_bare_llm_s"] = _bare_first_token(a.corpus, a.retriever, a.question, a.warm_question)
+    figures["first_token_app_vs_bare"] = figures["first_token_llm_warm_s"] / figures["first_token_bare_llm_s"]
     figures = {k: round(v, 2) if isinstance(v, float) else v for k, v in figures.items()}
     figures.update(retriever=a.retriever, corpus=a.corpus, llm_was_already_running=llm_was_running,
                    cpu_count=os.cpu_count() or 0)
