@@ -12,7 +12,7 @@ from dataclasses import asdict
 import streamlit as st
 
 from app import services
-from app.ui_sidebar import Settings, build_with_progress, start_llm
+from app.ui_sidebar import Settings, build_with_progress, open_chat, start_llm
 from app.ui_sources import answer_markdown, escape_md, render_sources
 
 CURSOR = " ▌"
@@ -41,12 +41,6 @@ def restore_session() -> None:
     open_chat(cid, st.session_state.get("turns", []))
     for k, v in conversations.load_settings().items():
         st.session_state.setdefault(k, v)
-
-
-def open_chat(chat_id: str, chat_turns: list[dict]) -> None:
-    st.session_state["chat_id"] = chat_id
-    st.session_state["turns"] = chat_turns
-    st.query_params["chat"] = chat_id
 
 
 def save() -> None:

@@ -44,10 +44,16 @@ def render():
     return Settings(corpus, retriever, top_k, reranker, compare), llm_slot
 
 
+def open_chat(chat_id: str, chat_turns: list[dict]) -> None:
+    """Make `chat_id` this session's conversation (its URL names it: ?chat=<id>)."""
+    st.session_state["chat_id"] = chat_id
+    st.session_state["turns"] = chat_turns
+    st.query_params["chat"] = chat_id
+
+
 def _conversations() -> None:
     """New chat, and the saved conversations to reopen (each is also its own URL: ?chat=<id>)."""
     from app import conversations
-    from app.ui_chat import open_chat
 
     if st.button("New chat", key="clear_chat", width="stretch", icon=":material/add:"):
         open_chat(conversations.new_chat_id(), [])

@@ -16,114 +16,25 @@ match) or built for another corpus is rebuilt by `get_index` with a warning, nev
 """
 from __future__ import annotations
 
-import json
 import math
 import os
 import shutil
 import sys
 import tempfile
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
 from rag.corpus import Corpus, passage_node, passage_text
 from rag.embedder import EmbedderId, llama_index_embedding, load_sentence_transformer, resolve_embedder
+from rag.index_manifest import (MANIFEST, IndexCorpusMismatchError, IndexDamagedError,  # noqa: F401 (this API)
+                                IndexMismatchError, IndexMissingError, Manifest, check_manifest, index_dir,
+                                index_key, read_manifest)
 from rag.records import write_json
-from rag.settings import CORPORA_DIR, apply_offline_env, indexes_dir, vector_store
-from rag.errors import UserError
+from rag.settings import apply_offline_env, indexes_dir, vector_store
 
-MANIFEST = "manifest.json"
 INDEX_TYPES = ("flat", "ivf", "hnsw")
-
-
-class IndexMismatchError(UserError, RuntimeError):
-    """The index on disk was built for another embedder or corpus; it must be rebuilt."""
-
-
-class IndexCorpusMismatchError(IndexMismatchError):
-    """Built for another corpus (or version of it): `get_index` rebuilds it."""
-
-    def __init__(self, message: str, why: str):
-        self.why = why
-        super().__init__(message)
-
-
-class IndexMissingError(UserError, FileNotFoundError):
-    pass
-
-
-class IndexDamagedError(UserError, ValueError):
-    """The files on disk cannot be this index (unreadable, truncated, counts off): rebuild it."""
-
-    def __init__(self, path: Path, why: str):
-        self.path, self.why = path, why
-        super().__init__(f"The index at {path} {why}; rebuild it with `distilrag index --rebuild`.")
-
-
-@dataclass(frozen=True)
-class Manifest:
-    corpus: str
-    corpus_hash: str
-    n_passages: int
-    chunking: dict
-    embedder_label: str
-    embedder_path: str
-    embedder_hash: str
-    dim: int
-    index_type: str
-    metric: str = "inner_product (normalised vectors = cosine)"
-    built_at: str = ""
-    build_seconds: float = 0.0
-    files: dict = field(default_factory=dict)  # stored file -> bytes; {} in manifests older than it
-
-
-def index_key(corpus: Corpus) -> str:
-    """The directory of a corpus's indexes: a shipped corpus keeps its name, any other gets
-    name-<content hash>, so two corpora of the same name never overwrite each other's index."""
-    shipped = corpus.chunking.get("unit") == "paragraph" and (CORPORA_DIR / corpus.name / "corpus.jsonl.gz").exists()
-    return corpus.name if shipped else f"{corpus.name}-{corpus.hash[:10]}"
-
-
-def index_dir(corpus: Corpus, embedder_label: str) -> Path:
-    """Where the index of `corpus` by that embedder lives (a name alone cannot tell two corpora apart)."""
-    return indexes_dir() / index_key(corpus) / embedder_label
-
-
-def read_manifest(path: Path) -> Manifest:
-    """The manifest of the index at `path`; IndexDamagedError when it is not a valid one."""
-    try:
-        d = json.loads((path / MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise
-    except (OSError, UnicodeDecodeError, ValueError) as e:
-        raise IndexDamagedError(path, f"has an unreadable {MANIFEST} ({type(e).__name__})") from None
-    required = {x.name for x in fields(Manifest) if x.default is x.default_factory is MISSING}
-    if not isinstance(d, dict):
-        raise IndexDamagedError(path, f"has a {MANIFEST} that is not a JSON object")
-    if required - d.keys():
-        raise IndexDamagedError(path, f"has a {MANIFEST} without {', '.join(sorted(required - d.keys()))}")
-    names = {x.name for x in fields(Manifest)}
-    m = Manifest(**{k: v for k, v in d.items() if k in names})
-    if not isinstance(m.n_passages, int) or not isinstance(m.files, dict):
-        raise IndexDamagedError(path, f"has a {MANIFEST} with a malformed n_passages or files field")
-    return m
-
-
-def check_manifest(m: Manifest, eid: EmbedderId, corpus: Corpus | None, path: Path) -> None:
-    if m.embedder_hash != eid.weights_hash:
-        raise IndexMismatchError(
-            f"The index at {path} was built with embedder '{m.embedder_label}' "
-            f"({m.embedder_path}, weights {m.embedder_hash[:12]}) but the query embedder is "
-            f"'{eid.label}' ({eid.path}, weights {eid.weights_hash[:12]}). Rebuild it: "
-            f"`distilrag index --corpus {m.corpus} --embedder {eid.spec} --rebuild`."
-        )
-    if corpus is not None and m.corpus_hash != corpus.hash:
-        why = (f"was built for another version of corpus '{m.corpus}' (hash {m.corpus_hash}, "
-               f"now {corpus.hash})")
-        raise IndexCorpusMismatchError(
-            f"The index at {path} {why}. Rebuild it: "
-            f"`distilrag index --corpus {m.corpus} --embedder {eid.spec} --rebuild`.", why)
 
 
 def _faiss_index(vectors, index_type: str):

@@ -5,8 +5,8 @@
 
 The URI is a local file for the embedded engine (milvus-lite; the default is <home>/milvus.db) or
 a Milvus server's address; `DISTILRAG_MILVUS_TOKEN` holds a server's credentials (never printed).
-One collection per (corpus, embedder), named from rag.index.index_key and the embedder label. The
-manifest FAISS indexes keep in a file (rag.index.Manifest) is the collection's property
+One collection per (corpus, embedder), named from rag.index_manifest.index_key and the embedder label. The
+manifest FAISS indexes keep in a file (rag.index_manifest.Manifest) is the collection's property
 "distilrag_manifest", checked the same way: an index of other embedder weights is refused with
 the same message, one of another corpus version or with a wrong row count is rebuilt. A build
 goes into a temporary collection that is renamed into place, so readers never see half of one.
@@ -43,7 +43,7 @@ def where(uri: str, collection: str) -> str:
 
 def collection_name(corpus: Corpus, embedder_label: str) -> str:
     """Milvus names allow letters, digits and underscores only, starting with a letter."""
-    from rag.index import index_key
+    from rag.index_manifest import index_key
 
     return "distilrag_" + re.sub(r"\W", "_", f"{index_key(corpus)}__{embedder_label}")[:200]
 
@@ -70,7 +70,7 @@ def _store(uri: str, collection: str, dim: int, overwrite: bool = False, propert
 def build_milvus_index(corpus: Corpus, eid: EmbedderId, vectors, build_t0: float, uri: str | None = None) -> str:
     """Insert the normalised `vectors` (rag.index.encode_passages) with their passages; returns
     where the index is."""
-    from rag.index import Manifest
+    from rag.index_manifest import Manifest
 
     uri = uri or milvus_uri()
     name = collection_name(corpus, eid.label)
@@ -96,7 +96,7 @@ def build_milvus_index(corpus: Corpus, eid: EmbedderId, vectors, build_t0: float
 def milvus_manifest(corpus: Corpus, eid: EmbedderId, uri: str | None = None, client=None):
     """The collection's Manifest; None when there is no collection, IndexDamagedError when its
     property is missing or unreadable."""
-    from rag.index import IndexDamagedError, Manifest
+    from rag.index_manifest import IndexDamagedError, Manifest
 
     uri = uri or milvus_uri()
     name = collection_name(corpus, eid.label)
@@ -117,7 +117,7 @@ def load_milvus_index(corpus: Corpus, eid: EmbedderId, uri: str | None = None):
     apply_offline_env()
     from llama_index.core import VectorStoreIndex
 
-    from rag.index import IndexDamagedError, IndexMissingError, Manifest, check_manifest
+    from rag.index_manifest import IndexDamagedError, IndexMissingError, check_manifest
 
     uri = uri or milvus_uri()
     name = collection_name(corpus, eid.label)
