@@ -56,7 +56,7 @@ def _warm_retrievers(corpus_choice: str, retrievers: list[str], top_k: int) -> N
             # A missing index is built with a progress bar on the first question, not silently here.
             if emb and services.index_state(corpus, emb).ready:
                 load_sentence_transformer(resolve_embedder(emb, corpus).path)
-            if r in ("bm25", "hybrid"):
+            if r == "bm25" or r.startswith("hybrid"):  # hybrid:distilled too
                 bm25_retriever(corpus, top_k)
     except Exception as e:
         _log.info("retriever warm-up failed: %s", e)

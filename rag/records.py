@@ -14,6 +14,8 @@ import json
 import os
 import sys
 import tempfile
+import time
+import uuid
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,6 +134,30 @@ class AnswerRecord:
     checks: dict | None = None     # abstained, unsupported_<method>: 0/1
     cached: bool | None = None     # served from the answer cache: timings are the call that made it
     error: str | None = None       # one scrubbed line: the question failed
+
+
+@dataclass
+class LedgerRun:
+    """One labelling run's entry in <labels>/rankings.ledger.json (retriever_training/ranking.py
+    writes it, counting as it goes; label_cost reads earlier runs' rates; the model card keeps
+    the totals). Mutable: the run adds to it call by call."""
+    mode: str
+    model: str
+    calls: int = 0
+    cache_hits: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    repairs: int = 0
+    malformed: int = 0
+    seconds: float = 0.0
+    queries_done: int = 0
+    cost_usd: float = 0.0
+    est_tokens: int = 0      # the paid work in label_cost's estimated tokens: the rate the next estimate uses
+    stopped: str = ""        # why a run ended before its last query: "budget" | "max_queries"
+    extra: dict = field(default_factory=dict)
+    machine: str = ""        # label_cost.machine_id(): rates are compared on the same machine only
+    started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # one ledger entry per run
 
 
 @dataclass(frozen=True)

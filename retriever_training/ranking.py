@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rag.records import write_json
+from rag.records import LedgerRun, write_json
 from retriever_training.label_cost import machine_id
 
 
@@ -52,24 +51,10 @@ class LLMRankConfig:
 
 
 @dataclass
-class Ledger:
-    mode: str
-    model: str
-    calls: int = 0
-    cache_hits: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    repairs: int = 0
-    malformed: int = 0
-    seconds: float = 0.0
-    queries_done: int = 0
-    cost_usd: float = 0.0
-    est_tokens: int = 0      # the paid work in label_cost's estimated tokens: the rate the next estimate uses
-    stopped: str = ""        # why a run ended before its last query: "budget" | "max_queries"
-    extra: dict = field(default_factory=dict)
+class Ledger(LedgerRun):
+    """A labelling run's rag.records.LedgerRun as it runs: this machine's id, its clock and its
+    checkpoints into <rankings>.ledger.json."""
     machine: str = field(default_factory=machine_id)
-    started_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%S"))
-    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])  # one ledger entry per run
 
     def __post_init__(self):
         self._t0, self._saved_calls = time.perf_counter(), 0
