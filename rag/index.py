@@ -204,34 +204,24 @@ def get_index(corpus: Corpus, embedder: str = "base", index_type: str = "flat",
     replacing a model's index is the caller's explicit choice.
     """
     eid = resolve_embedder(embedder, corpus)
-    if vector_store() == "milvus":
-        return _get_milvus_index(corpus, eid, rebuild, progress)
+    faiss = vector_store() == "faiss"
     path = index_dir(corpus, eid.label)
+    if faiss:
+        load = lambda: load_index(path, eid, corpus)  # noqa: E731
+    else:
+        from rag.milvus_index import load_milvus_index
+
+        load = lambda: load_milvus_index(corpus, eid)  # noqa: E731
     if not rebuild:
         try:
-            return load_index(path, eid, corpus)
+            return load()
         except IndexMissingError:
-            if _adopt_legacy(corpus, eid, path):
+            if faiss and _adopt_legacy(corpus, eid, path):
                 return get_index(corpus, embedder, index_type, progress=progress)
         except (IndexDamagedError, IndexCorpusMismatchError) as e:
-            print(f"warning: the index at {path} {e.why}; rebuilding it.", file=sys.stderr)
-    build_index(corpus, eid, index_type=index_type, out_dir=path, progress=progress)
-    return load_index(path, eid, corpus)
-
-
-def _get_milvus_index(corpus: Corpus, eid: EmbedderId, rebuild: bool, progress: bool):
-    """get_index's rules for a Milvus collection (rag.milvus_index)."""
-    from rag.milvus_index import load_milvus_index
-
-    if not rebuild:
-        try:
-            return load_milvus_index(corpus, eid)
-        except IndexMissingError:
-            pass
-        except (IndexDamagedError, IndexCorpusMismatchError) as e:
             print(f"warning: the index at {index_location(corpus, eid)} {e.why}; rebuilding it.", file=sys.stderr)
-    build_index(corpus, eid, progress=progress)
-    return load_milvus_index(corpus, eid)
+    build_index(corpus, eid, index_type=index_type, out_dir=path if faiss else None, progress=progress)
+    return load()
 
 
 def _adopt_legacy(corpus: Corpus, eid: EmbedderId, path: Path) -> bool:

@@ -79,15 +79,21 @@ def read_manifest(path: Path) -> Manifest:
         raise
     except (OSError, UnicodeDecodeError, ValueError) as e:
         raise IndexDamagedError(path, f"has an unreadable {MANIFEST} ({type(e).__name__})") from None
+    return manifest_from_dict(d, path, MANIFEST)
+
+
+def manifest_from_dict(d, where: Path | str, what: str) -> Manifest:
+    """The Manifest in `d` (a FAISS index's file, a Milvus collection's property: `what`), checked;
+    IndexDamagedError naming `where` when it is not a valid one."""
     required = {x.name for x in fields(Manifest) if x.default is x.default_factory is MISSING}
     if not isinstance(d, dict):
-        raise IndexDamagedError(path, f"has a {MANIFEST} that is not a JSON object")
+        raise IndexDamagedError(where, f"has a {what} that is not a JSON object")
     if required - d.keys():
-        raise IndexDamagedError(path, f"has a {MANIFEST} without {', '.join(sorted(required - d.keys()))}")
+        raise IndexDamagedError(where, f"has a {what} without {', '.join(sorted(required - d.keys()))}")
     names = {x.name for x in fields(Manifest)}
     m = Manifest(**{k: v for k, v in d.items() if k in names})
     if not isinstance(m.n_passages, int) or not isinstance(m.files, dict):
-        raise IndexDamagedError(path, f"has a {MANIFEST} with a malformed n_passages or files field")
+        raise IndexDamagedError(where, f"has a {what} with a malformed n_passages or files field")
     return m
 
 

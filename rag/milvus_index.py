@@ -17,7 +17,7 @@ import json
 import os
 import re
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 from rag.corpus import Corpus, passage_node
@@ -96,7 +96,7 @@ def build_milvus_index(corpus: Corpus, eid: EmbedderId, vectors, build_t0: float
 def milvus_manifest(corpus: Corpus, eid: EmbedderId, uri: str | None = None, client=None):
     """The collection's Manifest; None when there is no collection, IndexDamagedError when its
     property is missing or unreadable."""
-    from rag.index_manifest import IndexDamagedError, Manifest
+    from rag.index_manifest import IndexDamagedError, manifest_from_dict
 
     uri = uri or milvus_uri()
     name = collection_name(corpus, eid.label)
@@ -106,10 +106,10 @@ def milvus_manifest(corpus: Corpus, eid: EmbedderId, uri: str | None = None, cli
     raw = (client.describe_collection(name).get("properties") or {}).get(MANIFEST_PROPERTY)
     try:
         d = json.loads(raw)
-        return Manifest(**{k: v for k, v in d.items() if k in {f.name for f in fields(Manifest)}})
-    except (TypeError, ValueError, AttributeError) as e:
+    except (TypeError, ValueError) as e:
         raise IndexDamagedError(where(uri, name), f"has no readable {MANIFEST_PROPERTY} property "
                                                   f"({type(e).__name__})") from None
+    return manifest_from_dict(d, where(uri, name), f"{MANIFEST_PROPERTY} property")
 
 
 def load_milvus_index(corpus: Corpus, eid: EmbedderId, uri: str | None = None):
