@@ -70,11 +70,12 @@ def _record(q, spec: str, nodes, top_k: int, t_ret: float):
 
 
 def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, llm, progress: bool,
-                     llm_cfg=None, answers=None, checker=None) -> None:
+                     llm_cfg=None, answers=None, checker=None, pipelines: dict | None = None) -> None:
     """Retrieve (and answer, unless retrieval-only) each question, appending records to `out`;
     `answers` (eval.answer_cache.AnswerCache) serves a prompt answered before without a call and
     `checker` (eval.answer_checks.Checker) adds abstention and grounding to each answer; each
-    question's line is a rag.records.AnswerRecord."""
+    question's line is a rag.records.AnswerRecord. `pipelines` keeps each spec's built retrieval
+    function for the next round (its models and indexes are loaded once per run)."""
     from dataclasses import replace
 
     from tqdm.auto import tqdm
@@ -82,7 +83,10 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
     from rag.chain import RAGChain
     from rag.records import AnswerRecord, from_dict, to_dict
 
-    retrieve = retrieval_function(spec, corpus, cfg.depth)
+    pipelines = {} if pipelines is None else pipelines
+    if spec not in pipelines:
+        pipelines[spec] = retrieval_function(spec, corpus, cfg.depth)
+    retrieve = pipelines[spec]
     # The chain only answers here (nodes are passed in), so the harness can time retrieval and
     # keep the full --depth ranking for IR metrics while the LLM sees the top --top-k.
     chain = None if cfg.retrieval_only else RAGChain(retriever=None, llm=llm, name=spec, llm_cfg=llm_cfg)
@@ -151,7 +155,7 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
 
 def run_retriever(spec: str, questions: list, qrels, cfg: EvalConfig, corpus, run_dir: Path,
                   llm=None, judge_cfg=None, judge_llm=None, progress: bool = True, llm_cfg=None,
-                  answers=None, judge: bool = True) -> dict:
+                  answers=None, judge: bool = True, pipelines: dict | None = None) -> dict:
     """Evaluate one retriever spec into run_dir/<slug>/; returns its metrics (RAGAS too when
     `judge`: the rounds before the last leave it out)."""
     from eval.metrics_table import compute_metrics
@@ -177,7 +181,7 @@ def run_retriever(spec: str, questions: list, qrels, cfg: EvalConfig, corpus, ru
     done = load_done(out, need_answer=not cfg.retrieval_only)
     todo = [q for q in questions if q.qid not in done]
     if todo:
-        answer_questions(spec, todo, out, cfg, corpus, llm, progress, llm_cfg, answers, checker)
+        answer_questions(spec, todo, out, cfg, corpus, llm, progress, llm_cfg, answers, checker, pipelines)
         done = load_done(out, need_answer=not cfg.retrieval_only)
     records = [done[q.qid] for q in questions if q.qid in done]
     if checker is not None:
@@ -252,14 +256,15 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
         # No LLM is started here: the chain starts it on the first answer the cache lacks, so a
         # rerun served from the cache starts none.
         answers = open_answer_cache(llm_cfg, cache, cfg.answer_cache)
-    rounds = answer_rounds(questions, cfg)
+    rounds, pipelines = answer_rounds(questions, cfg), {}
     for k, part in enumerate(rounds, 1):
         results, skipped = {}, {}
         for spec in cfg.retrievers:
             try:
                 results[spec] = run_retriever(spec, part, qrels, cfg, corpus, run_dir, llm=llm,
                                               judge_cfg=judge_cfg, judge_llm=judge_llm, progress=progress,
-                                              llm_cfg=llm_cfg, answers=answers, judge=k == len(rounds))
+                                              llm_cfg=llm_cfg, answers=answers, judge=k == len(rounds),
+                                              pipelines=pipelines)
             except EmbedderNotFound as e:
                 skipped[spec] = scrub(str(e))
                 if k == 1:

@@ -254,13 +254,14 @@ def test_report_has_the_ragas_selection_table_when_answers_were_judged(tiny):
 def test_rounds_are_growing_seeded_prefixes_and_one_for_retrieval_only():
     from eval.run import answer_rounds
 
-    qs = [f"q{i}" for i in range(7)]
-    rounds = answer_rounds(qs, EvalConfig(round_size=3))
-    assert [len(r) for r in rounds] == [3, 6, 7] and sorted(rounds[-1]) == sorted(qs)
+    qs = [f"q{i}" for i in range(20)]
+    rounds = answer_rounds(qs, EvalConfig(round_size=8))
+    assert [len(r) for r in rounds] == [8, 16, 20] and sorted(rounds[-1]) == sorted(qs)
     assert all(rounds[i] == rounds[i + 1][:len(rounds[i])] for i in range(len(rounds) - 1))
-    assert rounds[0] != qs[:3] or answer_rounds(qs, EvalConfig(round_size=3, seed=1))[0] != qs[:3]  # shuffled
-    assert answer_rounds(qs, EvalConfig(round_size=3)) == rounds  # seeded
-    assert answer_rounds(qs, EvalConfig(round_size=3, retrieval_only=True)) == [qs]
+    assert rounds[0] != qs[:8]  # a shuffle: the first round is not the first questions of the file
+    assert answer_rounds(qs, EvalConfig(round_size=8, seed=1))[0] != rounds[0]  # the seed decides
+    assert answer_rounds(qs, EvalConfig(round_size=8)) == rounds  # seeded
+    assert answer_rounds(qs, EvalConfig(round_size=8, retrieval_only=True)) == [qs]
 
 
 def test_a_run_stopped_mid_way_leaves_a_paired_partial_report(tiny, monkeypatch):
@@ -284,11 +285,18 @@ def test_a_run_stopped_mid_way_leaves_a_paired_partial_report(tiny, monkeypatch)
     cfg = replace(cfg_for(tiny, round_size=2), retrievers=("bm25", "bm25+none"))
     monkeypatch.setattr(run_mod, "spec_identity", lambda spec, corpus: {"spec": spec})
     real_rf = run_mod.retrieval_function  # the second "retriever" is BM25 under another name
-    monkeypatch.setattr(run_mod, "retrieval_function", lambda spec, corpus, *a, **kw: real_rf("bm25", corpus, *a, **kw))
+    built = []
+
+    def build(spec, corpus, *a, **kw):
+        built.append(spec)
+        return real_rf("bm25", corpus, *a, **kw)
+
+    monkeypatch.setattr(run_mod, "retrieval_function", build)
     with pytest.raises(KeyboardInterrupt):
         run_eval(cfg, out=tiny / "run", llm=scripted_llm(dies_on_third_call), progress=False)
     # Round 1 (2 questions) was finished by both retrievers before round 2 began.
     assert order[:3] == [("bm25", 2), ("bm25+none", 2), ("bm25", 4)]
+    assert built == ["bm25", "bm25+none"]  # each pipeline built once, not once per round
     summary = json.loads((tiny / "run" / "summary.json").read_text())
     assert summary["questions"] == {"answered_by_all": 2, "asked": 4}
     assert set(summary["retrievers"]) == {"bm25", slug("bm25+none")}
