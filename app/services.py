@@ -83,22 +83,17 @@ def available_retrievers(choice: str) -> list[str]:
     return [r for r in RETRIEVERS if r not in NEEDS_DISTILLED or published_distilled(choice)]
 
 
-def pipeline_scores(choice: str) -> tuple[dict[str, float], str]:
-    """{published spec: held-out nDCG@10} from the published model's verdict, and who judged it;
-    ({}, "") when the card has none. The figures come from the card only."""
-    from rag.pipelines import pipeline_scores as scores_of
+def pipeline_scores(choice: str) -> tuple[dict[str, float], dict[str, float], str]:
+    """From the published model's verdict (one read of its card): {published spec: held-out
+    nDCG@10}, {published spec: ms per question (retrieval and reranking, no LLM)} and who judged
+    it; ({}, {}, "") when the card has none. The figures come from the card only."""
+    from rag.pipelines import number_field, pipeline_rows
 
-    scores, verdict = scores_of(corpus_spec(choice))
+    rows, verdict = pipeline_rows(corpus_spec(choice))
+    scores = number_field(rows, "ndcg@10")
     judge = {"gold": "gold labels", "llm": "the LLM's order"}.get(verdict.get("ranked_by"), "")
-    return scores, (f"held-out nDCG@10 on {verdict.get('queries', '?')} questions, judged by {judge}" if scores else "")
-
-
-def pipeline_latency(choice: str) -> dict[str, float]:
-    """{published spec: milliseconds per query} the published model's verdict measured (retrieval
-    and reranking, no LLM); {} when the card has none."""
-    from rag.pipelines import pipeline_scores as scores_of
-
-    return scores_of(corpus_spec(choice), field="ms_per_query")[0]
+    return scores, number_field(rows, "ms_per_query"), (
+        f"held-out nDCG@10 on {verdict.get('queries', '?')} questions, judged by {judge}" if scores else "")
 
 
 def best_pipeline(choice: str) -> tuple[str, str | None] | None:

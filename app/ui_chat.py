@@ -241,7 +241,7 @@ def _answer_into(turn: dict, i: int, live, llm, answer_slot, sources_slot) -> No
             first.append(time.perf_counter() - t0)
         pieces.append(tok)
         r["text"] = "".join(pieces)  # what a Stop keeps
-        answer_slot.markdown(answer_markdown("".join(pieces)) + CURSOR, unsafe_allow_html=True)
+        answer_slot.markdown(answer_markdown(r["text"]) + CURSOR, unsafe_allow_html=True)
     try:
         ans = chain.answer(turn["question"], nodes=nodes, on_token=on_token, llm=llm)
     except Exception as e:

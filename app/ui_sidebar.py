@@ -71,8 +71,7 @@ def _retrieval_controls(corpus: str) -> tuple[str, str | None, int]:
     options = services.available_retrievers(corpus)
     if st.session_state.get("retriever") not in (None, *options):
         del st.session_state["retriever"]  # a saved choice this corpus does not offer (yet)
-    scores, judged = services.pipeline_scores(corpus)
-    latency = services.pipeline_latency(corpus)
+    scores, latency, judged = services.pipeline_scores(corpus)
     best = services.best_pipeline(corpus)
     if best and st.session_state.get("retriever") not in options:
         st.session_state["retriever"] = best[0]  # the measured best pipeline is the default

@@ -84,14 +84,24 @@ def published_name(spec: str) -> str:
     return re.sub(r"[^+:]*/ranker\b", "ranker", re.sub(r"[^+:]*/(student|model)\b", "distilled", spec))
 
 
-def pipeline_scores(corpus, field: str = "ndcg@10") -> tuple[dict[str, float], dict]:
-    """{published spec: held-out nDCG@10 (or another `field` of the row: "ms_per_query")} from the
-    corpus's published verdict, and the verdict."""
+def pipeline_rows(corpus) -> tuple[dict[str, dict], dict]:
+    """{published spec: its row (ndcg@10, ms_per_query, ...)} from the corpus's published verdict,
+    and the verdict."""
     card = published_card(corpus)
     verdict = card.verdict if card else {}
-    rows = verdict.get("pipelines") or []
-    return ({published_name(r["spec"]): r[field] for r in rows
-             if isinstance(r, dict) and isinstance(r.get(field), (int, float))}, verdict)
+    return ({published_name(r["spec"]): r for r in verdict.get("pipelines") or []
+             if isinstance(r, dict) and isinstance(r.get("spec"), str)}, verdict)
+
+
+def number_field(rows: dict[str, dict], field: str) -> dict[str, float]:
+    """{spec: row[field]} for the rows where that field is a number."""
+    return {s: r[field] for s, r in rows.items() if isinstance(r.get(field), (int, float))}
+
+
+def pipeline_scores(corpus) -> tuple[dict[str, float], dict]:
+    """{published spec: held-out nDCG@10} from the corpus's published verdict, and the verdict."""
+    rows, verdict = pipeline_rows(corpus)
+    return number_field(rows, "ndcg@10"), verdict
 
 
 def best_spec(corpus, fallback: str = "base") -> str:

@@ -56,12 +56,11 @@ class HTTPQLScorer:
         self._key = os.environ.get(api_key_env, "") if api_key_env else ""
         self._tokenizer = tokenizer  # a llama_cpp.Llama (vocab only) or anything with its tokenize/detokenize
         self.down_after, self.backoff_s = down_after, backoff_s  # consecutive failures before a server is dropped
-        self.parallelism = len(self.endpoints) * per_endpoint
+        self.parallelism = len(self.endpoints) * per_endpoint  # pairs in flight at once
         # llama-cpp-python's server pairs echoed prompt tokens with the right log-probs only when the
         # prompt starts with the BOS token (without one, each value is one position off); the embedded
         # GGUF adds none, so its BOS text is sent first. Another model's servers (vLLM): none.
         self._bos_text = bos_text
-        self.requests = 0  # HTTP requests sent, retries included
 
     # -- prompts ------------------------------------------------------------------------------
     def _vocab(self):
@@ -98,7 +97,6 @@ class HTTPQLScorer:
         body = {"prompt": self.bos_text() + prompt, "max_tokens": 1, "temperature": 0.0, "echo": True, "logprobs": 1}
         if self.model:
             body["model"] = self.model
-        self.requests += 1
         r = client.post(f"{endpoint}/completions", json=body)
         if r.status_code in RETRY_STATUS:
             raise _Retry(f"HTTP {r.status_code}")

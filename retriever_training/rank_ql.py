@@ -105,7 +105,8 @@ def rank_query_likelihood(todo: list[CandidateList], corpus: Corpus, cfg: LLMRan
                 scorer = _make_scorer(cfg, qcfg)
                 ledger.extra["load_s"] = round(time.perf_counter() - t, 1)
             # One query's turn in-process; as many queries as a farm has servers, so all keep busy.
-            turn, i = order[i: i + getattr(scorer, "parallelism", 1)], i + getattr(scorer, "parallelism", 1)
+            step = getattr(scorer, "parallelism", 1)
+            turn, i = order[i: i + step], i + step
             work = {d: [q for q in to_pay[d] if (q, d) not in scores] for qid in turn for d in ids_of[qid]}
             _score(scorer, [(d, qs) for d, qs in work.items() if qs], corpus, queries, commit)
     except BaseException:  # interrupted or failed: the calls paid so far still count

@@ -84,6 +84,22 @@ def launch_app(tmp_path, corpus: str = "squad_dev"):
         log.close()
 
 
+@contextmanager
+def chat_page(pw, url: str, screenshot: str):
+    """Chromium on `url` until the chat input shows: yields (page, chat box); on the way out the
+    whole page is saved to test-artifacts/<screenshot> and the browser closed."""
+    browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    try:
+        page.goto(url, wait_until="domcontentloaded")
+        box = page.get_by_test_id("stChatInputTextArea")
+        box.wait_for(timeout=60_000)
+        yield page, box
+    finally:
+        page.screenshot(path=str(ARTIFACTS / screenshot), full_page=True)
+        browser.close()
+
+
 @pytest.fixture
 def running_app(tmp_path):
     with launch_app(tmp_path) as (url, _):
@@ -93,46 +109,37 @@ def running_app(tmp_path):
 def test_question_in_browser_gets_streamed_cited_answer(running_app):
     from playwright.sync_api import expect, sync_playwright
 
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            page.goto(running_app, wait_until="domcontentloaded")
-            box = page.get_by_test_id("stChatInputTextArea")
-            box.wait_for(timeout=60_000)
-            page.get_by_role("radiogroup", name="Retriever").get_by_text("bm25", exact=True).click()
-            page.wait_for_timeout(500)  # let the rerun for the new retriever settle
-            box.fill(QUESTION)
-            box.press("Enter")
-            # Sources first: the retrieved passages are on the page before the LLM's first token.
-            page.get_by_test_id("stExpander").first.wait_for(timeout=240_000)
-            assert "▌" not in page.inner_text("body"), "the answer streamed before the sources showed"
-            # Streaming: the answer grows behind a cursor before the final rendering replaces it.
-            page.wait_for_function("document.body.innerText.includes('▌')", timeout=240_000, polling=100)
-            cited_label = page.locator("summary").filter(has_text=re.compile(r"cited\s*$"))
-            cited = page.get_by_test_id("stExpander").filter(has=cited_label).first
-            cited.wait_for(timeout=240_000)
-            answer = page.get_by_test_id("stChatMessage").nth(1).get_by_test_id("stMarkdown").first.inner_text()
-            (ARTIFACTS / "app_chat_answer.txt").write_text(answer + "\n")
-            assert answer.strip() and "error" not in answer.lower(), answer
-            assert "Levi" in answer, answer  # the right answer, from the shipped corpus
-            assert "Super_Bowl_50#" in cited.inner_text()  # the cited passage of the shipped corpus
-            # expanded after the final rendering: its text is on the page
-            expect(cited).to_contain_text("cited in the answer", timeout=60_000)
-            assert page.get_by_test_id("stException").count() == 0
-            # Let the run finish (passage text, feedback, sidebar status) before the screenshot.
-            page.get_by_test_id("stStatusWidgetRunningIcon").wait_for(state="detached", timeout=60_000)
-            page.get_by_test_id("stFeedback").first.wait_for(timeout=60_000)
-            # Each [n] of the answer links to its passage: following it lands on that passage,
-            # visible, outlined (:target), with the sentence that holds the answer marked.
-            link = page.locator("a.distilrag-cite").first
-            target = link.get_attribute("href").lstrip("#")
-            link.click()
-            passage = page.locator(f"[id='{target}']")
-            expect(passage).to_be_visible()
-            assert page.evaluate("location.hash") == f"#{target}"
-            assert passage.evaluate("el => el.matches(':target')")
-            assert "Levi" in passage.locator("mark").inner_text()
-        finally:
-            page.screenshot(path=str(ARTIFACTS / "app_chat.png"), full_page=True)
-            browser.close()
+    with sync_playwright() as pw, chat_page(pw, running_app, "app_chat.png") as (page, box):
+        page.get_by_role("radiogroup", name="Retriever").get_by_text("bm25", exact=True).click()
+        page.wait_for_timeout(500)  # let the rerun for the new retriever settle
+        box.fill(QUESTION)
+        box.press("Enter")
+        # Sources first: the retrieved passages are on the page before the LLM's first token.
+        page.get_by_test_id("stExpander").first.wait_for(timeout=240_000)
+        assert "▌" not in page.inner_text("body"), "the answer streamed before the sources showed"
+        # Streaming: the answer grows behind a cursor before the final rendering replaces it.
+        page.wait_for_function("document.body.innerText.includes('▌')", timeout=240_000, polling=100)
+        cited_label = page.locator("summary").filter(has_text=re.compile(r"cited\s*$"))
+        cited = page.get_by_test_id("stExpander").filter(has=cited_label).first
+        cited.wait_for(timeout=240_000)
+        answer = page.get_by_test_id("stChatMessage").nth(1).get_by_test_id("stMarkdown").first.inner_text()
+        (ARTIFACTS / "app_chat_answer.txt").write_text(answer + "\n")
+        assert answer.strip() and "error" not in answer.lower(), answer
+        assert "Levi" in answer, answer  # the right answer, from the shipped corpus
+        assert "Super_Bowl_50#" in cited.inner_text()  # the cited passage of the shipped corpus
+        # expanded after the final rendering: its text is on the page
+        expect(cited).to_contain_text("cited in the answer", timeout=60_000)
+        assert page.get_by_test_id("stException").count() == 0
+        # Let the run finish (passage text, feedback, sidebar status) before the screenshot.
+        page.get_by_test_id("stStatusWidgetRunningIcon").wait_for(state="detached", timeout=60_000)
+        page.get_by_test_id("stFeedback").first.wait_for(timeout=60_000)
+        # Each [n] of the answer links to its passage: following it lands on that passage,
+        # visible, outlined (:target), with the sentence that holds the answer marked.
+        link = page.locator("a.distilrag-cite").first
+        target = link.get_attribute("href").lstrip("#")
+        link.click()
+        passage = page.locator(f"[id='{target}']")
+        expect(passage).to_be_visible()
+        assert page.evaluate("location.hash") == f"#{target}"
+        assert passage.evaluate("el => el.matches(':target')")
+        assert "Levi" in passage.locator("mark").inner_text()

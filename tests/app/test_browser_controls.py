@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.app.conftest import DOCS
-from tests.app.test_browser import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, launch_app
+from tests.app.test_browser import chat_page, launch_app
 
 pytestmark = [pytest.mark.llm, pytest.mark.browser]
 QUESTION = "Which team represented the AFC at Super Bowl 50, and which the NFC?"
@@ -42,42 +42,34 @@ def test_compare_stop_and_reload(tmp_path):
     docs.mkdir()
     for name, text in DOCS.items():
         (docs / name).write_text(text, encoding="utf-8")
-    with launch_app(tmp_path, str(docs)) as (url, home), sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        try:
-            page.goto(url, wait_until="domcontentloaded")
-            box = page.get_by_test_id("stChatInputTextArea")
-            box.wait_for(timeout=60_000)
-            page.get_by_text("Compare base vs distilled").click()
-            expect(page.get_by_text("Right", exact=True)).to_be_visible(timeout=30_000)
-            page.wait_for_timeout(500)  # let the rerun for compare mode settle
-            box.fill(QUESTION)
-            box.press("Enter")
-            answer_msg = page.get_by_test_id("stChatMessage").nth(1)
-            cols = answer_msg.get_by_test_id("stColumn")
-            # Both sides retrieve first: both source lists are on the page before either answer is.
-            cols.nth(0).get_by_test_id("stExpander").first.wait_for(timeout=240_000)
-            cols.nth(1).get_by_test_id("stExpander").first.wait_for(timeout=60_000)
-            assert page.get_by_test_id("stFeedback").count() == 0, "an answer finished before both sources showed"
-            expect(cols.nth(1)).to_contain_text("Waiting for the base answer")
-            # Stop while the left answer streams.
-            page.wait_for_function("document.body.innerText.includes('▌')", timeout=240_000, polling=100)
-            answer_msg.get_by_role("button", name=re.compile("Stop")).click()
-            expect(cols.nth(0)).to_contain_text("Stopped: the answer is cut here.", timeout=30_000)
-            expect(cols.nth(1)).to_contain_text("Stopped before the answer began.", timeout=30_000)
-            page.get_by_test_id("stStatusWidgetRunningIcon").wait_for(state="detached", timeout=30_000)
-            assert page.get_by_test_id("stException").count() == 0
-            # The LLM request ended with the answer: the server is idle, not generating on.
-            time.sleep(1.0)
-            share = _server_cpu_share(home)
-            assert share < 0.3, f"the LLM server still uses {share:.2f} cores after Stop"
-            # A reload reopens the same conversation (the URL names it) with the same settings.
-            page.reload(wait_until="domcontentloaded")
-            page.get_by_test_id("stChatInputTextArea").wait_for(timeout=60_000)
-            expect(page.get_by_test_id("stChatMessage").first).to_contain_text(QUESTION, timeout=30_000)
-            expect(page.get_by_test_id("stChatMessage").nth(1)).to_contain_text("Stopped: the answer is cut here.")
-            expect(page.get_by_text("Right", exact=True)).to_be_visible()  # compare mode is still on
-        finally:
-            page.screenshot(path=str(ARTIFACTS / "app_compare_stop.png"), full_page=True)
-            browser.close()
+    with launch_app(tmp_path, str(docs)) as (url, home), sync_playwright() as pw, \
+            chat_page(pw, url, "app_compare_stop.png") as (page, box):
+        page.get_by_text("Compare base vs distilled").click()
+        expect(page.get_by_text("Right", exact=True)).to_be_visible(timeout=30_000)
+        page.wait_for_timeout(500)  # let the rerun for compare mode settle
+        box.fill(QUESTION)
+        box.press("Enter")
+        answer_msg = page.get_by_test_id("stChatMessage").nth(1)
+        cols = answer_msg.get_by_test_id("stColumn")
+        # Both sides retrieve first: both source lists are on the page before either answer is.
+        cols.nth(0).get_by_test_id("stExpander").first.wait_for(timeout=240_000)
+        cols.nth(1).get_by_test_id("stExpander").first.wait_for(timeout=60_000)
+        assert page.get_by_test_id("stFeedback").count() == 0, "an answer finished before both sources showed"
+        expect(cols.nth(1)).to_contain_text("Waiting for the base answer")
+        # Stop while the left answer streams.
+        page.wait_for_function("document.body.innerText.includes('▌')", timeout=240_000, polling=100)
+        answer_msg.get_by_role("button", name=re.compile("Stop")).click()
+        expect(cols.nth(0)).to_contain_text("Stopped: the answer is cut here.", timeout=30_000)
+        expect(cols.nth(1)).to_contain_text("Stopped before the answer began.", timeout=30_000)
+        page.get_by_test_id("stStatusWidgetRunningIcon").wait_for(state="detached", timeout=30_000)
+        assert page.get_by_test_id("stException").count() == 0
+        # The LLM request ended with the answer: the server is idle, not generating on.
+        time.sleep(1.0)
+        share = _server_cpu_share(home)
+        assert share < 0.3, f"the LLM server still uses {share:.2f} cores after Stop"
+        # A reload reopens the same conversation (the URL names it) with the same settings.
+        page.reload(wait_until="domcontentloaded")
+        page.get_by_test_id("stChatInputTextArea").wait_for(timeout=60_000)
+        expect(page.get_by_test_id("stChatMessage").first).to_contain_text(QUESTION, timeout=30_000)
+        expect(page.get_by_test_id("stChatMessage").nth(1)).to_contain_text("Stopped: the answer is cut here.")
+        expect(page.get_by_text("Right", exact=True)).to_be_visible()  # compare mode is still on
