@@ -1,9 +1,14 @@
 """Query-likelihood teacher (UPR, Sachan et al. 2022): score(q, p) = mean log p(q tokens | passage prompt).
 
 Needs prompt-token log-probabilities, which chat APIs do not return, so it runs the embedded GGUF
-in-process through llama-cpp-python. Pairs are grouped by passage: the passage prompt is
-evaluated once and its KV cache kept, and each query only pays for its own tokens — cost scales
-with unique passages plus query tokens, not with pairs x passage length.
+in-process through llama.cpp's C API (the bindings llama-cpp-python ships). Work is grouped by
+passage, and its cost is the floor of this machine's prompt evaluation:
+- the passage prompt is evaluated once, with no output logits at all (llama-cpp-python's
+  `logits_all` would project every prefix position onto the 152k-token vocabulary and copy it);
+- that passage's queries then go through ONE decode, each in its own sequence sharing the
+  passage's KV cells, with logits only at the positions that predict a query token — one batch
+  of ~10 x 15 tokens instead of ten small ones (small batches run well below the prompt-eval
+  rate on a CPU). benchmarks/bench_label.py --floor prints the rates.
 """
 from __future__ import annotations
 
@@ -18,25 +23,70 @@ from rag.prompts import QUERY_LIKELIHOOD as PROMPT  # the passage prompt and the
 
 @dataclass(frozen=True)
 class QLConfig:
-    n_ctx: int = 1024         # logits for every position cost n_ctx x vocab floats: keep it small
+    n_ctx: int = 1024         # the passage prompt's budget (prompt + query fit it): part of the cache key
     n_threads: int = 0        # 0 = every core
     max_query_tokens: int = 64
 
 
+N_BATCH = 512        # tokens per llama_decode: a passage prompt, or one group of its queries
+MAX_SEQUENCES = 16   # queries decoded together (each its own KV sequence over the shared prefix)
+# Batching moves a score by ~0.01-0.03 nats (llama.cpp's quantized kernels round a row differently
+# by its place in the batch), as flash attention would; a relevant passage leads by >0.5 nats.
+
+
 class QueryLikelihoodScorer:
-    def __init__(self, gguf: Path, cfg: QLConfig = QLConfig()):
+    """llama.cpp in-process: `score_passage(title, text, queries)` -> mean log-probs."""
+
+    def __init__(self, gguf: Path, cfg: QLConfig = QLConfig(), max_sequences: int = MAX_SEQUENCES):
         try:
-            from llama_cpp import Llama
+            import llama_cpp as L
+            import llama_cpp._logger  # noqa: F401  (routes llama.cpp's log through Python's, quiet by default)
         except ImportError as e:  # pragma: no cover - install hint
             raise ImportError("Query likelihood needs `pip install llama-cpp-python`.") from e
+        llama_cpp._logger.set_verbose(False)  # llama.cpp's load and graph logs: errors only
+        self.L, self.cfg = L, cfg
         threads = cfg.n_threads or os.cpu_count() or 1
-        self.cfg = cfg
-        self.llm = Llama(model_path=str(gguf), n_ctx=cfg.n_ctx, n_batch=512, logits_all=True,
-                         n_threads=threads, n_threads_batch=threads, verbose=False)
+        L.llama_backend_init()
+        self.model = L.llama_model_load_from_file(str(gguf).encode("utf-8"), L.llama_model_default_params())
+        if not self.model:
+            raise RuntimeError(f"llama.cpp could not load {gguf}")
+        cp = L.llama_context_default_params()
+        # Room for the longest passage prompt plus one full batch of queries behind it.
+        cp.n_ctx, cp.n_batch, cp.n_ubatch = cfg.n_ctx + N_BATCH, N_BATCH, N_BATCH
+        self.max_sequences = max_sequences
+        cp.n_seq_max, cp.kv_unified = max_sequences + 1, True  # sequence 0 holds the passage
+        cp.n_threads = cp.n_threads_batch = threads
+        # Off, as llama-cpp-python (and its server) default to: the CPU's flash attention rounds
+        # queries to f16 and moves scores by ~0.02 nats, and cached labels came from this path.
+        cp.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED
+        self.ctx = L.llama_init_from_model(self.model, cp)
+        if not self.ctx:
+            raise RuntimeError("llama.cpp could not create a context for query likelihood")
+        self.vocab = L.llama_model_get_vocab(self.model)
+        self.n_vocab = L.llama_vocab_n_tokens(self.vocab)
+        self.mem = L.llama_get_memory(self.ctx)
+        self.batch = L.llama_batch_init(N_BATCH, 0, max_sequences + 1)
         self._prefix: list[int] | None = None
+        self.last_tokens = 0
+
+    def __del__(self):  # pragma: no cover - interpreter shutdown order varies
+        try:
+            self.L.llama_batch_free(self.batch)
+            self.L.llama_free(self.ctx)
+            self.L.llama_model_free(self.model)
+        except Exception:
+            pass
+
+    def token_bos(self) -> int:
+        return self.L.llama_vocab_bos(self.vocab)
 
     def _tokens(self, text: str, bos: bool) -> list[int]:
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=bos, special=False)
+        raw = text.encode("utf-8")
+        buf = (self.L.llama_token * (len(raw) + 8))()
+        n = self.L.llama_tokenize(self.vocab, raw, len(raw), buf, len(buf), bos, False)
+        if n < 0:
+            raise RuntimeError(f"llama.cpp could not tokenize a text of {len(raw)} bytes")
+        return list(buf[:n])
 
     def prefix_tokens(self, title: str, text: str) -> list[int]:
         """The passage prompt's tokens, the passage cut so prompt + query fit the context."""
@@ -47,43 +97,87 @@ class QueryLikelihoodScorer:
             toks = toks[: budget - len(tail)] + tail
         return toks
 
-    def _load_prefix(self, prefix: list[int]) -> None:
-        """Evaluate all but the last prefix token once; each query re-feeds that last token so
-        the logits predicting its first token come from its own batch."""
-        if self._prefix != prefix:
-            self.llm.reset()
-            self.llm.eval(prefix[:-1])
-            self._prefix = prefix
+    def _query_tokens(self, query: str) -> list[int]:
+        return self._tokens(" " + query.strip(), bos=False)[: self.cfg.max_query_tokens]
 
-    def _score_after_prefix(self, prefix: list[int], query: str) -> float:
-        q = self._tokens(" " + query.strip(), bos=False)[: self.cfg.max_query_tokens]
-        if not q:
-            return float("-inf")
-        start = len(prefix) - 1
-        self.llm.n_tokens = start  # eval() drops the KV cache beyond n_tokens, keeping the prefix
-        self.llm.eval([prefix[-1]] + q)
-        logits = np.asarray(self.llm.scores[start: start + len(q)], dtype=np.float64)
-        m = logits.max(axis=1, keepdims=True)
-        logz = m[:, 0] + np.log(np.exp(logits - m).sum(axis=1))
-        lp = logits[np.arange(len(q)), q] - logz
-        return float(lp.mean())
+    def _decode(self, rows: list[tuple[int, int, int, bool]]) -> None:
+        """One llama_decode of (token, position, sequence, wants logits) rows."""
+        b = self.batch
+        b.n_tokens = len(rows)
+        for i, (tok, pos, seq, out) in enumerate(rows):
+            b.token[i], b.pos[i], b.n_seq_id[i], b.logits[i] = tok, pos, 1, out
+            b.seq_id[i][0] = seq
+        if self.L.llama_decode(self.ctx, b) != 0:
+            raise RuntimeError("llama.cpp failed to evaluate a batch (context full?)")
+
+    def _load_prefix(self, prefix: list[int]) -> None:
+        """Evaluate all but the last prefix token once, into sequence 0, without logits; each
+        query re-feeds that last token so the logits predicting its first token are its own."""
+        if self._prefix == prefix:
+            return
+        self.L.llama_memory_clear(self.mem, True)
+        self._prefix = None
+        head = prefix[:-1]
+        for i in range(0, len(head), N_BATCH):
+            self._decode([(t, i + j, 0, False) for j, t in enumerate(head[i: i + N_BATCH])])
+        self._prefix = prefix
+
+    def _log_probs(self, index: int, targets: list[int]) -> float:
+        """Sum of log p(target_j) at the batch rows index..index+len(targets)-1."""
+        total = 0.0
+        for j, tok in enumerate(targets):
+            row = np.ctypeslib.as_array(self.L.llama_get_logits_ith(self.ctx, index + j), shape=(self.n_vocab,))
+            m = float(row.max())
+            total += float(row[tok]) - m - float(np.log(np.exp(row - m, dtype=np.float64).sum()))
+        return total
+
+    def _score_group(self, prefix: list[int], qtoks: list[list[int]]) -> list[float]:
+        """One decode for several queries, sequence k+1 for query k, over the shared prefix."""
+        start, L = len(prefix) - 1, self.L
+        rows, at = [], []
+        for k, q in enumerate(qtoks):
+            L.llama_memory_seq_cp(self.mem, 0, k + 1, 0, start)
+            at.append(len(rows))
+            # [last prefix token] + q: the logits at each row but the last predict the next token.
+            rows += [(t, start + j, k + 1, j < len(q)) for j, t in enumerate([prefix[-1]] + q)]
+        try:
+            self._decode(rows)
+            return [self._log_probs(i, q) / len(q) for i, q in zip(at, qtoks)]
+        finally:
+            for k in range(len(qtoks)):
+                L.llama_memory_seq_rm(self.mem, k + 1, -1, -1)
 
     def score_passage(self, title: str, text: str, queries: list[str]) -> list[float]:
         """Scores of several queries against one passage, sharing the passage's KV prefix."""
         prefix = self.prefix_tokens(title, text)
         self._load_prefix(prefix)
-        scores = [self._score_after_prefix(prefix, q) for q in queries]
+        qtoks = [self._query_tokens(q) for q in queries]
+        scores: dict[int, float] = {k: float("-inf") for k, q in enumerate(qtoks) if not q}
+        todo = [k for k, q in enumerate(qtoks) if q]
+        group: list[int] = []
+        for k in todo + [None]:  # pack queries into decodes of <= N_BATCH rows, max_sequences each
+            if group and (k is None or len(group) == self.max_sequences
+                          or sum(len(qtoks[g]) + 1 for g in group) + len(qtoks[k]) + 1 > N_BATCH):
+                scores.update(zip(group, self._score_group(prefix, [qtoks[g] for g in group])))
+                group = []
+            if k is not None:
+                group.append(k)
         # Tokens actually evaluated (the passage once, then each query): the ledger's cost basis.
-        self.last_tokens = len(prefix) + sum(len(self._tokens(" " + q.strip(), bos=False)) + 1 for q in queries)
-        return scores
+        self.last_tokens = len(prefix) + sum(len(q) + 1 for q in qtoks if q)
+        return [scores[k] for k in range(len(qtoks))]
 
     def score_naive(self, title: str, text: str, query: str) -> float:
-        """The same score without prefix reuse (re-reads the passage): the reference path in tests."""
-        prefix = self.prefix_tokens(title, text)
+        """The reference path in tests: a fresh KV cache per query, one query per decode, in
+        sequence 0 (no shared cells, no batching of queries)."""
+        prefix, q = self.prefix_tokens(title, text), self._query_tokens(query)
+        if not q:
+            return float("-inf")
         self._prefix = None
-        self.llm.reset()
-        self.llm.eval(prefix[:-1])
-        score = self._score_after_prefix(prefix, query)
+        self._load_prefix(prefix)
+        start = len(prefix) - 1
+        self._decode([(t, start + j, 0, j < len(q)) for j, t in enumerate([prefix[-1]] + q)])
+        score = self._log_probs(0, q) / len(q)
+        self.L.llama_memory_clear(self.mem, True)
         self._prefix = None
         return score
 

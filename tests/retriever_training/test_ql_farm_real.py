@@ -67,7 +67,7 @@ def test_farm_scores_equal_the_in_process_scorer_and_survive_a_killed_server(far
 
     class WithBOS(QueryLikelihoodScorer):  # the farm sends the BOS token first (see ql_farm)
         def prefix_tokens(self, title, text):
-            return [self.llm.token_bos()] + super().prefix_tokens(title, text)
+            return [self.token_bos()] + super().prefix_tokens(title, text)
 
     ref = WithBOS(gguf, QLConfig(n_threads=1)).score_passage(TITLE, TEXT, [q for _, q in queries])
     for (qid, _), want in zip(queries, ref):
