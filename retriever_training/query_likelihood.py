@@ -8,7 +8,7 @@ passage, and its cost is the floor of this machine's prompt evaluation:
 - that passage's queries then go through ONE decode, each in its own sequence sharing the
   passage's KV cells, with logits only at the positions that predict a query token — one batch
   of ~10 x 15 tokens instead of ten small ones (small batches run well below the prompt-eval
-  rate on a CPU). benchmarks/bench_label.py --floor prints the rates.
+  rate on a CPU).
 """
 from __future__ import annotations
 
@@ -40,10 +40,10 @@ class QueryLikelihoodScorer:
     def __init__(self, gguf: Path, cfg: QLConfig = QLConfig(), max_sequences: int = MAX_SEQUENCES):
         try:
             import llama_cpp as L
-            import llama_cpp._logger  # noqa: F401  (routes llama.cpp's log through Python's, quiet by default)
+            from llama_cpp._logger import set_verbose
         except ImportError as e:  # pragma: no cover - install hint
             raise ImportError("Query likelihood needs `pip install llama-cpp-python`.") from e
-        llama_cpp._logger.set_verbose(False)  # llama.cpp's load and graph logs: errors only
+        set_verbose(False)  # llama.cpp's load and graph logs: errors only
         self.L, self.cfg = L, cfg
         threads = cfg.n_threads or os.cpu_count() or 1
         L.llama_backend_init()
@@ -122,14 +122,14 @@ class QueryLikelihoodScorer:
             self._decode([(t, i + j, 0, False) for j, t in enumerate(head[i: i + N_BATCH])])
         self._prefix = prefix
 
-    def _log_probs(self, index: int, targets: list[int]) -> float:
-        """Sum of log p(target_j) at the batch rows index..index+len(targets)-1."""
-        total = 0.0
-        for j, tok in enumerate(targets):
-            row = np.ctypeslib.as_array(self.L.llama_get_logits_ith(self.ctx, index + j), shape=(self.n_vocab,))
-            m = float(row.max())
-            total += float(row[tok]) - m - float(np.log(np.exp(row - m, dtype=np.float64).sum()))
-        return total
+    def _mean_log_prob(self, index: int, targets: list[int]) -> float:
+        """Mean log p(target_j) over the batch rows index..index+len(targets)-1. Those rows are
+        consecutive outputs, so their logits are one contiguous block."""
+        block = np.ctypeslib.as_array(self.L.llama_get_logits_ith(self.ctx, index),
+                                      shape=(len(targets), self.n_vocab)).astype(np.float64)
+        m = block.max(axis=1)
+        logz = m + np.log(np.exp(block - m[:, None]).sum(axis=1))
+        return float((block[np.arange(len(targets)), targets] - logz).mean())
 
     def _score_group(self, prefix: list[int], qtoks: list[list[int]]) -> list[float]:
         """One decode for several queries, sequence k+1 for query k, over the shared prefix."""
@@ -142,29 +142,37 @@ class QueryLikelihoodScorer:
             rows += [(t, start + j, k + 1, j < len(q)) for j, t in enumerate([prefix[-1]] + q)]
         try:
             self._decode(rows)
-            return [self._log_probs(i, q) / len(q) for i, q in zip(at, qtoks)]
+            return [self._mean_log_prob(i, q) for i, q in zip(at, qtoks)]
         finally:
             for k in range(len(qtoks)):
                 L.llama_memory_seq_rm(self.mem, k + 1, -1, -1)
+
+    def _groups(self, order: list[int], qtoks: list[list[int]]):
+        """Queries packed into decodes of <= N_BATCH rows (a query is its tokens + 1) and
+        <= max_sequences queries."""
+        group, rows = [], 0
+        for k in order:
+            need = len(qtoks[k]) + 1
+            if group and (len(group) == self.max_sequences or rows + need > N_BATCH):
+                yield group
+                group, rows = [], 0
+            group.append(k)
+            rows += need
+        if group:
+            yield group
 
     def score_passage(self, title: str, text: str, queries: list[str]) -> list[float]:
         """Scores of several queries against one passage, sharing the passage's KV prefix."""
         prefix = self.prefix_tokens(title, text)
         self._load_prefix(prefix)
         qtoks = [self._query_tokens(q) for q in queries]
-        scores: dict[int, float] = {k: float("-inf") for k, q in enumerate(qtoks) if not q}
-        todo = [k for k, q in enumerate(qtoks) if q]
-        group: list[int] = []
-        for k in todo + [None]:  # pack queries into decodes of <= N_BATCH rows, max_sequences each
-            if group and (k is None or len(group) == self.max_sequences
-                          or sum(len(qtoks[g]) + 1 for g in group) + len(qtoks[k]) + 1 > N_BATCH):
-                scores.update(zip(group, self._score_group(prefix, [qtoks[g] for g in group])))
-                group = []
-            if k is not None:
-                group.append(k)
+        scores = [float("-inf")] * len(qtoks)  # an empty query has no likelihood
+        for group in self._groups([k for k, q in enumerate(qtoks) if q], qtoks):
+            for k, v in zip(group, self._score_group(prefix, [qtoks[k] for k in group])):
+                scores[k] = v
         # Tokens actually evaluated (the passage once, then each query): the ledger's cost basis.
         self.last_tokens = len(prefix) + sum(len(q) + 1 for q in qtoks if q)
-        return [scores[k] for k in range(len(qtoks))]
+        return scores
 
     def score_naive(self, title: str, text: str, query: str) -> float:
         """The reference path in tests: a fresh KV cache per query, one query per decode, in
@@ -176,7 +184,7 @@ class QueryLikelihoodScorer:
         self._load_prefix(prefix)
         start = len(prefix) - 1
         self._decode([(t, start + j, 0, j < len(q)) for j, t in enumerate([prefix[-1]] + q)])
-        score = self._log_probs(0, q) / len(q)
+        score = self._mean_log_prob(0, q)
         self.L.llama_memory_clear(self.mem, True)
         self._prefix = None
         return score
