@@ -5,6 +5,8 @@
                    [--grounding lexical|llm|off] [--dry-run] [--no-answer-cache] [--round-size 50]
     distilrag eval --corpus my_docs/ --queries questions.txt --retrievers base,bm25   # no gold labels
     distilrag eval report runs/eval/NAME          # re-draw the report of a finished run
+    distilrag eval export-answers runs/eval/NAME FILE.jsonl.gz   # paid answers, to another machine
+    distilrag eval import-answers FILE.jsonl.gz                  # (eval/answer_archive.py)
 
 In:  a corpus (shipped name, JSONL or folder), its questions (the corpus's split, or --queries:
      JSONL of {qid, query, answers} or a text file with one question per line) and qrels when known.
@@ -139,7 +141,8 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
 
             answers.put(key, ans.text, {k: t[k] for k in ("first_token_s", "total_s") if k in t},
                         prompt_tokens(q.query, passages_of(nodes[:cfg.top_k])))
-        rec = replace(rec, answer=ans.text, cited_docids=ans.cited_docids, no_answer=ans.is_no_answer)
+        rec = replace(rec, answer=ans.text, cited_docids=ans.cited_docids, no_answer=ans.is_no_answer,
+                      answer_key=key)
         from eval.answer_checks import cited_texts
 
         rec = replace(rec, qa=qa_scores(ans.text, list(q.answers), rec.contexts, cited_texts(to_dict(rec))))
@@ -355,6 +358,10 @@ def main(argv: list[str] | None = None) -> int:
         from eval.report import main as report_main
 
         return report_main(argv[1:])
+    if argv[:1] in (["export-answers"], ["import-answers"]):
+        from eval.answer_archive import main as archive_main
+
+        return archive_main(argv)
     a = build_parser().parse_args(argv)
     from eval.ragas_eval import JudgeConfig
     from rag.llm import LLMConfig

@@ -133,7 +133,16 @@ class AnswerRecord:
     grounding: dict | None = None  # method -> {supported, reason}
     checks: dict | None = None     # abstained, unsupported_<method>: 0/1
     cached: bool | None = None     # served from the answer cache: timings are the call that made it
+    answer_key: str | None = None  # its entry in the LLM cache (eval/answer_cache.py); export-answers reads it
     error: str | None = None       # one scrubbed line: the question failed
+
+
+@dataclass(frozen=True)
+class CachedCall:
+    """One LLM cache entry carried to another machine (eval/answer_archive.py writes and reads it):
+    the content-hash key of the prompt and what the call returned."""
+    key: str
+    value: dict
 
 
 @dataclass
