@@ -2,6 +2,7 @@
 
     python benchmarks/bench_label.py [--queries 5] [--candidates 10] [--modes query_likelihood,listwise,pointwise]
     python benchmarks/bench_label.py --check-estimate [--queries 5] [--candidates 10]
+    python benchmarks/bench_label.py --floor [--queries 5] [--candidates 10]
 
 Takes the first N candidate lists of the committed squad_dev label set, ranks them with each mode
 into a temporary directory (fresh cache: every call is paid), then once more (all cache hits).
@@ -11,6 +12,12 @@ and reports the largest score difference. Prints one JSON line per measurement.
 --check-estimate: the dry run's wall-time estimate (timing probe: a fresh directory has no ledger)
 against the real labelling of the same small job (query likelihood, fresh cache), then the estimate
 the ledger of that run gives for it; exits 1 when the probe's estimate is off by more than 20%.
+
+--floor: how close query likelihood runs to llama.cpp's prompt-eval rate on this machine. The raw
+rate (a long prompt, no output logits) against the scorer's effective rate (tokens it evaluates
+per second) on the same pairs, batched (its default, queries of a passage decoded together) and
+one query per decode; and how far batching moves the scores (max and mean |difference|, and how
+often each query's top-1 passage stays the same).
 """
 from __future__ import annotations
 
@@ -29,6 +36,7 @@ def main() -> None:
     ap.add_argument("--candidates", type=int, default=10)
     ap.add_argument("--modes", default="query_likelihood")
     ap.add_argument("--check-estimate", action="store_true", help="estimate vs real wall time (target: within 20%%)")
+    ap.add_argument("--floor", action="store_true", help="raw prompt-eval rate vs the scorer's, batched and not")
     args = ap.parse_args()
 
     from rag.corpus import load_corpus
@@ -45,6 +53,8 @@ def main() -> None:
     lists = sorted(lists, key=lambda c: c.candidates[0].docid)[: args.queries]
     if args.check_estimate:
         raise SystemExit(check_estimate(lists, corpus, args.candidates))
+    if args.floor:
+        return floor(lists, corpus, args.candidates)
     for mode in args.modes.split(","):
         cfg = LLMRankConfig(mode=mode, max_candidates=args.candidates, window=min(10, args.candidates), step=5)
         with tempfile.TemporaryDirectory() as tmp:
@@ -80,6 +90,49 @@ def main() -> None:
                               "naive_s": round(naive_s, 1), "prefix_reuse_s": round(shared_s, 1),
                               "speedup": round(naive_s / shared_s, 2),
                               "max_abs_score_diff": max(abs(naive[k] - shared[k]) for k in pairs)}), flush=True)
+
+
+def floor(lists, corpus, candidates: int) -> None:
+    from rag.models import ensure_llm
+    from retriever_training.query_likelihood import QLConfig, QueryLikelihoodScorer
+
+    gguf = ensure_llm()
+    batched, single = QueryLikelihoodScorer(gguf, QLConfig()), QueryLikelihoodScorer(gguf, QLConfig(), max_sequences=1)
+    # Raw: the passages of the job end to end as one ~450-token prompt, evaluated without logits.
+    text = " ".join(corpus.by_id[c.docid].text for cl in lists for c in cl.candidates)
+    long = batched._tokens(text, bos=True)[:450]
+    raw = []
+    for _ in range(2):
+        batched._prefix = None
+        t = time.perf_counter()
+        batched._load_prefix(long + [long[-1]])  # all but the last token: exactly `long`
+        raw.append(len(long) / (time.perf_counter() - t))
+    by_passage: dict[str, list[str]] = {}
+    for cl in lists:
+        for c in cl.candidates[:candidates]:
+            by_passage.setdefault(c.docid, []).append(cl.query)
+    scores, rates = {}, {}
+    for name, scorer in (("batched", batched), ("one_per_decode", single)):
+        toks, t = 0, time.perf_counter()
+        for d, qs in by_passage.items():
+            for q, s in zip(qs, scorer.score_passage(corpus.by_id[d].title, corpus.by_id[d].text, qs)):
+                scores[name, q, d] = s
+            toks += scorer.last_tokens
+        rates[name] = toks / (time.perf_counter() - t)
+    pairs = [(q, d) for d, qs in by_passage.items() for q in qs]
+    diffs = [abs(scores["batched", q, d] - scores["one_per_decode", q, d]) for q, d in pairs]
+
+    def top1(name):
+        return {cl.query: max(cl.candidates[:candidates], key=lambda c: scores[name, cl.query, c.docid]).docid
+                for cl in lists}
+    same = sum(top1("batched")[q] == top1("one_per_decode")[q] for q in top1("batched"))
+    best_raw = max(raw)
+    print(json.dumps({"check": "floor", "queries": len(lists), "pairs": len(pairs), "unique_passages": len(by_passage),
+                      "raw_tokens_per_s": round(best_raw, 1),
+                      **{f"{k}_tokens_per_s": round(v, 1) for k, v in rates.items()},
+                      **{f"{k}_of_raw": round(v / best_raw, 3) for k, v in rates.items()},
+                      "max_abs_score_diff": round(max(diffs), 4), "mean_abs_score_diff": round(sum(diffs) / len(diffs), 4),
+                      "top1_same": f"{same}/{len(lists)}"}), flush=True)
 
 
 def check_estimate(lists, corpus, candidates: int, tolerance: float = 0.2) -> int:
