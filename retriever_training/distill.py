@@ -261,6 +261,7 @@ def distill(cfg: DistillConfig, scores: list[TeacherScores], queries: dict[str, 
 
     from rag.models import base_embedder_path
     from rag.settings import use_bf16
+    from retriever_training.ddp import is_main_process, per_process_batch, world_size
     from retriever_training.training_speed import apply_training_settings, precision_training_args
 
     model = SentenceTransformer(str(base_model or base_embedder_path()))  # cuda when present, else cpu
@@ -272,17 +273,22 @@ def distill(cfg: DistillConfig, scores: list[TeacherScores], queries: dict[str, 
     base = base_dev_metrics(evaluator, model, str(base_model or base_embedder_path()), corpus, dev, cfg, bf16, qrels)
     args = SentenceTransformerTrainingArguments(
         output_dir=str(out_dir.parent / "student_checkpoints"), num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,
-        seed=cfg.seed, eval_strategy="epoch", save_strategy="epoch", save_total_limit=cfg.epochs + 1,
+        per_device_train_batch_size=per_process_batch(cfg.batch_size, "distill.batch_size"),
+        # under DDP every process must take the same number of steps (whole rounds of batches)
+        dataloader_drop_last=world_size() > 1,
+        learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio, seed=cfg.seed, eval_strategy="epoch",
+        save_strategy="epoch", save_total_limit=cfg.epochs + 1,
         load_best_model_at_end=True, metric_for_best_model="eval_dev_ndcg@10", greater_is_better=True,
         logging_steps=25, report_to="none", **precision_training_args(cfg.precision),
         batch_sampler=DocumentBatchSampler(groups) if cfg.group_by_document else "batch_sampler")
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=dataset,
                                          loss=make_loss(cfg, model), evaluator=evaluator)
-    trainer.train()
-    model.save_pretrained(str(out_dir))
+    trained = trainer.train()
+    if is_main_process():
+        model.save_pretrained(str(out_dir))
     best = max(evaluator.history[1:], key=lambda h: h["ndcg@10"]) if len(evaluator.history) > 1 else base
     return {"base_dev": {k.removeprefix("dev_"): v for k, v in base.items()},
             "best_dev": {k: v for k, v in best.items() if k not in ("epoch", "steps")},
             "best_epoch": best.get("epoch"), "history": evaluator.history,
-            "dev_queries": len(dev), "train_examples": len(scores)}
+            "dev_queries": len(dev), "train_examples": len(scores),
+            "train_loss": round(float(trained.training_loss), 6), "processes": world_size()}

@@ -95,13 +95,18 @@ class ListwiseKLInBatchLoss(nn.Module):
             to its own longest passage (0 = all in one forward, padded to the batch's longest). The
             loss is the same; on a CPU the padding is compute, and a batch padded to its longest
             passage is mostly padding.
+        gather_across_devices: under DDP (torchrun), every process's passages are negatives for
+            every query, as sentence-transformers' losses of that name do: the loss is then the one
+            of a single process over the union of the batches (each process's own batch stays
+            grouped by document).
 
     Inputs: (query, doc_1, ..., doc_N) columns; labels are the teacher scores, shape (batch, N).
     """
 
     def __init__(self, model, student_temperature: float = 0.05, teacher_temperature: float = 1.0,
-                 in_batch_negatives: bool = True, rows_per_forward: int = 0):
+                 in_batch_negatives: bool = True, rows_per_forward: int = 0, gather_across_devices: bool = True):
         super().__init__()
+        self.gather_across_devices = gather_across_devices
         self.model = model
         self.student_temperature = student_temperature
         self.teacher_temperature = teacher_temperature
@@ -116,12 +121,58 @@ class ListwiseKLInBatchLoss(nn.Module):
             docs = torch.cat([self.model(f)["sentence_embedding"] for f in features[1:]])
         else:
             docs = embed_by_length(self.model, unique, self.rows_per_forward)
+        if self.in_batch_negatives and self.gather_across_devices:
+            keys = passage_keys(unique["input_ids"]) if unique is not None else None
+            docs, index = gather_passages(docs, index.to(docs.device), keys)
         return listwise_kl_in_batch(queries, docs, index.to(docs.device), labels, self.student_temperature,
                                     self.teacher_temperature, self.in_batch_negatives)
 
     def get_config_dict(self) -> dict:
         return {"student_temperature": self.student_temperature, "teacher_temperature": self.teacher_temperature,
-                "in_batch_negatives": self.in_batch_negatives, "rows_per_forward": self.rows_per_forward}
+                "in_batch_negatives": self.in_batch_negatives, "rows_per_forward": self.rows_per_forward,
+                "gather_across_devices": self.gather_across_devices}
+
+
+def passage_keys(input_ids: Tensor) -> Tensor:
+    """Two 57-bit hashes of each row's token ids, (rows, 2): the same passage gets the same key in
+    every process whatever its batch's padding (pad id 0 adds nothing); no sum can overflow int64."""
+    g = torch.Generator().manual_seed(20240917)  # the same multipliers in every process
+    # (positions, 2), drawn row by row: position t gets the same pair whatever the width
+    mult = torch.randint(1, 2**31, (input_ids.shape[1], 2), generator=g).to(input_ids.device)
+    return input_ids.long() @ mult
+
+
+def gather_passages(docs: Tensor, index: Tensor, keys: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """Every process's distinct passage embeddings, in rank order, and this process's index into
+    them; unchanged outside DDP. Processes hold different numbers of passages, so each pads to the
+    largest before the gather (which keeps the gradient flowing back to the process that encoded a
+    passage) and the padding rows are dropped after. With `keys` (passage_keys) a passage that
+    several processes hold is kept once, at its first copy: a second copy would be a negative
+    identical to the query's own positive."""
+    from sentence_transformers.util.distributed import all_gather, all_gather_with_grad, get_rank, get_world_size
+
+    if get_world_size() == 1:
+        return docs, index
+    sizes = all_gather(torch.tensor([docs.shape[0]], device=docs.device)).tolist()
+    width = max(sizes)
+
+    def pad(x: Tensor) -> Tensor:
+        return torch.cat([x, x.new_zeros(width - x.shape[0], *x.shape[1:])]) if x.shape[0] < width else x
+
+    rows = torch.cat([torch.arange(n, device=docs.device) + r * width for r, n in enumerate(sizes)])
+    everyone = all_gather_with_grad(pad(docs))[rows]
+    local = index + sum(sizes[:get_rank()])
+    if keys is None:
+        return everyone, local
+    all_keys = all_gather(pad(keys))[rows]
+    _, inverse = torch.unique(all_keys, dim=0, return_inverse=True)
+    n = all_keys.shape[0]
+    first = torch.full((int(inverse.max()) + 1,), n, dtype=torch.long, device=docs.device)
+    first = first.scatter_reduce(0, inverse, torch.arange(n, device=docs.device), reduce="amin")
+    kept = torch.sort(first).values
+    position = torch.empty(n, dtype=torch.long, device=docs.device)
+    position[kept] = torch.arange(kept.shape[0], device=docs.device)
+    return everyone[kept], position[first[inverse[local]]]
 
 
 def embed_by_length(model, features: dict, rows_per_forward: int = 0) -> Tensor:

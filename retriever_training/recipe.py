@@ -76,9 +76,11 @@ class RunConfig:
                               # bootstrap against the base ("" skips it; a corpus without it is skipped)
     qrels: str = ""           # gold qrels file (qid 0 docid rel): the verdict on the held-out labelled
                               # queries is also reported, and gates, against them (--qrels)
+    nproc: int = 1            # processes for the ranker and student training (torchrun DDP, ddp.py;
+                              # one per GPU); batch sizes stay global, so the recipe is unchanged
 
     def __post_init__(self):
-        require(self, choices={"unranked": ("rank", "skip")})
+        require(self, choices={"unranked": ("rank", "skip")}, positive=("nproc",))
 
 
 SECTIONS = {**LABEL_SECTIONS, "ranker": RankerConfig, "teacher": TeacherConfig, "distill": DistillConfig,
@@ -139,6 +141,11 @@ def check_config(cfgs: dict) -> None:
         if teacher.depth > cand.depth:
             bad.append(f"teacher.depth ({teacher.depth}) exceeds candidates.depth ({cand.depth}): a labelled "
                        "query has only candidates.depth candidates to score")
+        n = cfgs["run"].nproc if "run" in cfgs else 1
+        for name, size in (("ranker.batch_size", ranker.batch_size), ("distill.batch_size", dist.batch_size)):
+            if size % n:
+                bad.append(f"{name} ({size}) does not split over run.nproc={n} processes: the batch size is "
+                           f"global, shared out equally; choose a multiple of {n}")
     if bad:
         raise ConfigError("; ".join(bad))
 
@@ -162,6 +169,8 @@ def parse_command(argv: list[str] | None, prog: str, doc: str, flags: list = ())
                                                            "this many minutes (llm_rank.budget_minutes)")
     ap.add_argument("--max-queries", default=None, help="stop labelling once this many queries are ranked "
                                                         "(llm_rank.max_queries)")
+    ap.add_argument("--nproc", default=None, help="train the ranker and the student on N processes "
+                                                  "(torchrun DDP; run.nproc)")
     for names, kwargs in flags:
         ap.add_argument(*names, **kwargs)
     args, overrides = ap.parse_known_args(argv)
@@ -172,6 +181,8 @@ def parse_command(argv: list[str] | None, prog: str, doc: str, flags: list = ())
         shortcuts.append(f"llm_rank.budget_minutes={args.budget_minutes}")
     if args.max_queries is not None:
         shortcuts.append(f"llm_rank.max_queries={args.max_queries}")
+    if args.nproc is not None:
+        shortcuts.append(f"run.nproc={args.nproc}")
     cfgs = load_sections(args.config, SECTIONS, [*shortcuts, *overrides])
     check_config(cfgs)
     return args, cfgs

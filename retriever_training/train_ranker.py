@@ -125,6 +125,7 @@ def train_ranker(cfg: RankerConfig, rankings: list[LLMRanking], queries: dict[st
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     from rag.models import base_embedder_path
+    from retriever_training.ddp import is_main_process, per_process_batch, world_size
     from retriever_training.training_speed import apply_training_settings, freeze_lower_layers, precision_training_args
 
     train, heldout = split_heldout(rankings, cfg.heldout_fraction)
@@ -137,14 +138,19 @@ def train_ranker(cfg: RankerConfig, rankings: list[LLMRanking], queries: dict[st
     freeze_lower_layers(model, cfg.freeze_layers)
     args = CrossEncoderTrainingArguments(
         output_dir=str(out_dir / "checkpoints"), num_train_epochs=ranker_epochs(cfg, len(train)),
-        per_device_train_batch_size=cfg.batch_size, learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in Transformers 5
+        per_device_train_batch_size=per_process_batch(cfg.batch_size, "ranker.batch_size"), learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in Transformers 5
         seed=cfg.seed, save_strategy="no", logging_steps=25, report_to="none",
-        dataloader_drop_last=False, **precision_training_args(cfg.precision))
+        dataloader_drop_last=world_size() > 1,  # under DDP: the same number of steps in every process
+        # every parameter is used in each step; DDP's search for unused ones marks the parameters of
+        # the losses' chunked forwards ready twice and stops the run
+        ddp_find_unused_parameters=False,
+        **precision_training_args(cfg.precision))
     trainer = CrossEncoderTrainer(model=model, args=args,
                                   train_dataset=listwise_dataset(train, queries, corpus, list_size),
                                   loss=make_loss(cfg.loss, model, cfg.pairs_per_forward))
     trainer.train()
-    model.save_pretrained(str(out_dir))
+    if is_main_process():
+        model.save_pretrained(str(out_dir))
     return model, train, heldout
 
 

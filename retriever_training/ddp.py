@@ -1,0 +1,111 @@
+"""The two training stages on several processes: torchrun (DDP) for the ranker (4) and the student (6).
+
+    distilrag retrain ... --nproc N        (run.nproc; N > 1 runs those two stages as below)
+    torchrun --standalone --nproc_per_node N -m retriever_training.ddp <run>/ddp/<stage>.in.pkl
+
+In:  <run>/ddp/<stage>.in.pkl — the stage function's name and arguments (retrain.py writes it)
+Out: what the stage function writes (rank 0 alone: ranker/ or student/) and <run>/ddp/<stage>.out.pkl,
+     rank 0's return value, which retrain.py reads back as if the stage had run in its own process.
+
+Every process runs the same function on the same inputs. sentence-transformers' trainers (Hugging
+Face Trainer on accelerate) give each process whole batches of the same sampler, the document-
+grouped one included, and average the gradients; the student's loss takes every process's
+passages as in-batch negatives (losses.gather_passages). The global batch stays the recipe's:
+each process gets batch_size / N queries, so one config trains the same model on 1 or N processes.
+Processes talk over NCCL with a GPU each, over gloo on CPUs. Only the training stages fan out;
+labelling fans out through the farm (ql_farm.py), and every other stage stays in one process.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import sys
+from pathlib import Path
+
+from rag.errors import UserError
+
+
+class DDPError(UserError, RuntimeError):
+    pass
+
+
+def world_size() -> int:
+    """Processes in this training (torchrun sets WORLD_SIZE in each); 1 outside torchrun."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def per_process_batch(batch_size: int, what: str) -> int:
+    n = world_size()
+    if batch_size % n:
+        raise DDPError(f"{what}={batch_size} does not split over {n} processes: choose a multiple of {n} "
+                       "(it is the global batch, shared out equally).")
+    return batch_size // n
+
+
+def _ranker(*args):
+    """train_ranker without the model in the return value (retrain.py loads the saved one)."""
+    from retriever_training.train_ranker import train_ranker
+
+    _, train, heldout = train_ranker(*args)
+    return None, train, heldout
+
+
+def _distill(*args):
+    from retriever_training.distill import distill
+
+    return distill(*args)
+
+
+STAGES = {"ranker": _ranker, "distill": _distill}
+
+
+def run_stage(stage: str, args: tuple, run_dir: Path, nproc: int):
+    """Run STAGES[stage] with `args` under `torchrun --nproc_per_node nproc`; its return value."""
+    import subprocess
+
+    if stage not in STAGES:
+        raise ValueError(f"no multi-process stage {stage!r}; there are {sorted(STAGES)}")
+    work = run_dir / "ddp"
+    work.mkdir(parents=True, exist_ok=True)
+    inp, out = work / f"{stage}.in.pkl", work / f"{stage}.out.pkl"
+    out.unlink(missing_ok=True)
+    tmp = inp.with_suffix(".tmp")
+    tmp.write_bytes(pickle.dumps((stage, args)))
+    tmp.replace(inp)
+    env = dict(os.environ)
+    # Each process a share of the cores (torchrun's default is 1 thread a process).
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           "-m", "retriever_training.ddp", str(inp)]
+    print(f"[distilrag] stage {stage} on {nproc} processes: {' '.join(cmd[1:])}", flush=True)
+    code = subprocess.run(cmd, env=env).returncode
+    if code != 0 or not out.exists():
+        raise DDPError(f"the {stage} stage failed under torchrun (exit {code}); its processes' errors are above. "
+                       "Run again to retry it, or with --run.nproc=1 to train in one process.")
+    result = pickle.loads(out.read_bytes())
+    out.unlink()
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    """One process of a torchrun job: the stage function on the pickled arguments."""
+    from rag.settings import apply_offline_env
+
+    apply_offline_env()
+    path = Path((argv or sys.argv[1:])[0])
+    stage, args = pickle.loads(path.read_bytes())
+    result = STAGES[stage](*args)
+    if is_main_process():
+        out = path.with_name(f"{stage}.out.pkl")
+        tmp = out.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps(result))
+        tmp.replace(out)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
