@@ -37,7 +37,9 @@ from rag.settings import apply_offline_env, indexes_dir, vector_store
 INDEX_TYPES = ("flat", "ivf", "hnsw")
 
 
-def _faiss_index(vectors, index_type: str):
+def faiss_index(vectors, index_type: str):
+    """An empty-or-trained FAISS index of `index_type` for these (normalised) vectors: what
+    `distilrag index --index-type` builds (benchmarks/bench_scale.py measures the same)."""
     import faiss
 
     n, dim = vectors.shape
@@ -113,7 +115,7 @@ def build_index(corpus: Corpus, embedder: str | EmbedderId = "base", index_type:
         return build_milvus_index(corpus, eid, vectors, t0)
     out_dir = out_dir or index_dir(corpus, eid.label)
     nodes = [passage_node(p, v.tolist()) for p, v in zip(corpus.passages, vectors)]
-    store = FaissVectorStore(faiss_index=_faiss_index(vectors, index_type))
+    store = FaissVectorStore(faiss_index=faiss_index(vectors, index_type))
     storage = StorageContext.from_defaults(vector_store=store)
     VectorStoreIndex(nodes, storage_context=storage, embed_model=llama_index_embedding(eid),
                      show_progress=False)
