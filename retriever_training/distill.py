@@ -261,7 +261,7 @@ def distill(cfg: DistillConfig, scores: list[TeacherScores], queries: dict[str, 
 
     from rag.models import base_embedder_path
     from rag.settings import use_bf16
-    from retriever_training.ddp import is_main_process, per_process_batch, world_size
+    from retriever_training.processes import is_main_process, per_process_batch, world_size
     from retriever_training.training_speed import apply_training_settings, precision_training_args
 
     model = SentenceTransformer(str(base_model or base_embedder_path()))  # cuda when present, else cpu

@@ -125,7 +125,7 @@ def train_ranker(cfg: RankerConfig, rankings: list[LLMRanking], queries: dict[st
     from sentence_transformers.cross_encoder import CrossEncoder, CrossEncoderTrainer, CrossEncoderTrainingArguments
 
     from rag.models import base_embedder_path
-    from retriever_training.ddp import is_main_process, per_process_batch, world_size
+    from retriever_training.processes import is_main_process, per_process_batch, world_size
     from retriever_training.training_speed import apply_training_settings, freeze_lower_layers, precision_training_args
 
     train, heldout = split_heldout(rankings, cfg.heldout_fraction)
