@@ -191,9 +191,12 @@ def sentence(report: dict, outcome: str, test: dict | None = None) -> str:
 
 
 def pipelines_line(report: dict) -> str:
+    """The top three, named as the chat, `ask` and `eval` name them once published."""
+    from rag.pipelines import published_name
+
     rows = report.get("pipelines", [])[:3]
     return ("pipelines on the held-out questions, best first: " +
-            ", ".join(f"{r['spec']} {_n(r['ndcg@10'])}" for r in rows)) if rows else ""
+            ", ".join(f"{published_name(r['spec'])} {_n(r['ndcg@10'])}" for r in rows)) if rows else ""
 
 
 def card_section(report: dict) -> str:
@@ -202,7 +205,9 @@ def card_section(report: dict) -> str:
     if not rows:
         return ""
     by = "gold" if report.get("ranked_by") == "gold" else "the LLM's order (top 3 graded 3/2/1)"
-    lines = "\n".join(f"| {r['spec']} | {r['ndcg@10']:.4f} | [{r['ci_low']:.4f}, {r['ci_high']:.4f}] | "
+    from rag.pipelines import published_name
+
+    lines = "\n".join(f"| {published_name(r['spec'])} | {r['ndcg@10']:.4f} | [{r['ci_low']:.4f}, {r['ci_high']:.4f}] | "
                       f"{r['top1']:.3f} | {r['vs_base']['delta']:+.4f} | {r.get('ms_per_query', '-')} |"
                       for r in rows)
     return (f"## Pipelines on the {report['queries']} held-out labelled queries (judged by {by})\n"

@@ -157,6 +157,12 @@ def test_pipeline_specs_and_their_published_names(tmp_path):
     from rag.pipelines import published_name
 
     assert published_name(f"hybrid:{student}+{tmp_path}/r/ranker") == "hybrid:distilled+ranker"
+    # what the retrain prints and the model card lists: the published names, never the run's paths
+    row = {"spec": f"hybrid:{student}+{tmp_path}/r/ranker", "ndcg@10": 0.9, "ci_low": 0.8, "ci_high": 0.95,
+           "top1": 0.8, "vs_base": {"delta": 0.1}}
+    report = {"pipelines": [row], "queries": 20}
+    assert V.pipelines_line(report).endswith("hybrid:distilled+ranker .90")
+    assert "| hybrid:distilled+ranker |" in V.card_section(report) and str(tmp_path) not in V.card_section(report)
 
 
 def test_model_card_extends_the_one_sentence_transformers_generated():
