@@ -45,10 +45,12 @@ class QueriesConfig:
     # Further queries the LLM writes from passages sampled over the whole corpus, never LLM-ranked:
     # the ranker scores their candidates, so the student also trains on the passages it will serve.
     synthetic: int = 0
+    top_up_to: int = 0         # a log shorter than this many queries in all (labelled + the rest) is
+                               # topped up with that many more LLM-written ones, ranker-scored (0 = off)
     synth_per_passage: int = 3  # questions per LLM call (the passage is read once for all of them)
 
     def __post_init__(self):
-        require(self, non_negative=("n", "synth_passages", "synthetic"),
+        require(self, non_negative=("n", "synth_passages", "synthetic", "top_up_to"),
                 positive=("synth_filter_depth", "synth_per_passage"), choices={"source": SOURCES})
         if self.source in ("file", "feedback") and not self.file:
             raise ConfigError(f"file: queries.source={self.source} needs the query log: --queries <file> "

@@ -61,12 +61,16 @@ class Stages:
 def unlabelled_queries(cfgs: dict, exclude: set[str], labels_dir: Path,
                        progress: bool = True) -> tuple[list[Query], list[Query]]:
     """(the rest of the log or split, synthetic queries) that the LLM never saw: `exclude` holds
-    every query it was given, labelled or held out."""
+    every query it was given, labelled or held out. Synthetic: queries.synthetic, or as many as
+    bring a short log up to queries.top_up_to queries in all, whichever is more."""
+    from dataclasses import replace
+
     from retriever_training.queries import synthetic_queries, unlabelled_pool
 
     qc, corpus_name = cfgs["queries"], cfgs["label"].corpus
     pool = unlabelled_pool(qc, corpus_name, exclude, cfgs["teacher"].unlabelled_queries)
     taken = exclude | {q.qid for q in pool}
+    qc = replace(qc, synthetic=max(qc.synthetic, qc.top_up_to - len(taken)))
     return pool, [q for q in synthetic_queries(qc, corpus_name, labels_dir, progress) if q.qid not in taken]
 
 

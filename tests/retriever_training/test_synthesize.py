@@ -84,3 +84,31 @@ def test_synthetic_queries_written_once_and_remade_when_settings_change(tmp_path
     more = synthetic_queries(QueriesConfig(synthetic=8, synth_per_passage=2, synth_filter_depth=6), "toy6", tmp_path)
     assert len(more) == 8 and len(first.requests) == 4
     assert {q.qid for q in qs} <= {q.qid for q in more}
+
+
+def test_a_short_log_is_topped_up_with_llm_written_queries(tmp_path, monkeypatch):
+    import retriever_training.queries as Q
+    from rag.config import load_sections
+    from retriever_training.retrain import SECTIONS, unlabelled_queries
+
+    log = tmp_path / "log.txt"
+    log.write_text("".join(f"question number {i}?\n" for i in range(10)))
+    asked = []
+
+    def fake_synthetic(cfg, corpus_name, out_dir, progress=True):
+        asked.append(cfg.synthetic)
+        return [Query(f"syn-{i}", f"written {i}?", split="synthetic") for i in range(cfg.synthetic)]
+    monkeypatch.setattr(Q, "synthetic_queries", fake_synthetic)
+
+    def run(*extra):
+        cfgs = load_sections(None, SECTIONS, ["label.corpus=squad_dev", "queries.source=file",
+                                              f"queries.file={log}", "queries.n=4", *extra])
+        labelled = {q.qid for q in read_query_file(log)[:4]}
+        return unlabelled_queries(cfgs, labelled, tmp_path, progress=False)
+
+    pool, synth = run("queries.top_up_to=30")
+    assert len(pool) == 6 and len(synth) == 20 and asked[-1] == 20  # 4 labelled + 6 from the log + 20 = 30
+    pool, synth = run("queries.top_up_to=8")  # the log is long enough: nothing written
+    assert len(pool) == 6 and synth == [] and asked[-1] == 0
+    pool, synth = run("queries.synthetic=3")  # a fixed number, no top-up
+    assert len(synth) == 3
