@@ -33,8 +33,8 @@ class ArchiveError(UserError, ValueError):
     pass
 
 
-def run_answer_keys(run_dir: str | Path) -> list[str]:
-    """The cache keys of every answered line in the run directory, in first-seen order."""
+def run_answer_keys(run_dir: str | Path) -> set[str]:
+    """The cache keys of every answered line in the run directory."""
     from rag.records import read_jsonl
 
     run_dir = Path(run_dir)
@@ -42,12 +42,8 @@ def run_answer_keys(run_dir: str | Path) -> list[str]:
     if not files:
         raise ArchiveError(f"{run_dir} holds no <retriever>/answers.jsonl: give the directory a "
                            "`distilrag eval` run wrote (it prints it at the end).")
-    keys: dict[str, None] = {}
-    for f in files:
-        for r in read_jsonl(f):
-            if isinstance(r.get("answer_key"), str) and r.get("answer") is not None:
-                keys.setdefault(r["answer_key"])
-    return list(keys)
+    return {r["answer_key"] for f in files for r in read_jsonl(f)
+            if isinstance(r.get("answer_key"), str) and r.get("answer") is not None}
 
 
 def export_answers(run_dir: str | Path, out: str | Path, cache=None) -> tuple[int, int]:

@@ -26,11 +26,13 @@ from retriever_training.processes import DDPError, is_main_process
 
 
 def _ranker(*args):
-    """train_ranker without the model in the return value (retrain.py loads the saved one)."""
+    """train_ranker; under torchrun without the model in the return value (the caller loads the
+    saved one: a model does not travel back through a pickle)."""
+    from retriever_training.processes import world_size
     from retriever_training.train_ranker import train_ranker
 
-    _, train, heldout = train_ranker(*args)
-    return None, train, heldout
+    model, train, heldout = train_ranker(*args)
+    return None if world_size() > 1 else model, train, heldout
 
 
 def _distill(*args):
@@ -43,11 +45,14 @@ STAGES = {"ranker": _ranker, "distill": _distill}
 
 
 def run_stage(stage: str, args: tuple, run_dir: Path, nproc: int):
-    """Run STAGES[stage] with `args` under `torchrun --nproc_per_node nproc`; its return value."""
+    """STAGES[stage](*args): in this process when nproc is 1, else under `torchrun
+    --nproc_per_node nproc` (rank 0's return value)."""
     import subprocess
 
     if stage not in STAGES:
         raise ValueError(f"no multi-process stage {stage!r}; there are {sorted(STAGES)}")
+    if nproc == 1:
+        return STAGES[stage](*args)
     work = run_dir / "ddp"
     work.mkdir(parents=True, exist_ok=True)
     inp, out = work / f"{stage}.in.pkl", work / f"{stage}.out.pkl"

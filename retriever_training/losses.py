@@ -134,8 +134,9 @@ class ListwiseKLInBatchLoss(nn.Module):
 
 
 def passage_keys(input_ids: Tensor) -> Tensor:
-    """Two 57-bit hashes of each row's token ids, (rows, 2): the same passage gets the same key in
-    every process whatever its batch's padding (pad id 0 adds nothing); no sum can overflow int64."""
+    """Two hashes of each row's token ids, (rows, 2): the same passage gets the same key in every
+    process whatever its batch's padding (pad id 0 adds nothing). Ids below 2^20 times multipliers
+    below 2^31, over up to 2^11 positions, stay below 2^62: no sum overflows int64."""
     g = torch.Generator().manual_seed(20240917)  # the same multipliers in every process
     # (positions, 2), drawn row by row: position t gets the same pair whatever the width
     mult = torch.randint(1, 2**31, (input_ids.shape[1], 2), generator=g).to(input_ids.device)

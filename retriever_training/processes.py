@@ -20,9 +20,17 @@ def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
 
 
-def per_process_batch(batch_size: int, what: str) -> int:
-    n = world_size()
+def batch_split_error(name: str, batch_size: int, n: int) -> str | None:
+    """Why `batch_size` cannot be shared out over n processes (None: it can)."""
     if batch_size % n:
-        raise DDPError(f"{what}={batch_size} does not split over {n} processes: choose a multiple of {n} "
-                       "(it is the global batch, shared out equally).")
+        return (f"{name} ({batch_size}) does not split over run.nproc={n} processes: the batch size is "
+                f"global, shared out equally; choose a multiple of {n}")
+    return None
+
+
+def per_process_batch(batch_size: int, name: str) -> int:
+    """This process's share of the global batch (recipe.check_config refuses one that does not split)."""
+    n = world_size()
+    if why := batch_split_error(name, batch_size, n):
+        raise DDPError(why)
     return batch_size // n

@@ -141,11 +141,11 @@ def check_config(cfgs: dict) -> None:
         if teacher.depth > cand.depth:
             bad.append(f"teacher.depth ({teacher.depth}) exceeds candidates.depth ({cand.depth}): a labelled "
                        "query has only candidates.depth candidates to score")
+        from retriever_training.processes import batch_split_error
+
         n = cfgs["run"].nproc if "run" in cfgs else 1
-        for name, size in (("ranker.batch_size", ranker.batch_size), ("distill.batch_size", dist.batch_size)):
-            if size % n:
-                bad.append(f"{name} ({size}) does not split over run.nproc={n} processes: the batch size is "
-                           f"global, shared out equally; choose a multiple of {n}")
+        bad += filter(None, (batch_split_error("ranker.batch_size", ranker.batch_size, n),
+                             batch_split_error("distill.batch_size", dist.batch_size, n)))
     if bad:
         raise ConfigError("; ".join(bad))
 

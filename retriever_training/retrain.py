@@ -198,18 +198,15 @@ def retrain(cfgs: dict, progress: bool = True, dry_run: bool = False) -> dict:
     fp = fingerprint(asdict(cfgs["ranker"]), list_size, label_hash, corpus.hash)
     t = time.perf_counter()
     if not stages.done("ranker", fp, [ranker_dir, run_dir / "ranker_metrics.json"]):
-        from retriever_training.train_ranker import agreement, ranker_epochs, train_ranker
+        from retriever_training.ddp import run_stage
+        from retriever_training.train_ranker import agreement, ranker_epochs
 
-        ranker_args = (cfgs["ranker"], rankings, queries, corpus, ranker_dir, list_size)
-        if run.nproc > 1:
+        model, train, held_rankings = run_stage("ranker", (cfgs["ranker"], rankings, queries, corpus, ranker_dir,
+                                                           list_size), run_dir, run.nproc)
+        if model is None:  # trained under torchrun: the saved one
             from sentence_transformers.cross_encoder import CrossEncoder
 
-            from retriever_training.ddp import run_stage
-
-            _, train, held_rankings = run_stage("ranker", ranker_args, run_dir, run.nproc)
             model = CrossEncoder(str(ranker_dir))
-        else:
-            model, train, held_rankings = train_ranker(*ranker_args)
         write_json(run_dir / "ranker_metrics.json",
                    {"loss": cfgs["ranker"].loss, "list_size": list_size, "train_queries": len(train),
                     "epochs": ranker_epochs(cfgs["ranker"], len(train)),
@@ -249,15 +246,9 @@ def retrain(cfgs: dict, progress: bool = True, dry_run: bool = False) -> dict:
     fp_d = fingerprint(asdict(dc), file_hash(teacher_path), dev_source, sorted(q.qid for q in dev))
     t = time.perf_counter()
     if not stages.done("distill", fp_d, [student, run_dir / "distill_metrics.json"]):
-        from retriever_training.distill import distill
+        from retriever_training.ddp import run_stage
 
-        distill_args = (dc, scores, queries, corpus, dev, dev_qrels, student)
-        if run.nproc > 1:
-            from retriever_training.ddp import run_stage
-
-            metrics = run_stage("distill", distill_args, run_dir, run.nproc)
-        else:
-            metrics = distill(*distill_args)
+        metrics = run_stage("distill", (dc, scores, queries, corpus, dev, dev_qrels, student), run_dir, run.nproc)
         write_json(run_dir / "distill_metrics.json", {**metrics, "dev_source": dev_source})
         stages.mark("distill", fp_d, time.perf_counter() - t)
     timings["distill"] = time.perf_counter() - t

@@ -138,7 +138,8 @@ def train_ranker(cfg: RankerConfig, rankings: list[LLMRanking], queries: dict[st
     freeze_lower_layers(model, cfg.freeze_layers)
     args = CrossEncoderTrainingArguments(
         output_dir=str(out_dir / "checkpoints"), num_train_epochs=ranker_epochs(cfg, len(train)),
-        per_device_train_batch_size=per_process_batch(cfg.batch_size, "ranker.batch_size"), learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in Transformers 5
+        per_device_train_batch_size=per_process_batch(cfg.batch_size, "ranker.batch_size"),
+        learning_rate=cfg.lr, warmup_steps=cfg.warmup_ratio,  # a float < 1 is a ratio in Transformers 5
         seed=cfg.seed, save_strategy="no", logging_steps=25, report_to="none",
         dataloader_drop_last=world_size() > 1,  # under DDP: the same number of steps in every process
         # every parameter is used in each step; DDP's search for unused ones marks the parameters of

@@ -66,19 +66,15 @@ def test_outside_ddp_gather_is_the_identity():
 
 
 def _tiny_student_inputs(out_dir):
-    from rag.corpus import Corpus, load_corpus, load_queries
+    from rag.corpus import Corpus, load_corpus, load_qrels, load_queries
     from rag.records import Query, TeacherScores
-    from rag.settings import CORPORA_DIR
     from retriever_training.distill import DistillConfig
 
     full = load_corpus("squad_dev")
     passages = [p for p in full.passages if p.source == full.passages[0].source][:12]
     corpus = Corpus("tiny", passages)
     ids = {p.docid for p in passages}
-    gold = {}
-    for line in (CORPORA_DIR / "squad_dev" / "qrels.tsv").read_text().splitlines():
-        qid, _, docid, _ = line.split("\t")
-        gold[qid] = docid
+    gold = {q: next(iter(docs)) for q, docs in load_qrels("squad_dev").items()}  # one passage a question
     asked = [q for q in load_queries("squad_dev") if gold.get(q.qid) in ids][:20]
     train, dev = asked[:16], asked[16:]
     others = [p.docid for p in passages]

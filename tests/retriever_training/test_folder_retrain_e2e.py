@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.corpus import load_corpus, load_queries
+from rag.corpus import load_corpus, load_qrels, load_queries
 from rag.settings import CORPORA_DIR
 
 
@@ -24,11 +24,8 @@ def make_document_folder(root: Path, articles: int = 3, paras: int = 4) -> tuple
         ps = [p for p in full.passages if p.source == a and int(p.docid.split("#")[1]) < paras]
         keep |= {p.docid for p in ps}
         (docs / f"{ps[0].title}.txt").write_text("\n\n".join(p.text for p in ps) + "\n")
-    gold = {}
-    for line in (CORPORA_DIR / "squad_dev" / "qrels.tsv").read_text().splitlines():
-        q, _, d, _ = line.split("\t")
-        gold[q] = d
-    asked = [q for q in queries if gold.get(q.qid) in keep]
+    gold = load_qrels("squad_dev")
+    asked = [q for q in queries if keep & gold.get(q.qid, {}).keys()]
     return docs, asked
 
 
@@ -78,4 +75,4 @@ def test_a_folder_and_a_question_log_retrain_publish_and_evaluate(tmp_path, monk
     assert code == 0, capsys.readouterr().err
     for spec in ("base", "distilled"):
         m = json.loads((tmp_path / "runs" / "eval" / "folder-eval" / spec / "metrics.json").read_text())
-        assert m["n_answered"] == 10 and 0 <= m["qa"]["answer_in_context"] <= 1, m
+        assert m["n_answered"] == 10 and 0 < m["qa"]["answer_in_context"] <= 1, m  # the answers are in these documents
