@@ -107,6 +107,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _listening(port: int, timeout: float = 1.0) -> bool:
+    """Something accepts connections on the port. Not an HTTP request: the server answers one
+    request at a time, so a probe of a busy server waits behind the answer in progress."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _healthy(port: int, timeout: float = 2.0) -> bool:
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models", timeout=timeout) as r:
@@ -153,13 +163,15 @@ _server: LocalServer | None = None
 
 
 def running_server() -> LocalServer | None:
-    """A healthy embedded server started by this or another process, if any."""
+    """The embedded server started by this or another process, if it is alive; a busy one counts
+    (an HTTP probe would wait for its answer in progress, time out, and start a second server
+    that halves both on a small machine)."""
     global _server
-    if _server and _pid_alive(_server.pid) and _healthy(_server.port):
+    if _server and _pid_alive(_server.pid) and _listening(_server.port):
         return _server
     try:
         st = json.loads(_state_file().read_text())
-        if _pid_alive(st["pid"]) and _healthy(st["port"]):
+        if _pid_alive(st["pid"]) and _listening(st["port"]):
             return LocalServer(port=st["port"], pid=st["pid"], owned=False)
     except (OSError, ValueError, KeyError):
         pass
@@ -184,7 +196,10 @@ def start_local_server(cfg: LLMConfig = LLMConfig(), detach: bool = False,
     threads = str(cfg.n_threads or os.cpu_count() or 2)
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", LOCAL_ALIAS,
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(cfg.n_ctx),
-           "--n_threads", threads, "--n_threads_batch", threads, "--n_gpu_layers", "0"]
+           "--n_threads", threads, "--n_threads_batch", threads, "--n_gpu_layers", "0",
+           # Requests queue: by default any new request (even GET /v1/models) ends the answer
+           # being streamed, which then reads as a complete, cut-short (often empty) answer.
+           "--interrupt_requests", "False"]
     _log_file().parent.mkdir(parents=True, exist_ok=True)
     with open(_log_file(), "ab") as log:
         log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting on 127.0.0.1:{port}\n".encode())

@@ -1,5 +1,6 @@
 """The real path, end to end: real MiniLM, real FAISS index over a slice of the shipped corpus,
 the real embedded LLM behind its local OpenAI-compatible server, a cited answer."""
+import time
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,32 @@ def test_embedded_server_ignores_the_hosts_environment(monkeypatch):
     finally:
         server.stop()
         busy.close()
+
+
+@pytest.mark.llm
+def test_a_busy_embedded_server_is_found_and_its_answer_is_not_cut(monkeypatch):
+    """While an answer streams, a second client finds the same server at once (an HTTP probe would
+    wait for the answer, time out and start a second server), and a request arriving meanwhile
+    queues instead of ending the stream early (llama-cpp-python's default cuts it)."""
+    import threading
+    import urllib.request
+
+    from rag import llm
+
+    server = llm.start_local_server(llm.LLMConfig(), wait_s=240)
+    client = llm.openai_client(llm.LLMConfig())
+    stream = client.chat.completions.create(
+        model=llm.LOCAL_ALIAS, max_tokens=24, temperature=0.0, stream=True,
+        messages=[{"role": "user", "content": "Count from 1 to 40, separated by commas."}])
+    chunks = [next(stream)]  # the server is busy with this answer now
+    monkeypatch.setattr(llm, "_server", None)  # as another process sees it: through the state file
+    t0 = time.monotonic()
+    found = llm.running_server()
+    took = time.monotonic() - t0
+    probe = threading.Thread(target=lambda: urllib.request.urlopen(f"{server.base_url}/models",
+                                                                   timeout=120).read())
+    probe.start()
+    chunks += list(stream)
+    probe.join()
+    assert found is not None and found.port == server.port and took < 1.5
+    assert chunks[-1].choices[0].finish_reason == "length"  # ran to max_tokens: not cut short

@@ -1,5 +1,6 @@
 """Model integrity checks and LLM configuration (no model download, no server)."""
 import hashlib
+import os
 import zipfile
 
 import pytest
@@ -61,3 +62,29 @@ def test_config_from_env(monkeypatch):
     cfg = LLMConfig.from_env()
     assert not cfg.is_local and cfg.model_name == "served-model"
     assert LLMConfig().is_local and LLMConfig().model_name
+
+
+def test_a_busy_server_is_reused_not_replaced(tmp_path, monkeypatch):
+    """A server busy answering accepts the connection but answers HTTP only after its answer; it
+    must still count as running, or a second client starts a second server beside it."""
+    import json
+    import socket
+    import time
+
+    from rag import llm
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()  # accepts, never answers: what a server in the middle of an answer looks like
+    state = tmp_path / "llm_server.json"
+    state.write_text(json.dumps({"pid": os.getpid(), "port": busy.getsockname()[1]}))
+    monkeypatch.setattr(llm, "_state_file", lambda: state)
+    monkeypatch.setattr(llm, "_server", None)
+    try:
+        t0 = time.monotonic()
+        found = llm.running_server()
+        assert found is not None and found.port == busy.getsockname()[1] and not found.owned
+        assert time.monotonic() - t0 < 1.5
+    finally:
+        busy.close()
+    assert llm.running_server() is None  # nothing listens any more: not running
