@@ -93,6 +93,9 @@ def _render_answer(turn: dict, i: int) -> None:
         return
     st.markdown(answer_markdown(r["text"], anchor(turn, i), len(r["sources"])) or "_(empty answer)_",
                 unsafe_allow_html=True)
+    if r.get("repaired_from"):  # say so: the reader may look for what the model first cited
+        st.caption(f"The model cited {r['repaired_from']}; the citation points to the passage that holds "
+                   "this answer's words.")
     if r.get("unsupported"):  # the answer's words are not all in what it cites: do not present it as fact
         st.warning(f"Unsupported: {r['unsupported']}. Check the passages below before relying on this answer.",
                    icon=":material/warning:")
@@ -258,6 +261,10 @@ def _answer_into(turn: dict, i: int, live, llm, answer_slot, sources_slot) -> No
 
     check = support(ans.text, [s.text for s in ans.sources if s.n in ans.cited], turn["question"])
     r["unsupported"] = check.reason if check.supported is False else ""
+    if ans.citation_repaired:
+        from rag.citations import parse_citations
+
+        r["repaired_from"] = ", ".join(f"[{n}]" for n in parse_citations(ans.model_text, len(ans.sources)))
     with sources_slot.container():
         render_sources(r["sources"], r["cited"], r["text"], turn["question"], anchor(turn, i))
 

@@ -88,12 +88,9 @@ def open_answer_cache(llm_cfg=None, cache=None, enabled: bool = True) -> AnswerC
 
 def cached_answer(question: str, hit: dict, nodes, name: str):
     """A chain Answer from a cached text: its citations parsed against these (identical) passages."""
-    from rag.chain import Answer, sources_of
-    from rag.citations import parse_citations
+    from rag.chain import make_answer, sources_of
 
-    sources = sources_of(nodes)
-    return Answer(question, hit["text"], sources, parse_citations(hit["text"], len(sources)), name,
-                  dict(hit.get("timings") or {}))
+    return make_answer(question, hit["text"], sources_of(nodes), name, hit.get("timings"))
 
 
 def seconds_per_token(runs_root) -> tuple[float, str]:

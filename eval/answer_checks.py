@@ -2,7 +2,11 @@
 
 Each answered record gets
     "grounding": {"lexical": {supported, reason}, "llm": {...}}   (the methods asked for)
-    "checks":    {"abstained": 0/1, "unsupported_lexical": 0/1, "unsupported_llm": 0/1}
+    "checks":    {"abstained": 0/1, "citation_repaired": 0/1, "unsupported_lexical": 0/1, "unsupported_llm": 0/1}
+    "checks_version": CHECKS_VERSION
+and its answer, cited_docids and qa re-derived from the LLM's own text (model_answer when its
+citation was re-pointed) by the rule the chain applies (rag.grounding.repair_citations), so older runs are
+brought to today's rule; qa.citation_precision_model scores the citations as the LLM wrote them.
 An answer is unsupported when its check says the cited passages do not support it; an
 abstention is never unsupported (it claims nothing), and a check that could not decide (an
 unreadable verifier reply) leaves the value out rather than guessing. On a question set whose
@@ -14,6 +18,7 @@ from __future__ import annotations
 import sys
 
 GROUNDING_CHOICES = ("lexical", "llm", "off")
+CHECKS_VERSION = 2  # 2: stemmed lexical check, citations re-pointed (bump when a check's rule changes)
 
 
 def methods_for(grounding: str) -> tuple[str, ...]:
@@ -32,8 +37,26 @@ def cited_texts(rec: dict) -> list[str]:
 def needs_checks(rec: dict, methods: tuple[str, ...]) -> bool:
     if rec.get("answer") is None:
         return False
-    return "abstained" not in (rec.get("checks") or {}) or any(m not in (rec.get("grounding") or {})
-                                                              for m in methods)
+    return rec.get("checks_version") != CHECKS_VERSION or any(m not in (rec.get("grounding") or {})
+                                                             for m in methods)
+
+
+def _rederive(rec: dict) -> dict:
+    """`rec` with answer, cited_docids, model_answer and qa as the chain makes them today."""
+    from eval.qa_metrics import citation_precision, qa_scores
+    from rag.citations import parse_citations
+    from rag.grounding import repair_citations
+
+    model = rec.get("model_answer") or rec["answer"]
+    ctx, retrieved = rec.get("contexts") or [], rec.get("retrieved") or []
+    text = repair_citations(model, ctx, rec["question"])
+    out = {**rec, "answer": text, "model_answer": model if text != model else None,
+           "cited_docids": [retrieved[n - 1] for n in parse_citations(text, len(ctx))]}
+    qa = qa_scores(text, list(rec.get("references") or []), ctx, cited_texts(out))
+    own = citation_precision(rec.get("references") or [], [ctx[n - 1] for n in parse_citations(model, len(ctx))])
+    if qa and own is not None:
+        qa["citation_precision_model"] = own
+    return {**out, "qa": {**(rec.get("qa") or {}), **qa}}
 
 
 def add_checks(rec: dict, methods: tuple[str, ...], llm=None, cache=None, model_id: str = "") -> dict:
@@ -42,10 +65,16 @@ def add_checks(rec: dict, methods: tuple[str, ...], llm=None, cache=None, model_
     from rag.errors import scrub
     from rag.grounding import support
 
-    grounding = dict(rec.get("grounding") or {})
-    checks = dict(rec.get("checks") or {})
+    stale = rec.get("checks_version") != CHECKS_VERSION
+    if stale:
+        rec = _rederive(rec)
+    # Verdicts of an older rule are made again (the LLM's are cached by content: free when the
+    # cited passage did not move).
+    grounding = {} if stale else dict(rec.get("grounding") or {})
+    checks = {} if stale else dict(rec.get("checks") or {})
     abstained = is_no_answer(rec["answer"])
     checks["abstained"] = float(abstained)
+    checks["citation_repaired"] = float(rec.get("model_answer") is not None)
     for m in methods:
         if m not in grounding:
             v = support(rec["answer"], cited_texts(rec), rec["question"], method=m, llm=llm, cache=cache,
@@ -54,7 +83,7 @@ def add_checks(rec: dict, methods: tuple[str, ...], llm=None, cache=None, model_
         said = grounding[m]["supported"]
         if abstained or said is not None:
             checks[f"unsupported_{m}"] = 0.0 if abstained else float(said is False)
-    return {**rec, "grounding": grounding, "checks": checks}
+    return {**rec, "grounding": grounding, "checks": checks, "checks_version": CHECKS_VERSION}
 
 
 class Checker:

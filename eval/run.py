@@ -139,10 +139,10 @@ def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, 
         if hit is None and answers is not None:
             from eval.answer_cache import passages_of, prompt_tokens
 
-            answers.put(key, ans.text, {k: t[k] for k in ("first_token_s", "total_s") if k in t},
+            answers.put(key, ans.model_text or ans.text, {k: t[k] for k in ("first_token_s", "total_s") if k in t},
                         prompt_tokens(q.query, passages_of(nodes[:cfg.top_k])))
         rec = replace(rec, answer=ans.text, cited_docids=ans.cited_docids, no_answer=ans.is_no_answer,
-                      answer_key=key)
+                      answer_key=key, model_answer=ans.model_text or None)
         from eval.answer_checks import cited_texts
 
         rec = replace(rec, qa=qa_scores(ans.text, list(q.answers), rec.contexts, cited_texts(to_dict(rec))))

@@ -38,6 +38,11 @@ class Answer:
     cited: list[int] = field(default_factory=list)   # source numbers cited in the text, in order
     retriever: str = ""
     timings: dict = field(default_factory=dict)      # retrieve_s, first_token_s, total_s, tokens
+    model_text: str = ""  # what the LLM wrote, when its citation was re-pointed (rag.grounding); else ""
+
+    @property
+    def citation_repaired(self) -> bool:
+        return bool(self.model_text) and self.model_text != self.text
 
     @property
     def cited_docids(self) -> list[str]:
@@ -60,6 +65,17 @@ def is_no_answer(text: str) -> bool:
 
 class EmptyAnswer(UserError, RuntimeError):
     """The endpoint answered with nothing a chat completion stream is made of."""
+
+
+def make_answer(question: str, model_text: str, sources: list[Source], retriever: str = "",
+                timings: dict | None = None) -> Answer:
+    """The one way an LLM's text becomes an Answer (the chain, and the harness's cached answers):
+    its citation re-pointed where the cited passage lacks its words and another holds them."""
+    from rag.grounding import repair_citations
+
+    text = repair_citations(model_text, [s.text for s in sources], question)
+    return Answer(question, text, sources, parse_citations(text, len(sources)), retriever, dict(timings or {}),
+                  model_text=model_text if text != model_text else "")
 
 
 def sources_of(nodes) -> list[Source]:
@@ -154,9 +170,9 @@ class RAGChain:
                               "cut or non-JSON response). Check that its URL is an OpenAI-compatible /v1 and "
                               "that the server is healthy.")
         total = time.perf_counter() - t0
-        return Answer(question, text, sources, parse_citations(text, len(sources)), self.name,
-                      {"retrieve_s": round(t_ret, 4), "first_token_s": round(t_first or total, 3),
-                       "total_s": round(total, 3), "chunks": len(pieces)})
+        return make_answer(question, text, sources, self.name,
+                           {"retrieve_s": round(t_ret, 4), "first_token_s": round(t_first or total, 3),
+                            "total_s": round(total, 3), "chunks": len(pieces)})
 
     def ask(self, question: str, on_token: Callable[[str], None] | None = None) -> Answer:
         return self.answer(question, on_token=on_token)

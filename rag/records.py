@@ -126,12 +126,14 @@ class AnswerRecord:
     scores: list[float]            # aligned with retrieved
     contexts: list[str]            # the texts of the top-k the LLM was given
     timings: dict                  # retrieve_s; answered: first_token_s and total_s, retrieval included
-    answer: str | None = None
+    answer: str | None = None      # its citation re-pointed where needed (rag.grounding.repair_citations)
     cited_docids: list[str] | None = None
+    model_answer: str | None = None  # the LLM's own text, when the citation was re-pointed
     no_answer: bool | None = None  # the answer abstains ("I don't know ...")
     qa: dict | None = None         # eval.qa_metrics scores (em, f1, ...; answer_in_context)
     grounding: dict | None = None  # method -> {supported, reason}
-    checks: dict | None = None     # abstained, unsupported_<method>: 0/1
+    checks: dict | None = None     # abstained, citation_repaired, unsupported_<method>: 0/1
+    checks_version: int | None = None  # eval.answer_checks.CHECKS_VERSION they were made by
     cached: bool | None = None     # served from the answer cache: timings are the call that made it
     answer_key: str | None = None  # its entry in the LLM cache (eval/answer_cache.py); export-answers reads it
     error: str | None = None       # one scrubbed line: the question failed

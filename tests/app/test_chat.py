@@ -214,6 +214,20 @@ def test_an_answer_its_citation_does_not_support_is_shown_as_unsupported(corpus_
     assert any("Unsupported" in w.value and "melbourne" in w.value for w in at.warning)
 
 
+def test_a_wrong_citation_is_repointed_and_the_chat_says_so(corpus_dir, app_home, monkeypatch):
+    from app import services
+    from tests.fakes import scripted_llm
+
+    monkeypatch.setattr(services, "make_llm", lambda cfg: scripted_llm(
+        ["The Denver Broncos represented the AFC at Super Bowl 50 [2]."]))
+    at = new_app()
+    ask(at, QUESTION)
+    [r] = _turns(at)[0]["results"]
+    assert r["sources"][0]["docid"].startswith("broncos.txt#") and r["cited"] == [1]
+    assert r["text"].endswith("[1].") and r["repaired_from"] == "[2]" and r["unsupported"] == ""
+    assert any("The model cited [2]" in c.value for c in at.caption)
+
+
 def test_a_reload_keeps_the_conversation_and_the_settings(corpus_dir, app_home, fake_llm):
     from streamlit.testing.v1 import AppTest
 

@@ -45,6 +45,29 @@ def test_lexical_check_cases():
     assert lexical_support("The capital of Australia [1].", [STATES], QUESTION).supported is None
 
 
+def test_lexical_check_reads_stems_numbers_and_words_about_the_sources():
+    kicker = "Brandon McManus kicks field goals for Denver."
+    q = "Who was the kicker for Denver?"
+    assert lexical_support("McManus kicked it, according to [1].", [kicker], q).supported is True
+    assert lexical_support("McManus kicked it in 1927 [1].", [kicker], q).supported is False  # the year is not there
+    assert lexical_support("The capital moved in 1928 [1].", [MOVED], QUESTION).reason == \
+        "no cited passage contains ['1928']"  # digits match exactly, they are not stemmed
+
+
+def test_citation_is_repointed_only_when_another_passage_holds_the_answer():
+    from rag.grounding import repair_citations, supporting_passage
+
+    other = "Perth is the capital of Western Australia."
+    passages = [STATES, other, MOVED, "Oxygen has atomic number 8."]
+    assert repair_citations("Canberra is the capital [2].", passages, QUESTION) == "Canberra is the capital [1]."
+    assert repair_citations("Canberra [2][4].", passages, QUESTION) == "Canberra [1]."
+    # A cited passage holding it, no passage holding it, no citation, an abstention: unchanged.
+    for answer in ("Canberra [3].", "Sydney [2].", "Canberra.", "I don't know based on the provided documents. [2]"):
+        assert repair_citations(answer, passages, QUESTION) == answer
+    assert repair_citations("Canberra [9].", passages, QUESTION) == "Canberra [9]."  # no such source: not a citation
+    assert supporting_passage("Perth [1]", passages, QUESTION) == 2
+
+
 def test_llm_check_is_cached_and_reads_only_yes_or_no(tmp_path):
     cache = LLMCache(tmp_path / "c.sqlite")
     llm = scripted_llm(good_verifier)
@@ -87,8 +110,10 @@ def test_harness_records_both_verdicts_and_the_unsupported_rates(tmp_path, monke
     last = {r["qid"]: r for r in read_jsonl(tmp_path / "run" / "bm25" / "answers.jsonl")}
     assert last["cap"]["grounding"]["lexical"]["supported"] is True
     assert last["cap"]["grounding"]["llm"]["supported"] is False
-    assert last["cap"]["checks"] == {"abstained": 0.0, "unsupported_lexical": 0.0, "unsupported_llm": 1.0}
-    assert last["ox"]["checks"] == {"abstained": 1.0, "unsupported_lexical": 0.0, "unsupported_llm": 0.0}
+    assert last["cap"]["checks"] == {"abstained": 0.0, "citation_repaired": 0.0, "unsupported_lexical": 0.0,
+                                     "unsupported_llm": 1.0}
+    assert last["ox"]["checks"] == {"abstained": 1.0, "citation_repaired": 0.0, "unsupported_lexical": 0.0,
+                                    "unsupported_llm": 0.0}
     m = json.loads((tmp_path / "run" / "bm25" / "metrics.json").read_text())["answers"]
     assert (m["abstained"], m["unsupported_lexical"], m["unsupported_llm"]) == (0.5, 0.0, 0.5)
     assert "qa" not in json.loads((tmp_path / "run" / "bm25" / "metrics.json").read_text())  # no gold
@@ -96,3 +121,40 @@ def test_harness_records_both_verdicts_and_the_unsupported_rates(tmp_path, monke
     run_eval(replace(cfg, grounding="llm"), out=tmp_path / "run", llm=llm, progress=False, cache=cache)
     assert llm.calls == 3
     assert "unsupported_llm" in (tmp_path / "run" / "report.md").read_text()
+
+
+def test_harness_repoints_a_wrong_citation_and_brings_older_records_to_the_rule(tmp_path, monkeypatch):
+    """The reader cites the wrong passage: the record cites the one holding the answer, keeps the
+    reader's text, and scores both; the cache keeps the reader's text; an older record is redone."""
+    from eval.run import EvalConfig, run_eval
+    from rag.records import append_jsonl, read_jsonl, write_jsonl
+
+    monkeypatch.setenv("DISTILRAG_RUNS_DIR", str(tmp_path / "runs"))
+    perth = "Perth is the capital of Western Australia."
+    write_jsonl(tmp_path / "corpus.jsonl", [{"_id": "au#0", "title": "Australia", "text": STATES},
+                                            {"_id": "wa#0", "title": "Perth", "text": perth}])
+    write_jsonl(tmp_path / "q.jsonl", [{"qid": "cap", "query": QUESTION, "answers": ["Canberra"]}])
+
+    def cites_perth(prompt: str) -> str:  # the wrong source, whatever its rank
+        n = next(line[1] for line in prompt.splitlines() if line.startswith("[") and "Perth" in line)
+        return f"Canberra is the capital [{n}]."
+
+    cfg = EvalConfig(corpus=str(tmp_path / "corpus.jsonl"), split="", queries=str(tmp_path / "q.jsonl"),
+                     retrievers=("bm25",), top_k=2, depth=2)
+    cache, llm = LLMCache(tmp_path / "c.sqlite"), scripted_llm(cites_perth)
+    run_eval(cfg, out=tmp_path / "run", llm=llm, progress=False, cache=cache)
+    out = tmp_path / "run" / "bm25" / "answers.jsonl"
+    rec = list(read_jsonl(out))[-1]
+    assert rec["cited_docids"] == ["au#0"] and rec["model_answer"] != rec["answer"]
+    assert rec["model_answer"] == cites_perth(llm.prompts[0]) == cache.get(rec["answer_key"])["text"]
+    assert (rec["qa"]["citation_precision"], rec["qa"]["citation_precision_model"]) == (1.0, 0.0)
+    assert rec["checks"]["citation_repaired"] == 1.0
+    # A record an older harness wrote: the reader's text as the answer, no checks_version.
+    old = {k: v for k, v in rec.items() if k not in ("model_answer", "checks_version", "checks", "grounding")}
+    append_jsonl(out, {**old, "answer": rec["model_answer"], "cited_docids": ["wa#0"],
+                       "qa": {**rec["qa"], "citation_precision": 0.0}})
+    run_eval(cfg, out=tmp_path / "run", llm=llm, progress=False, cache=cache)
+    redone = list(read_jsonl(out))[-1]
+    assert llm.calls == 1 and {k: redone[k] for k in rec} == rec
+    m = json.loads((tmp_path / "run" / "bm25" / "metrics.json").read_text())
+    assert m["qa"]["citation_precision"] == 1.0 and m["qa"]["citation_precision_model"] == 0.0
