@@ -93,6 +93,9 @@ def _render_answer(turn: dict, i: int) -> None:
         return
     st.markdown(answer_markdown(r["text"], anchor(turn, i), len(r["sources"])) or "_(empty answer)_",
                 unsafe_allow_html=True)
+    if r.get("withheld"):  # what the model said, shown as what it is: not found in the passages
+        st.warning(f"Withheld: the model answered \u201c{r['withheld']}\u201d, but most of its words are in "
+                   "none of the passages below. Check them before relying on it.", icon=":material/warning:")
     if r.get("repaired_from"):  # say so: the reader may look for what the model first cited
         st.caption(f"The model cited {r['repaired_from']}; the citation points to the passage that holds "
                    "this answer's words.")
@@ -261,6 +264,8 @@ def _answer_into(turn: dict, i: int, live, llm, answer_slot, sources_slot) -> No
 
     check = support(ans.text, [s.text for s in ans.sources if s.n in ans.cited], turn["question"])
     r["unsupported"] = check.reason if check.supported is False else ""
+    if ans.withheld:
+        r["withheld"] = ans.model_text
     if ans.citation_repaired:
         from rag.citations import parse_citations
 

@@ -2,11 +2,14 @@
 
 Each answered record gets
     "grounding": {"lexical": {supported, reason}, "llm": {...}}   (the methods asked for)
-    "checks":    {"abstained": 0/1, "citation_repaired": 0/1, "unsupported_lexical": 0/1, "unsupported_llm": 0/1}
+    "checks":    {"abstained": 0/1, "withheld": 0/1, "citation_repaired": 0/1, "unsupported_lexical": 0/1,
+                  "unsupported_llm": 0/1}
     "checks_version": CHECKS_VERSION
-and its answer, cited_docids and qa re-derived from the LLM's own text (model_answer when its
-citation was re-pointed) by the rule the chain applies (rag.grounding.repair_citations), so older runs are
-brought to today's rule; qa.citation_precision_model scores the citations as the LLM wrote them.
+and its answer, cited_docids and qa re-derived from the LLM's own text (model_answer when the
+chain re-pointed its citation or withheld it) by the chain's rule (rag.grounding.shown_answer), so
+older runs are brought to today's rule; qa.citation_precision_model and qa.answer_contains_ref_model
+score the text as the LLM wrote it. "abstained" counts the answers shown as no answer, withheld ones
+included; "withheld" those the LLM did answer.
 An answer is unsupported when its check says the cited passages do not support it; an
 abstention is never unsupported (it claims nothing), and a check that could not decide (an
 unreadable verifier reply) leaves the value out rather than guessing. On a question set whose
@@ -18,7 +21,7 @@ from __future__ import annotations
 import sys
 
 GROUNDING_CHOICES = ("lexical", "llm", "off")
-CHECKS_VERSION = 2  # 2: stemmed lexical check, citations re-pointed (bump when a check's rule changes)
+CHECKS_VERSION = 3  # 2: stemmed lexical check, citations re-pointed; 3: withheld answers (bump on a rule change)
 
 
 def methods_for(grounding: str) -> tuple[str, ...]:
@@ -43,20 +46,23 @@ def needs_checks(rec: dict, methods: tuple[str, ...]) -> bool:
 
 def _rederive(rec: dict) -> dict:
     """`rec` with answer, cited_docids, model_answer and qa as the chain makes them today."""
-    from eval.qa_metrics import citation_precision, qa_scores
+    from eval.qa_metrics import qa_scores
+    from rag.chain import is_no_answer
     from rag.citations import parse_citations
-    from rag.grounding import repair_citations
+    from rag.grounding import shown_answer
 
     model = rec.get("model_answer") or rec["answer"]
-    ctx, retrieved = rec.get("contexts") or [], rec.get("retrieved") or []
-    text = repair_citations(model, ctx, rec["question"])
-    out = {**rec, "answer": text, "model_answer": model if text != model else None,
+    ctx, retrieved, refs = rec.get("contexts") or [], rec.get("retrieved") or [], list(rec.get("references") or [])
+    text = shown_answer(model, ctx, rec["question"])
+    out = {**rec, "answer": text, "model_answer": model if text != model else None, "no_answer": is_no_answer(text),
            "cited_docids": [retrieved[n - 1] for n in parse_citations(text, len(ctx))]}
-    qa = qa_scores(text, list(rec.get("references") or []), ctx, cited_texts(out))
-    own = citation_precision(rec.get("references") or [], [ctx[n - 1] for n in parse_citations(model, len(ctx))])
-    if qa and own is not None:
-        qa["citation_precision_model"] = own
-    return {**out, "qa": {**(rec.get("qa") or {}), **qa}}
+    qa = qa_scores(text, refs, ctx, cited_texts(out))
+    if qa:
+        own = qa_scores(model, refs, ctx, [ctx[n - 1] for n in parse_citations(model, len(ctx))])
+        qa["answer_contains_ref_model"] = own["answer_contains_ref"]
+        if "citation_precision" in own:
+            qa["citation_precision_model"] = own["citation_precision"]
+    return {**out, "qa": qa}
 
 
 def add_checks(rec: dict, methods: tuple[str, ...], llm=None, cache=None, model_id: str = "") -> dict:
@@ -74,7 +80,9 @@ def add_checks(rec: dict, methods: tuple[str, ...], llm=None, cache=None, model_
     checks = {} if stale else dict(rec.get("checks") or {})
     abstained = is_no_answer(rec["answer"])
     checks["abstained"] = float(abstained)
-    checks["citation_repaired"] = float(rec.get("model_answer") is not None)
+    withheld = rec.get("model_answer") is not None and abstained and not is_no_answer(rec["model_answer"])
+    checks["withheld"] = float(withheld)
+    checks["citation_repaired"] = float(rec.get("model_answer") is not None and not withheld)
     for m in methods:
         if m not in grounding:
             v = support(rec["answer"], cited_texts(rec), rec["question"], method=m, llm=llm, cache=cache,

@@ -38,11 +38,16 @@ class Answer:
     cited: list[int] = field(default_factory=list)   # source numbers cited in the text, in order
     retriever: str = ""
     timings: dict = field(default_factory=dict)      # retrieve_s, first_token_s, total_s, tokens
-    model_text: str = ""  # what the LLM wrote, when its citation was re-pointed (rag.grounding); else ""
+    model_text: str = ""  # what the LLM wrote, when the chain re-pointed or withheld it (rag.grounding); else ""
+
+    @property
+    def withheld(self) -> bool:
+        """The LLM answered, but its passages hold too little of it: the text says no answer."""
+        return bool(self.model_text) and is_no_answer(self.text) and not is_no_answer(self.model_text)
 
     @property
     def citation_repaired(self) -> bool:
-        return bool(self.model_text) and self.model_text != self.text
+        return bool(self.model_text) and self.model_text != self.text and not self.withheld
 
     @property
     def cited_docids(self) -> list[str]:
@@ -70,10 +75,11 @@ class EmptyAnswer(UserError, RuntimeError):
 def make_answer(question: str, model_text: str, sources: list[Source], retriever: str = "",
                 timings: dict | None = None) -> Answer:
     """The one way an LLM's text becomes an Answer (the chain, and the harness's cached answers):
-    its citation re-pointed where the cited passage lacks its words and another holds them."""
-    from rag.grounding import repair_citations
+    its citation re-pointed where the cited passage lacks its words and another holds them, or
+    withheld when no passage holds most of them (rag.grounding.shown_answer)."""
+    from rag.grounding import shown_answer
 
-    text = repair_citations(model_text, [s.text for s in sources], question)
+    text = shown_answer(model_text, [s.text for s in sources], question)
     return Answer(question, text, sources, parse_citations(text, len(sources)), retriever, dict(timings or {}),
                   model_text=model_text if text != model_text else "")
 

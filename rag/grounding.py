@@ -15,11 +15,14 @@ An abstention ("I don't know ...") is neither: supported is None, as is an LLM r
 yes or no (counted by the caller, never guessed).
 
     repair_citations(answer, passages, question)   the answer, its citation re-pointed
+    shown_answer(answer, passages, question)       ... or withheld: what the chain shows
 
 A small model often cites the wrong one of its passages (the shipped corpus, 113 correct answers:
 32 cited [2], the number in the prompt's example, while only [1] held the answer), so when the
 cited passages do not hold the answer's words and another passage does, the citation is moved
 there; the chain does it to every answer, and the app and the harness show that it did.
+An answer most of whose own words are in none of its passages is withheld: the chain says it does
+not know, and the app shows the model's text as unsupported, not as fact.
 """
 from __future__ import annotations
 
@@ -117,6 +120,33 @@ def supporting_passage(answer: str, passages: list[str], question: str) -> int |
     if not words:
         return None
     return next((i for i, p in enumerate(passages, 1) if not words.keys() - content_words(p)), None)
+
+
+# Below this share of its own words in its best passage an answer is withheld. Measured on the
+# shipped corpus (docs/qa-squad_dev.md, "Grounding"): it withholds no answer that holds the gold
+# answer and half the answers to questions the corpus cannot answer; 0.6 starts losing right ones.
+WITHHOLD_BELOW = 0.5
+
+
+def coverage(answer: str, passages: list[str], question: str) -> float | None:
+    """The largest share of the answer's own words that one passage holds (None: no words of its own)."""
+    words = _claim_words(strip_citations(answer), question)
+    if not words or not passages:
+        return None
+    return max(len(words.keys() & content_words(p)) / len(words) for p in passages)
+
+
+def shown_answer(answer: str, passages: list[str], question: str) -> str:
+    """What the chain shows for the LLM's `answer`: its citation re-pointed (repair_citations), or
+    the no-answer sentence when the passages hold less than WITHHOLD_BELOW of its words."""
+    from rag.chain import is_no_answer
+    from rag.prompts import NO_ANSWER
+
+    if not is_no_answer(answer):
+        c = coverage(answer, passages, question)
+        if c is not None and c < WITHHOLD_BELOW:
+            return NO_ANSWER
+    return repair_citations(answer, passages, question)
 
 
 def repair_citations(answer: str, passages: list[str], question: str) -> str:

@@ -228,6 +228,20 @@ def test_a_wrong_citation_is_repointed_and_the_chat_says_so(corpus_dir, app_home
     assert any("The model cited [2]" in c.value for c in at.caption)
 
 
+def test_an_answer_mostly_in_no_passage_is_withheld_and_shown_as_such(corpus_dir, app_home, monkeypatch):
+    from app import services
+    from rag.prompts import NO_ANSWER
+    from tests.fakes import scripted_llm
+
+    said = "The Green Bay Packers, coached by Vince Lombardi, represented it in 1967 [1]."
+    monkeypatch.setattr(services, "make_llm", lambda cfg: scripted_llm([said]))
+    at = new_app()
+    ask(at, QUESTION)
+    [r] = _turns(at)[0]["results"]
+    assert r["text"] == NO_ANSWER and r["withheld"] == said
+    assert any("Withheld" in w.value and "Lombardi" in w.value for w in at.warning)
+
+
 def test_a_reload_keeps_the_conversation_and_the_settings(corpus_dir, app_home, fake_llm):
     from streamlit.testing.v1 import AppTest
 

@@ -68,6 +68,21 @@ def test_citation_is_repointed_only_when_another_passage_holds_the_answer():
     assert supporting_passage("Perth [1]", passages, QUESTION) == 2
 
 
+def test_an_answer_mostly_in_no_passage_is_withheld():
+    from rag.grounding import WITHHOLD_BELOW, coverage, shown_answer
+    from rag.prompts import NO_ANSWER
+
+    made_up = "Kenya Airways, founded in 1963, flies from Nairobi [1]."  # its own words: 1 of 5 in [2]
+    passages = [STATES, "Nairobi is the capital of Kenya."]
+    assert coverage(made_up, passages, "What is Kenya's national airline?") == pytest.approx(1 / 5)
+    assert shown_answer(made_up, passages, "What is Kenya's national airline?") == NO_ANSWER
+    half = "Canberra, founded in 1913 [1]."  # canberra, founded: 2 of its 3 own words
+    assert coverage(half, ["Canberra was founded as the capital."], QUESTION) == pytest.approx(2 / 3)
+    assert WITHHOLD_BELOW <= 2 / 3  # mostly there: shown (the lexical check still calls it unsupported)
+    assert shown_answer(half, ["Canberra was founded as the capital."], QUESTION) == half
+    assert shown_answer(NO_ANSWER, passages, QUESTION) == NO_ANSWER
+
+
 def test_llm_check_is_cached_and_reads_only_yes_or_no(tmp_path):
     cache = LLMCache(tmp_path / "c.sqlite")
     llm = scripted_llm(good_verifier)
@@ -110,10 +125,10 @@ def test_harness_records_both_verdicts_and_the_unsupported_rates(tmp_path, monke
     last = {r["qid"]: r for r in read_jsonl(tmp_path / "run" / "bm25" / "answers.jsonl")}
     assert last["cap"]["grounding"]["lexical"]["supported"] is True
     assert last["cap"]["grounding"]["llm"]["supported"] is False
-    assert last["cap"]["checks"] == {"abstained": 0.0, "citation_repaired": 0.0, "unsupported_lexical": 0.0,
-                                     "unsupported_llm": 1.0}
-    assert last["ox"]["checks"] == {"abstained": 1.0, "citation_repaired": 0.0, "unsupported_lexical": 0.0,
-                                    "unsupported_llm": 0.0}
+    assert last["cap"]["checks"] == {"abstained": 0.0, "withheld": 0.0, "citation_repaired": 0.0,
+                                     "unsupported_lexical": 0.0, "unsupported_llm": 1.0}
+    assert last["ox"]["checks"] == {"abstained": 1.0, "withheld": 0.0, "citation_repaired": 0.0,
+                                    "unsupported_lexical": 0.0, "unsupported_llm": 0.0}
     m = json.loads((tmp_path / "run" / "bm25" / "metrics.json").read_text())["answers"]
     assert (m["abstained"], m["unsupported_lexical"], m["unsupported_llm"]) == (0.5, 0.0, 0.5)
     assert "qa" not in json.loads((tmp_path / "run" / "bm25" / "metrics.json").read_text())  # no gold
@@ -158,3 +173,22 @@ def test_harness_repoints_a_wrong_citation_and_brings_older_records_to_the_rule(
     assert llm.calls == 1 and {k: redone[k] for k in rec} == rec
     m = json.loads((tmp_path / "run" / "bm25" / "metrics.json").read_text())
     assert m["qa"]["citation_precision"] == 1.0 and m["qa"]["citation_precision_model"] == 0.0
+
+
+def test_harness_withholds_a_made_up_answer_and_keeps_what_the_llm_said(tmp_path, monkeypatch):
+    from eval.run import EvalConfig, run_eval
+    from rag.prompts import NO_ANSWER
+    from rag.records import read_jsonl, write_jsonl
+
+    monkeypatch.setenv("DISTILRAG_RUNS_DIR", str(tmp_path / "runs"))
+    write_jsonl(tmp_path / "corpus.jsonl", [{"_id": "au#0", "title": "Australia", "text": STATES}])
+    write_jsonl(tmp_path / "q.jsonl", [{"qid": "cap", "query": QUESTION, "answers": ["Canberra"]}])
+    said = "Sydney, founded by Captain Cook in 1788 [1]."
+    cfg = EvalConfig(corpus=str(tmp_path / "corpus.jsonl"), split="", queries=str(tmp_path / "q.jsonl"),
+                     retrievers=("bm25",), top_k=1, depth=1)
+    run_eval(cfg, out=tmp_path / "run", llm=scripted_llm([said]), progress=False, cache=LLMCache(tmp_path / "c"))
+    rec = list(read_jsonl(tmp_path / "run" / "bm25" / "answers.jsonl"))[-1]
+    assert (rec["answer"], rec["model_answer"], rec["no_answer"]) == (NO_ANSWER, said, True)
+    assert rec["checks"]["withheld"] == rec["checks"]["abstained"] == 1.0
+    assert rec["checks"]["citation_repaired"] == 0.0 and rec["cited_docids"] == []
+    assert rec["qa"]["answer_contains_ref_model"] == 0.0
