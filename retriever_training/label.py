@@ -100,6 +100,57 @@ def prepare_lists(cfgs: dict, progress: bool = True, corpus=None) -> tuple[Path,
     return out, list(read_jsonl(cpath, CandidateList))
 
 
+def plan_lists(cfgs: dict, corpus, progress: bool = True, top_up: bool = False) -> tuple[list[CandidateList], dict]:
+    """For a dry run, with no LLM call: the candidate lists the LLM would rank, and the question
+    writing still to pay ({what: JobSize}). Queries the LLM has not written yet are planned on
+    stand-ins about the same passages; `top_up`: price the retrain's top-up of a short log too."""
+    from retriever_training.synthesize import stand_in_queries, synthesis_job
+
+    qc, out = cfgs["queries"], labels_path(cfgs["label"])
+    qpath, cpath = out / "queries.jsonl", out / "candidates.jsonl.gz"
+    writing: dict = {}
+    if qpath.exists():
+        queries = list(read_jsonl(qpath, Query))
+    elif qc.source == "synthesize":
+        n_passages = qc.synth_passages or qc.n
+        writing["the queries to label"] = synthesis_job(corpus, n_passages, qc.seed)
+        queries = stand_in_queries(corpus, n_passages, qc.seed)[:qc.n]
+    else:
+        queries = select_queries(qc, cfgs["label"].corpus)
+    synthetic = qc.synthetic
+    if top_up and qc.top_up_to:
+        from retriever_training.queries import unlabelled_pool
+
+        pool = unlabelled_pool(qc, cfgs["label"].corpus, {q.qid for q in queries}, cfgs["teacher"].unlabelled_queries)
+        synthetic = max(synthetic, qc.top_up_to - len(queries) - len(pool))
+    if synthetic > 0:
+        per = qc.synth_per_passage
+        writing["unlabelled queries"] = synthesis_job(corpus, -(-synthetic // per), qc.seed + 2, per)
+    cands = (list(read_jsonl(cpath, CandidateList)) if qpath.exists() and cpath.exists()
+             else make_candidates(corpus, queries, cfgs["candidates"], progress))
+    return cands, writing
+
+
+def plan_labelling(cfgs: dict, corpus, progress: bool = True, top_up: bool = False):
+    """What labelling (and the question writing before it) would cost: the ledger of a dry run,
+    its estimate in extra["estimate"] and the writing's in extra["writing"]. Nothing is written."""
+    from rag.settings import runs_dir
+    from retriever_training.label_cost import estimate
+    from retriever_training.ranking import machine_ledgers
+
+    cands, writing = plan_lists(cfgs, corpus, progress, top_up)
+    ledger = rank_candidates(cands, corpus, cfgs["llm_rank"], labels_path(cfgs["label"]) / "rankings.jsonl",
+                             progress=progress, dry_run=True, ledgers=machine_ledgers(runs_dir() / "labels"))
+    est = ledger.extra.get("estimate", {})
+    rate = None
+    if est.get("tokens_per_s"):  # the embedded model's rate writes the questions too
+        from retriever_training.label_cost import Rate
+
+        rate = Rate(est["tokens_per_s"], 0.0, est["rate_source"])
+    ledger.extra["writing"] = {what: estimate(job, rate) for what, job in writing.items()}
+    return ledger
+
+
 def run_labelling(cfgs: dict, dry_run: bool = False, progress: bool = True, corpus=None):
     from rag.corpus import load_corpus
 
@@ -108,6 +159,8 @@ def run_labelling(cfgs: dict, dry_run: bool = False, progress: bool = True, corp
         from retriever_training.recipe import resolve
 
         cfgs = resolve(cfgs, corpus)
+    if dry_run:
+        return plan_labelling(cfgs, corpus, progress)
     lc: LabelConfig = cfgs["label"]
     out, cands = prepare_lists(cfgs, progress, corpus)
     rankings = out / "rankings.jsonl"
@@ -115,10 +168,8 @@ def run_labelling(cfgs: dict, dry_run: bool = False, progress: bool = True, corp
     from rag.settings import runs_dir
     from retriever_training.ranking import machine_ledgers
 
-    ledger = rank_candidates(cands, corpus, cfgs["llm_rank"], rankings, progress=progress, dry_run=dry_run,
+    ledger = rank_candidates(cands, corpus, cfgs["llm_rank"], rankings, progress=progress,
                              ledgers=machine_ledgers(runs_dir() / "labels"))
-    if dry_run:
-        return ledger
     n_done = sum(1 for _ in read_jsonl(rankings)) if rankings.exists() else 0
     prov_path = out / "provenance.json"
     prov = {}
@@ -175,10 +226,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def labelling_line(ledger, cfgs: dict) -> str:
     """The last line of `label` (and of a retrain's labelling): the estimate, or how far it got."""
-    from retriever_training.label_cost import cost_line, fmt_duration
+    from retriever_training.label_cost import cost_line, fmt_duration, synthesis_line
 
     if "estimate" in ledger.extra:
-        return cost_line(ledger.extra["estimate"])
+        writing = [synthesis_line(what, est) for what, est in ledger.extra.get("writing", {}).items()]
+        return "\n".join([*writing, cost_line(ledger.extra["estimate"])])
     done = ledger.extra.get("already_done", 0) + ledger.queries_done
     why = {"budget": f"the budget of {cfg_minutes(cfgs)} min was spent",
            "max_queries": f"--max-queries {cfgs['llm_rank'].max_queries} reached"}.get(ledger.stopped)

@@ -26,6 +26,11 @@ TOKENS_PER_WORD = 1.35     # Qwen's tokenizer on English prose
 PASSAGE_OVERHEAD = 16      # the prompt template around each passage
 QUERY_TOKENS = 16          # a typical question plus the re-fed last prompt token
 PROBE_PASSAGES = 3         # the timing probe: a few seconds of the embedded model
+# A generated token costs what ~3.5 prompt tokens do on a CPU (decoding is memory-bound: the 1.5B
+# model decoded ~19 tokens/s where it read ~71 prompt tokens/s on 2 cores).
+DECODE_SLOWDOWN = 3.5
+SYNTH_PROMPT_TOKENS = 220  # the few-shot question-writing prompt around each passage
+QUESTION_TOKENS = 20       # one written question
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,7 @@ def estimate(job: JobSize, rate: Rate | None, price_in_per_mtok: float = 0.0,
     if not job.pairs:  # everything is ranked or cached: nothing to pay, no rate needed
         out.update(seconds=0.0, rate_source="nothing to pay: every pair is ranked or cached")
     elif rate is not None and rate.tokens_per_s > 0:
-        work = job.prompt_tokens / rate.tokens_per_s
+        work = (job.prompt_tokens + DECODE_SLOWDOWN * job.completion_tokens) / rate.tokens_per_s
         out.update(seconds=round((rate.load_s if job.pairs else 0.0) + work, 1),
                    tokens_per_s=round(rate.tokens_per_s, 1), rate_source=rate.source)
     return out
@@ -138,6 +143,13 @@ def fmt_duration(seconds: float | None) -> str:
         return "unknown"
     m = round(seconds / 60)
     return f"{seconds:.0f} s" if seconds < 90 else f"{m // 60} h {m % 60:02d} min" if m >= 60 else f"{m} min"
+
+
+def synthesis_line(what: str, est: dict) -> str:
+    """The dry run's line for LLM-written queries (`what`: what they are for)."""
+    rate = f" at {est['tokens_per_s']:.0f} tokens/s" if est.get("tokens_per_s") else f" ({est.get('rate_source')})"
+    return (f"to write {what}: {est['queries']} questions, {est['pairs']} LLM calls not cached, "
+            f"~{est['prompt_tokens']:,} prompt tokens: ~{fmt_duration(est.get('seconds'))} on this machine{rate}")
 
 
 def cost_line(est: dict) -> str:

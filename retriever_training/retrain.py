@@ -149,19 +149,20 @@ def retrain(cfgs: dict, progress: bool = True, dry_run: bool = False) -> dict:
     stages = Stages(run_dir)
     timings: dict[str, float] = {}
 
+    if dry_run:  # before any query is written: the LLM writing them is a cost the dry run prices
+        from retriever_training.label import labelling_line, plan_labelling
+
+        ledger = plan_labelling(cfgs, corpus, progress, top_up=True)
+        if progress:
+            print(labelling_line(ledger, cfgs), flush=True)
+        return {"dry_run": ledger.extra.get("estimate", {}), "writing": ledger.extra.get("writing", {})}
+
     # 1-3: queries, candidates, LLM rankings (resumable on their own; the committed set is reused)
     t = time.perf_counter()
     labels_dir, cands = prepare_lists(cfgs, progress, corpus)
     check_selected(cfgs, cands, plan)
     rankings_path = labels_dir / "rankings.jsonl"
     ranked = {r["qid"] for r in read_jsonl(rankings_path)} if rankings_path.exists() else set()
-    if dry_run:
-        from retriever_training.label import labelling_line
-
-        ledger = run_labelling(cfgs, dry_run=True, progress=progress, corpus=corpus)
-        if progress:
-            print(labelling_line(ledger, cfgs), flush=True)
-        return {"dry_run": ledger.extra.get("estimate", {})}
     if len(ranked) < len(cands) and run.unranked == "rank":
         from retriever_training.label import labelling_line
 

@@ -76,6 +76,45 @@ def clean_questions(text: str, passage: str, k: int) -> tuple[list[str], int]:
     return out, bad
 
 
+def sample_passages(corpus: Corpus, n: int, seed: int) -> list:
+    """The passages questions are written from: a seeded shuffle, then the first n (a larger n
+    keeps the smaller one's passages, and their cached calls)."""
+    passages = list(corpus.passages)
+    random.Random(seed).shuffle(passages)
+    return passages[:n]
+
+
+def _params(per_passage: int) -> dict:
+    return {"temperature": 0.0, "max_tokens": 64 * per_passage}
+
+
+def _call(passage, per_passage: int, llm_cfg) -> tuple[list[dict], str]:
+    """(messages, cache key) of the call that writes questions from `passage`."""
+    messages = question_messages(passage.text[:2000], per_passage)
+    return messages, cache_key(llm_cfg.model_name, *prompt_of(per_passage), messages, _params(per_passage))
+
+
+def synthesis_job(corpus: Corpus, n_passages: int, seed: int, per_passage: int = 1, llm_cfg=None):
+    """What writing questions from those passages would pay, for a dry run: the calls not in the
+    cache, their prompt tokens and the questions they generate (label_cost.JobSize; no LLM call)."""
+    from rag.llm import LLMConfig
+    from retriever_training.label_cost import QUESTION_TOKENS, SYNTH_PROMPT_TOKENS, JobSize, passage_tokens
+
+    llm_cfg, cache = llm_cfg or LLMConfig.from_env(), LLMCache()
+    todo = [p for p in sample_passages(corpus, n_passages, seed) if cache.get(_call(p, per_passage, llm_cfg)[1]) is None]
+    return JobSize(queries=per_passage * n_passages, pairs=len(todo), unique_passages=len(todo),
+                   prompt_tokens=sum(passage_tokens(p.text[:2000]) + SYNTH_PROMPT_TOKENS for p in todo),
+                   completion_tokens=QUESTION_TOKENS * per_passage * len(todo))
+
+
+def stand_in_queries(corpus: Corpus, n_passages: int, seed: int) -> list[Query]:
+    """For a dry run before the LLM has written the queries: one stand-in per passage it would
+    write from (the passage's opening words), so that the candidates, and the labelling estimate,
+    are those of queries about the same passages."""
+    return [Query(qid=f"stand-in-{i}", query=" ".join(p.text.split()[:12]), split="stand-in")
+            for i, p in enumerate(sample_passages(corpus, n_passages, seed))]
+
+
 def synthesize_queries(corpus_name: str, cfg, client=None, llm_cfg=None, corpus: Corpus | None = None,
                        progress: bool = True, n_passages: int | None = None, seed: int | None = None,
                        per_passage: int = 1) -> list[Query]:
@@ -90,21 +129,14 @@ def synthesize_queries(corpus_name: str, cfg, client=None, llm_cfg=None, corpus:
         raise ValueError(f"Questions per passage must be 1..{MAX_PER_PASSAGE}, not {per_passage}.")
     corpus = corpus or load_corpus(corpus_name)
     llm_cfg = llm_cfg or LLMConfig.from_env()
-    n = n_passages or cfg.synth_passages or cfg.n
-    # A seeded shuffle, then the first n: a larger n keeps the smaller one's passages (and their
-    # cached calls).
-    passages = list(corpus.passages)
-    random.Random(cfg.seed if seed is None else seed).shuffle(passages)
-    passages = passages[:n]
+    passages = sample_passages(corpus, n_passages or cfg.synth_passages or cfg.n, cfg.seed if seed is None else seed)
     retriever = make_retriever("base", corpus, top_k=cfg.synth_filter_depth)
-    prompt = prompt_of(per_passage)
-    params = {"temperature": 0.0, "max_tokens": 64 * per_passage}
+    params = _params(per_passage)
     cache = LLMCache()
     out: list[Query] = []
     dropped = {"malformed": 0, "not_found": 0}
     for p in tqdm(passages, desc="synthesise queries", unit="passage", disable=not progress):
-        messages = question_messages(p.text[:2000], per_passage)
-        key = cache_key(llm_cfg.model_name, *prompt, messages, params)
+        messages, key = _call(p, per_passage, llm_cfg)
         text = cache.get(key)
         if text is None:
             client = client or openai_client(llm_cfg)  # started only when a call is not cached

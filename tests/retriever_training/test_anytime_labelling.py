@@ -237,3 +237,37 @@ def test_a_retrain_after_a_budget_stop_trains_on_the_ranked_queries_and_says_so(
     assert first_held > 0
     with pytest.raises(ConfigError, match="none of the .* ranked queries is held out"):
         retrain_mod.retrain(cfgs)
+
+
+def test_a_dry_run_before_the_queries_exist_calls_no_llm_and_prices_writing_them(tmp_path, monkeypatch):
+    """No query log: the LLM would write the queries, so the dry run plans on stand-ins about the
+    same passages and prices the writing (and a retrain's top-up), writing nothing."""
+    from rag import llm
+    from rag.config import load_sections
+    from rag.corpus import load_corpus
+    from retriever_training import label, retrain as retrain_mod
+    from retriever_training.recipe import labels_path, resolve
+    from retriever_training.synthesize import sample_passages
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    for i in range(6):
+        (docs / f"doc{i}.txt").write_text(f"Topic {i}. " + " ".join(f"fact{i}x{j} is here." for j in range(30)))
+    monkeypatch.setenv("DISTILRAG_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setattr(llm, "openai_client", lambda *a, **k: pytest.fail("the dry run called the LLM"))
+    monkeypatch.setattr(label_cost, "timing_probe", lambda cfg, samples: label_cost.Rate(100.0, 0.0, "probe (fake)"))
+    corpus = load_corpus(docs)
+    cfgs = resolve(load_sections(None, retrain_mod.SECTIONS, [f"label.corpus={docs}", "queries.n=4",
+                                                              "candidates.depth=5", "queries.synthetic=6"]), corpus)
+    led = label.run_labelling(cfgs, dry_run=True, progress=False, corpus=corpus)
+    write = led.extra["writing"]["the queries to label"]
+    shown = sample_passages(corpus, 4, cfgs["queries"].seed)
+    tokens = sum(label_cost.passage_tokens(p.text) + label_cost.SYNTH_PROMPT_TOKENS for p in shown)
+    assert (write["queries"], write["pairs"], write["prompt_tokens"]) == (4, 4, tokens)
+    assert write["seconds"] == round((tokens + label_cost.DECODE_SLOWDOWN * 4 * label_cost.QUESTION_TOKENS) / 100, 1)
+    assert led.extra["writing"]["unlabelled queries"]["queries"] == 6
+    est = led.extra["estimate"]
+    assert est["queries"] == 4 and est["pairs"] == 4 * min(5, len(corpus)) and est["seconds"] > 0
+    assert not (labels_path(cfgs["label"]) / "queries.jsonl").exists()
+    line = label.labelling_line(led, cfgs)
+    assert line.startswith("to write the queries to label: 4 questions, 4 LLM calls") and "to label: 4 queries" in line
