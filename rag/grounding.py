@@ -36,11 +36,11 @@ from rag.prompts import GROUNDING
 GROUNDING_PARAMS = {"temperature": 0.0, "max_tokens": 3}
 
 # Function words carry no claim: "the answer is in 1927" is checked on {answer, 1927} minus the
-# question's words, not on "the", "is", "in".
+# question's words, not on "the", "is", "in". "Yes"/"no" affirm or deny the question's own words.
 _STOP = frozenset("""a an the of in on at to for from by with and or but as is are was were be been
 being it its this that these those which who whom whose what when where why how there their they
 he she his her him them we our you your i my me do does did has have had not no so than then into
-over under about after before during also only one""".split())
+over under about after before during also only one yes""".split())
 # Words about the sources, not about the world: "..., as mentioned in [1]" claims nothing more.
 _ABOUT_SOURCES = frozenset("""according mentioned stated states source sources passage passages provided
 document documents text context based""".split())

@@ -81,6 +81,9 @@ def test_an_answer_mostly_in_no_passage_is_withheld():
     assert WITHHOLD_BELOW <= 2 / 3  # mostly there: shown (the lexical check still calls it unsupported)
     assert shown_answer(half, ["Canberra was founded as the capital."], QUESTION) == half
     assert shown_answer(NO_ANSWER, passages, QUESTION) == NO_ANSWER
+    # "Yes" affirms the question's words: nothing of its own to find, so it is shown as given.
+    assert shown_answer("Yes [1].", ["The harbour is busy."], "Is the harbour busy?") == "Yes [1]."
+    assert shown_answer("Yes, in 1963 [1].", ["The harbour is busy."], "Is the harbour busy?") == NO_ANSWER
 
 
 def test_llm_check_is_cached_and_reads_only_yes_or_no(tmp_path):
