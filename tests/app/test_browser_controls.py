@@ -63,7 +63,15 @@ def test_compare_stop_and_reload(tmp_path):
         expect(cols.nth(1)).to_contain_text("Stopped before the answer began.", timeout=30_000)
         page.get_by_test_id("stStatusWidgetRunningIcon").wait_for(state="detached", timeout=30_000)
         assert page.get_by_test_id("stException").count() == 0
-        # The LLM request ended with the answer: the server is idle, not generating on.
+        # The LLM request ended with the answer: the server saw the client go (its log says so
+        # within seconds), the right side never asked, and the server is idle, not generating on.
+        log = home / "logs" / "llm_server.log"
+        deadline = time.monotonic() + 15
+        while "Disconnected from client" not in log.read_text(errors="replace") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        text = log.read_text(errors="replace")
+        assert "Disconnected from client" in text, "the LLM server never saw the stream closed after Stop"
+        assert text.count("POST /v1/chat/completions") == 1, "an answer was requested after Stop"
         time.sleep(1.0)
         share = _server_cpu_share(home)
         assert share < 0.3, f"the LLM server still uses {share:.2f} cores after Stop"
