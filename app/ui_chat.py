@@ -167,6 +167,8 @@ def ask(question: str, settings: Settings) -> None:
             save()
             _render_results(turn)
             return
+        # The Stop button's place, above the answers: below them it would move with every token.
+        stop = st.empty()
         cols = st.columns(len(retrievers), gap="medium") if len(retrievers) > 1 else [st.container()]
         slots, live = [], []
         for i, col in enumerate(cols):
@@ -199,7 +201,6 @@ def ask(question: str, settings: Settings) -> None:
         save()
         # Clicking it reruns the script, which ends this run at its next token; the chain then
         # closes the LLM stream, and the server stops generating (see rag.chain.RAGChain.answer).
-        stop = st.empty()
         stop.button("Stop", key=f"stop-{turn['id']}", icon=":material/stop_circle:", on_click=save,
                     help="End the answer here (the text so far is kept)")
         for i, (answer_slot, sources_slot) in enumerate(slots):

@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from dataclasses import dataclass, replace
@@ -248,13 +249,34 @@ def openai_client(cfg: LLMConfig | None = None, async_: bool = False):
     return cls(base_url=base_url, api_key=key, timeout=cfg.timeout_s, max_retries=3)
 
 
+_reading = threading.local()  # the HTTP responses this thread's LlamaIndex LLMs have opened
+
+
+def _opened(response) -> None:
+    """httpx response hook: remember the response (still unread when it is a stream)."""
+    open_now = [r for r in getattr(_reading, "responses", []) if not r.is_closed]
+    _reading.responses = open_now + [response]
+
+
+def close_open_responses() -> None:
+    """Close the responses this thread is reading: an answer stopped early ends its HTTP stream now,
+    and the server stops generating. Left to Python, openai's Stream (it and its generator hold
+    each other) is closed only when the cycle collector finds it unreachable, which an exception
+    in flight can delay past the whole answer."""
+    for r in getattr(_reading, "responses", []):
+        r.close()
+    _reading.responses = []
+
+
 def llama_index_llm(cfg: LLMConfig | None = None):
     """The same endpoint as a LlamaIndex LLM (chat API, streaming)."""
     apply_offline_env()
+    import httpx
     from llama_index.llms.openai_like import OpenAILike
 
     cfg = cfg or LLMConfig.from_env()
     base_url, key = endpoint(cfg)
     return OpenAILike(model=cfg.model_name, api_base=base_url, api_key=key, is_chat_model=True,
                       is_function_calling_model=False, context_window=cfg.n_ctx,
-                      max_tokens=cfg.max_tokens, temperature=cfg.temperature, timeout=cfg.timeout_s)
+                      max_tokens=cfg.max_tokens, temperature=cfg.temperature, timeout=cfg.timeout_s,
+                      http_client=httpx.Client(timeout=cfg.timeout_s, event_hooks={"response": [_opened]}))

@@ -88,3 +88,22 @@ def test_a_busy_server_is_reused_not_replaced(tmp_path, monkeypatch):
     finally:
         busy.close()
     assert llm.running_server() is None  # nothing listens any more: not running
+
+
+def test_a_stopped_answer_closes_its_http_stream_at_once(monkeypatch):
+    """The chain's early exit closes the stream the LLM client opened in this thread, not later when
+    the garbage collector gets to openai's self-referencing Stream."""
+    import httpx
+
+    from rag import llm
+
+    monkeypatch.setattr(llm, "_reading", __import__("threading").local())
+    body = httpx.ByteStream(b"data: {}\n\n" * 100)
+    transport = httpx.MockTransport(lambda request: httpx.Response(200, stream=body))
+    client = httpx.Client(transport=transport, event_hooks={"response": [llm._opened]})
+    done = client.get("http://llm/v1/models")          # read whole: closed, dropped from the list
+    streaming = client.send(client.build_request("POST", "http://llm/v1/chat/completions"), stream=True)
+    assert done.is_closed and not streaming.is_closed
+    assert llm._reading.responses == [streaming]
+    llm.close_open_responses()
+    assert streaming.is_closed and llm._reading.responses == []
