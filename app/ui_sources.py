@@ -36,7 +36,7 @@ def answer_sentence(passage: str, answer: str, question: str = "") -> int | None
     states its fact first and elaborates after: "at Levi's Stadium in the San Francisco Bay Area"),
     and names and numbers count three times (they carry a factoid's fact; "took" does not), so the
     sentence with "Levi's Stadium" beats one that only shares the elaboration."""
-    from rag.chain import is_no_answer
+    from rag.prompts import is_no_answer
 
     if not answer.strip() or is_no_answer(answer):
         return None

@@ -42,7 +42,7 @@ def answered(run: Path) -> list[dict]:
 
 def main(argv=None) -> None:
     from eval.qa_metrics import qa_scores
-    from rag.chain import is_no_answer
+    from rag.prompts import is_no_answer
     from rag.citations import parse_citations
     from rag.grounding import WITHHOLD_BELOW, coverage, repair_citations
 

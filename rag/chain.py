@@ -15,7 +15,7 @@ from rag.citations import parse_citations  # noqa: F401  (re-exported: callers r
 from rag.corpus import Corpus, load_corpus
 from rag.errors import UserError
 from rag.llm import LLMConfig
-from rag.prompts import NO_ANSWER, QA, QA_REFINE
+from rag.prompts import NO_ANSWER, QA, QA_REFINE, is_no_answer
 
 # The QA and refine prompts (their id and version are part of every answer's cache key,
 # eval/answer_cache.py) live with every other prompt in rag/prompts.py.
@@ -61,11 +61,6 @@ class Answer:
     @property
     def is_no_answer(self) -> bool:
         return is_no_answer(self.text)
-
-
-def is_no_answer(text: str) -> bool:
-    t = text.lower()
-    return "don't know" in t or "do not know" in t or "not contain" in t
 
 
 class EmptyAnswer(UserError, RuntimeError):

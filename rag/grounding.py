@@ -86,7 +86,7 @@ def _claim_words(claim: str, question: str) -> dict[str, str]:
 
 def _precheck(answer: str, cited_passages: list[str], question: str, method: str):
     """(verdict if the answer needs no passage read, else None; the answer without citations)."""
-    from rag.chain import is_no_answer
+    from rag.prompts import is_no_answer
 
     claim = strip_citations(answer).strip()
     if is_no_answer(answer):
@@ -139,8 +139,7 @@ def coverage(answer: str, passages: list[str], question: str) -> float | None:
 def shown_answer(answer: str, passages: list[str], question: str) -> str:
     """What the chain shows for the LLM's `answer`: its citation re-pointed (repair_citations), or
     the no-answer sentence when the passages hold less than WITHHOLD_BELOW of its words."""
-    from rag.chain import is_no_answer
-    from rag.prompts import NO_ANSWER
+    from rag.prompts import NO_ANSWER, is_no_answer
 
     if not is_no_answer(answer):
         c = coverage(answer, passages, question)

@@ -43,6 +43,12 @@ class Prompt:
 
 NO_ANSWER = "I don't know based on the provided documents."
 
+
+def is_no_answer(text: str) -> bool:
+    """The answer declines (NO_ANSWER, or the model's own wording of it)."""
+    t = text.lower()
+    return "don't know" in t or "do not know" in t or "not contain" in t
+
 # Instructions after the sources: the small embedded model follows the most recent text best
 # (measured: with the instructions first it rarely cited). One id and version for both templates.
 QA = Prompt(
