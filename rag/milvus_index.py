@@ -61,10 +61,13 @@ def _client(uri: str):
 def _store(uri: str, collection: str, dim: int, overwrite: bool = False, properties: dict | None = None):
     from llama_index.vector_stores.milvus import MilvusVectorStore
 
+    # LlamaIndex's store asks for a FLAT (exhaustive) index unless told otherwise: a server picks its
+    # own ANN index (AUTOINDEX); milvus-lite searches exhaustively whatever it is asked (docs/scale.md).
+    index_config = {"index_type": "AUTOINDEX"} if "://" in uri else None
     # The sync client only: the chat calls it from Streamlit's script threads, which have no event loop.
     return MilvusVectorStore(uri=uri, token=os.environ.get(TOKEN_ENV, ""), collection_name=collection, dim=dim,
                              overwrite=overwrite, similarity_metric="IP", collection_properties=properties,
-                             use_async_client=False)
+                             index_config=index_config, use_async_client=False)
 
 
 def build_milvus_index(corpus: Corpus, eid: EmbedderId, vectors, build_t0: float, uri: str | None = None) -> str:

@@ -111,3 +111,18 @@ def test_app_index_status_and_cli_read_the_collection(milvus, capsys):
     assert "Milvus collection distilrag_" in out and "4 passages, milvus" in out
     state = services.index_state(corpus, "base")
     assert state.status == "ready" and state.n_passages == 4
+
+
+def test_a_milvus_server_is_asked_for_its_ann_index_and_the_embedded_engine_is_not(monkeypatch, tmp_path):
+    """LlamaIndex's store would create a FLAT (exhaustive) index on a server too: a million
+    passages would then be searched one by one."""
+    import llama_index.vector_stores.milvus as lim
+
+    from rag import milvus_index
+
+    seen = []
+    monkeypatch.setattr(lim, "MilvusVectorStore", lambda **kw: seen.append(kw) or kw)
+    milvus_index._store("http://milvus:19530", "c", 384, overwrite=True)
+    milvus_index._store(str(tmp_path / "milvus.db"), "c", 384, overwrite=True)
+    assert seen[0]["index_config"] == {"index_type": "AUTOINDEX"}
+    assert not seen[1]["index_config"]
