@@ -61,21 +61,26 @@ class HTTPQLScorer:
         # prompt starts with the BOS token (without one, each value is one position off); the embedded
         # GGUF adds none, so its BOS text is sent first. Another model's servers (vLLM): none.
         self._bos_text = bos_text
+        # One vocabulary, loaded and used by one worker at a time: two threads loading it at once
+        # ended the process without a word (llama.cpp's loader is not thread-safe).
+        self._vocab_lock = threading.Lock()
 
     # -- prompts ------------------------------------------------------------------------------
     def _vocab(self):
-        if self._tokenizer is None:  # the embedded GGUF's vocabulary only: no weights are loaded
-            from llama_cpp import Llama
+        with self._vocab_lock:
+            if self._tokenizer is None:  # the embedded GGUF's vocabulary only: no weights are loaded
+                from llama_cpp import Llama
 
-            from rag.models import ensure_llm
+                from rag.models import ensure_llm
 
-            self._tokenizer = Llama(model_path=str(ensure_llm()), vocab_only=True, verbose=False)
-        return self._tokenizer
+                self._tokenizer = Llama(model_path=str(ensure_llm()), vocab_only=True, verbose=False)
+            return self._tokenizer
 
     def bos_text(self) -> str:
         if self._bos_text is None:
             vocab = self._vocab()
-            self._bos_text = "" if self.model else vocab.detokenize([vocab.token_bos()], special=True).decode("utf-8")
+            with self._vocab_lock:
+                self._bos_text = "" if self.model else vocab.detokenize([vocab.token_bos()], special=True).decode("utf-8")
         return self._bos_text
 
     def prefix_text(self, title: str, text: str) -> str:
@@ -83,11 +88,12 @@ class HTTPQLScorer:
         full = PROMPT.template.format(title=title, text=text)
         budget = self.cfg.n_ctx - self.cfg.max_query_tokens - 8
         vocab = self._vocab()
-        toks = vocab.tokenize(full.encode("utf-8"), add_bos=False, special=False)
-        if len(toks) + 1 <= budget:  # + the BOS the server adds
-            return full
-        tail = vocab.tokenize(PROMPT.tail.encode("utf-8"), add_bos=False, special=False)
-        head = vocab.detokenize(toks[: budget - 1 - len(tail)]).decode("utf-8", errors="ignore")
+        with self._vocab_lock:
+            toks = vocab.tokenize(full.encode("utf-8"), add_bos=False, special=False)
+            if len(toks) + 1 <= budget:  # + the BOS the server adds
+                return full
+            tail = vocab.tokenize(PROMPT.tail.encode("utf-8"), add_bos=False, special=False)
+            head = vocab.detokenize(toks[: budget - 1 - len(tail)]).decode("utf-8", errors="ignore")
         return head + PROMPT.tail
 
     # -- one request ----------------------------------------------------------------------------

@@ -160,3 +160,33 @@ def test_labelling_runs_on_the_farm_through_the_cache_and_ledger(servers, tmp_pa
     out.unlink()
     ledger = rank_candidates(cands, corpus, cfg, out, cache=cache, progress=False, scorer=scorer)
     assert ledger.calls == 0 and ledger.cache_hits == 12 and len(servers[0].prompts) + len(servers[1].prompts) == sent
+
+
+def test_workers_load_the_vocabulary_once_between_them(monkeypatch):
+    """Every server's worker needs the tokenizer at once on the first passages; llama.cpp's loader
+    run from two threads together ended the process without a word."""
+    import sys
+    import time
+    import types
+
+    made, inside = [], []
+
+    class Vocab:
+        def __init__(self, **kw):
+            inside.append(1)
+            time.sleep(0.2)  # wide enough for a second thread to come in unguarded
+            made.append(len(inside))
+            inside.pop()
+
+        def tokenize(self, text, add_bos=False, special=False):
+            return text.split()
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", types.SimpleNamespace(Llama=Vocab))
+    monkeypatch.setattr("rag.models.ensure_llm", lambda: "model.gguf")
+    scorer = HTTPQLScorer(["http://a/v1", "http://b/v1"], bos_text="")
+    threads = [threading.Thread(target=scorer.prefix_text, args=("T", f"text {i}")) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert made == [1]  # one load, never two at once
