@@ -6,39 +6,15 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 
 import pytest
+
+from benchmarks.bench_farm import start_server
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 TITLE = "Super Bowl 50"
 TEXT = ("Super Bowl 50 was an American football game to determine the champion of the National Football "
         "League for the 2015 season. The Denver Broncos defeated the Carolina Panthers 24-10.")
-
-
-def _server(gguf: str, log) -> tuple[subprocess.Popen, str]:
-    import httpx
-
-    from rag.llm import server_env
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "1024", "--n_threads", "1", "--n_threads_batch", "1"],
-                            env=server_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-            return proc, f"http://127.0.0.1:{port}/v1"
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise TimeoutError("the llama-cpp-python server did not start")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +23,7 @@ def farm(tmp_path_factory):
 
     gguf = str(ensure_llm())
     log = open(tmp_path_factory.mktemp("farm") / "servers.log", "w")
-    procs = [_server(gguf, log) for _ in range(2)]
+    procs = [start_server(gguf, 1, log) for _ in range(2)]  # one thread each, as on a 2-core farm
     yield gguf, procs
     for p, _ in procs:
         if p.poll() is None:
