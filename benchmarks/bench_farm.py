@@ -14,37 +14,12 @@ import argparse
 import json
 import os
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-
-def start_server(gguf: str, threads: int, log) -> tuple[subprocess.Popen, str]:
-    import httpx
-
-    from rag.llm import server_env
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", gguf, "--host", "127.0.0.1",
-                             "--port", str(port), "--n_ctx", "1024", "--n_threads", str(threads),
-                             "--n_threads_batch", str(threads)],
-                            env=server_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1)
-            return proc, f"http://127.0.0.1:{port}/v1"
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    proc.kill()
-    raise TimeoutError("the llama-cpp-python server did not start")
 
 
 def work_items(n_passages: int, per_passage: int):
@@ -66,6 +41,7 @@ def main() -> None:
     ap.add_argument("--queries-per-passage", type=int, default=3)
     ap.add_argument("--servers", default="1,2", help="server counts to measure, comma-separated")
     args = ap.parse_args()
+    from rag.llm import free_port, spawn_server
     from rag.models import ensure_llm
     from retriever_training.ql_farm import HTTPQLScorer
 
@@ -73,11 +49,14 @@ def main() -> None:
     work = work_items(args.passages, args.queries_per_passage)
     cores = os.cpu_count() or 2
     with tempfile.TemporaryDirectory() as tmp:
-        log = open(Path(tmp) / "servers.log", "w")
         for n_servers in (int(n) for n in args.servers.split(",")):
-            procs = [start_server(gguf, max(1, cores // n_servers), log) for _ in range(n_servers)]
+            procs = []
+            for _ in range(n_servers):
+                port = free_port()  # taken by the server before the next one is asked for
+                procs.append((spawn_server(gguf, port, max(1, cores // n_servers), 1024, Path(tmp) / "servers.log",
+                                           detach=True), f"http://127.0.0.1:{port}/v1"))
             try:
-                pairs, tokens = [], 0
+                pairs = []
                 t0 = time.perf_counter()
                 HTTPQLScorer([u for _, u in procs]).score_many(work, lambda d, q, s, n: pairs.append(n))
                 seconds = time.perf_counter() - t0
@@ -88,7 +67,6 @@ def main() -> None:
                 for p, _ in procs:
                     os.killpg(p.pid, signal.SIGKILL)
                     p.wait()
-        log.close()
 
 
 if __name__ == "__main__":

@@ -91,18 +91,18 @@ def server_env() -> dict[str, str]:
     return env
 
 
-def log_tail(n: int = 6) -> str:
+def log_tail(n: int = 6, path: Path | None = None) -> str:
     """The server log's last lines (scrubbed), for an error message that shows what went wrong."""
     from rag.errors import scrub
 
     try:
-        lines = _log_file().read_text(errors="replace").splitlines()
+        lines = (path or _log_file()).read_text(errors="replace").splitlines()
     except OSError:
         return ""
     return scrub(" | ".join(line.strip() for line in lines[-n:] if line.strip()))[-800:]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -179,6 +179,40 @@ def running_server() -> LocalServer | None:
     return None
 
 
+def spawn_server(gguf, port: int, threads: int, n_ctx: int, log: Path, detach: bool = False,
+                 wait_s: float = 180.0) -> subprocess.Popen:
+    """`python -m llama_cpp.server` for `gguf` on 127.0.0.1:`port`, in a clean environment, its
+    output appended to `log`; returns once it answers (LLMUnavailable when it exits or stays mute).
+    `detach` gives it its own session: it outlives this process and its group can be killed whole."""
+    try:
+        import llama_cpp.server  # noqa: F401
+    except ImportError as e:
+        raise LLMUnavailable("The embedded LLM needs `pip install 'llama-cpp-python[server]'`.") from e
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", LOCAL_ALIAS,
+           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
+           "--n_threads", str(threads), "--n_threads_batch", str(threads), "--n_gpu_layers", "0",
+           # Requests queue: by default any new request (even GET /v1/models) ends the answer
+           # being streamed, which then reads as a complete, cut-short (often empty) answer.
+           "--interrupt_requests", "False"]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        out.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting on 127.0.0.1:{port}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=server_env(), start_new_session=detach)
+    deadline = time.monotonic() + wait_s
+    while not _healthy(port):
+        if proc.poll() is not None:
+            raise LLMUnavailable(f"The local LLM server exited with code {proc.returncode}. Its log "
+                                 f"({log}) ends: {log_tail(path=log)}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise LLMUnavailable(f"The local LLM server did not answer within {wait_s:.0f} s (is the "
+                                 f"CPU busy with another job?). Its log ({log}) ends: {log_tail(path=log)}")
+        time.sleep(0.5)
+    return proc
+
+
 def start_local_server(cfg: LLMConfig = LLMConfig(), detach: bool = False,
                        wait_s: float = 180.0) -> LocalServer:
     """Start (or reuse) the embedded server; `detach` leaves it running after this process exits."""
@@ -189,34 +223,8 @@ def start_local_server(cfg: LLMConfig = LLMConfig(), detach: bool = False,
     from rag.models import ensure_llm
 
     gguf = ensure_llm()
-    try:
-        import llama_cpp.server  # noqa: F401
-    except ImportError as e:
-        raise LLMUnavailable("The embedded LLM needs `pip install 'llama-cpp-python[server]'`.") from e
-    port = _free_port()
-    threads = str(cfg.n_threads or os.cpu_count() or 2)
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", LOCAL_ALIAS,
-           "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(cfg.n_ctx),
-           "--n_threads", threads, "--n_threads_batch", threads, "--n_gpu_layers", "0",
-           # Requests queue: by default any new request (even GET /v1/models) ends the answer
-           # being streamed, which then reads as a complete, cut-short (often empty) answer.
-           "--interrupt_requests", "False"]
-    _log_file().parent.mkdir(parents=True, exist_ok=True)
-    with open(_log_file(), "ab") as log:
-        log.write(f"--- {time.strftime('%Y-%m-%dT%H:%M:%S')} starting on 127.0.0.1:{port}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=server_env(), start_new_session=detach)
-    deadline = time.monotonic() + wait_s
-    while not _healthy(port):
-        if proc.poll() is not None:
-            raise LLMUnavailable(f"The local LLM server exited with code {proc.returncode}. Its log "
-                                 f"({_log_file()}) ends: {log_tail()}")
-        if time.monotonic() > deadline:
-            proc.kill()
-            raise LLMUnavailable(f"The local LLM server did not answer within {wait_s:.0f} s (is the "
-                                 f"CPU busy with another job?). Its log ({_log_file()}) ends: {log_tail()}")
-        time.sleep(0.5)
+    port = free_port()
+    proc = spawn_server(gguf, port, cfg.n_threads or os.cpu_count() or 2, cfg.n_ctx, _log_file(), detach, wait_s)
     server = LocalServer(port=port, pid=proc.pid, owned=not detach)
     from rag.records import write_json
 

@@ -1,15 +1,13 @@
 """The query-likelihood farm against two real llama-cpp-python servers of the embedded GGUF: the
 same scores as the in-process scorer on the same tokens, and a server killed with SIGKILL mid-run
 leaves its work to the other, nothing paid twice. Slow (llama-cpp-python's server computes echoed
-log-probs in Python, ~10-20 s per pair on 2 cores): run with -m slow."""
+log-probs in Python; docs/scale.md has the rate): run with -m slow."""
 from __future__ import annotations
 
 import os
 import signal
 
 import pytest
-
-from benchmarks.bench_farm import start_server
 
 pytestmark = [pytest.mark.llm, pytest.mark.slow]
 TITLE = "Super Bowl 50"
@@ -19,16 +17,19 @@ TEXT = ("Super Bowl 50 was an American football game to determine the champion o
 
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory):
+    from rag.llm import free_port, spawn_server
     from rag.models import ensure_llm
 
     gguf = str(ensure_llm())
-    log = open(tmp_path_factory.mktemp("farm") / "servers.log", "w")
-    procs = [start_server(gguf, 1, log) for _ in range(2)]  # one thread each, as on a 2-core farm
+    log = tmp_path_factory.mktemp("farm") / "servers.log"
+    procs = []
+    for _ in range(2):  # one thread each, as on a 2-core farm; detached: a SIGKILL of its group ends it
+        port = free_port()  # taken by the server before the next one is asked for
+        procs.append((spawn_server(gguf, port, 1, 1024, log, detach=True), f"http://127.0.0.1:{port}/v1"))
     yield gguf, procs
     for p, _ in procs:
         if p.poll() is None:
             os.killpg(p.pid, signal.SIGKILL)
-    log.close()
 
 
 def test_farm_scores_equal_the_in_process_scorer_and_survive_a_killed_server(farm):
