@@ -42,9 +42,9 @@ def answered(run: Path) -> list[dict]:
 
 def main(argv=None) -> None:
     from eval.qa_metrics import qa_scores
-    from rag.prompts import is_no_answer
     from rag.citations import parse_citations
     from rag.grounding import WITHHOLD_BELOW, coverage, repair_citations
+    from rag.prompts import is_no_answer
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--qa", type=Path, default=Path("runs/eval/qa500"))

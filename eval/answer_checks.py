@@ -47,9 +47,9 @@ def needs_checks(rec: dict, methods: tuple[str, ...]) -> bool:
 def _rederive(rec: dict) -> dict:
     """`rec` with answer, cited_docids, model_answer and qa as the chain makes them today."""
     from eval.qa_metrics import qa_scores
-    from rag.prompts import is_no_answer
     from rag.citations import parse_citations
     from rag.grounding import shown_answer
+    from rag.prompts import is_no_answer
 
     model = rec.get("model_answer") or rec["answer"]
     ctx, retrieved, refs = rec.get("contexts") or [], rec.get("retrieved") or [], list(rec.get("references") or [])
@@ -67,9 +67,9 @@ def _rederive(rec: dict) -> dict:
 
 def add_checks(rec: dict, methods: tuple[str, ...], llm=None, cache=None, model_id: str = "") -> dict:
     """A copy of `rec` with abstention and the missing grounding verdicts (kept ones are reused)."""
-    from rag.prompts import is_no_answer
     from rag.errors import scrub
     from rag.grounding import support
+    from rag.prompts import is_no_answer
 
     stale = rec.get("checks_version") != CHECKS_VERSION
     if stale:

@@ -149,7 +149,6 @@ class RAGChain:
         pieces: list[str] = []
         t_first = None
         stream = resp.response_gen
-        finished = False
         try:
             for tok in stream:
                 if t_first is None:
@@ -157,17 +156,16 @@ class RAGChain:
                 pieces.append(tok)
                 if on_token:
                     on_token(tok)
-            finished = True
         finally:
             # A consumer that stops early (the chat's Stop button raises out of on_token) closes
-            # the generator chain and the HTTP stream under it, and the LLM server stops generating.
+            # the generator chain and the HTTP stream under it, and the LLM server stops generating
+            # (after a whole answer both are closed already).
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
-            if not finished:
-                from rag.llm import close_open_responses
+            from rag.llm import close_open_responses
 
-                close_open_responses()
+            close_open_responses()
         text = "".join(pieces).strip()
         if not pieces:  # not even an empty token: an HTML error page, a cut stream, a proxy's timeout
             from rag.errors import public_endpoint

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from rag.citations import parse_citations, replace_citations, strip_citations
-from rag.prompts import GROUNDING
+from rag.prompts import GROUNDING, NO_ANSWER, is_no_answer
 
 GROUNDING_PARAMS = {"temperature": 0.0, "max_tokens": 3}
 
@@ -86,8 +86,6 @@ def _claim_words(claim: str, question: str) -> dict[str, str]:
 
 def _precheck(answer: str, cited_passages: list[str], question: str, method: str):
     """(verdict if the answer needs no passage read, else None; the answer without citations)."""
-    from rag.prompts import is_no_answer
-
     claim = strip_citations(answer).strip()
     if is_no_answer(answer):
         return Verdict(None, method, "abstained"), claim
@@ -139,8 +137,6 @@ def coverage(answer: str, passages: list[str], question: str) -> float | None:
 def shown_answer(answer: str, passages: list[str], question: str) -> str:
     """What the chain shows for the LLM's `answer`: its citation re-pointed (repair_citations), or
     the no-answer sentence when the passages hold less than WITHHOLD_BELOW of its words."""
-    from rag.prompts import NO_ANSWER, is_no_answer
-
     if not is_no_answer(answer):
         c = coverage(answer, passages, question)
         if c is not None and c < WITHHOLD_BELOW:

@@ -33,11 +33,16 @@ def milvus_uri() -> str:
     return os.environ.get("DISTILRAG_MILVUS_URI") or str(home() / "milvus.db")
 
 
+def _embedded(uri: str) -> bool:
+    """A local file (milvus-lite), not a server's address."""
+    return "://" not in uri
+
+
 def where(uri: str, collection: str) -> str:
     """How messages name an index: the URI without credentials, and the collection."""
     from rag.errors import public_endpoint
 
-    shown = public_endpoint(uri) if "://" in uri else uri
+    shown = uri if _embedded(uri) else public_endpoint(uri)
     return f"{shown} (Milvus collection {collection})"
 
 
@@ -53,7 +58,7 @@ def _client(uri: str):
         from pymilvus import MilvusClient
     except ImportError as e:  # pragma: no cover - install hint
         raise ImportError("The Milvus store needs `pip install llama-index-vector-stores-milvus milvus-lite`.") from e
-    if "://" not in uri:  # the embedded engine's file
+    if _embedded(uri):
         Path(uri).parent.mkdir(parents=True, exist_ok=True)
     return MilvusClient(uri=uri, token=os.environ.get(TOKEN_ENV, ""))
 
@@ -63,7 +68,7 @@ def _store(uri: str, collection: str, dim: int, overwrite: bool = False, propert
 
     # LlamaIndex's store asks for a FLAT (exhaustive) index unless told otherwise: a server picks its
     # own ANN index (AUTOINDEX); milvus-lite searches exhaustively whatever it is asked (docs/scale.md).
-    index_config = {"index_type": "AUTOINDEX"} if "://" in uri else None
+    index_config = None if _embedded(uri) else {"index_type": "AUTOINDEX"}
     # The sync client only: the chat calls it from Streamlit's script threads, which have no event loop.
     return MilvusVectorStore(uri=uri, token=os.environ.get(TOKEN_ENV, ""), collection_name=collection, dim=dim,
                              overwrite=overwrite, similarity_metric="IP", collection_properties=properties,
