@@ -57,9 +57,12 @@ def app_home(tmp_path, monkeypatch) -> Path:
     import streamlit as st
 
     from app import services
+    from rag import llm
 
     st.cache_resource.clear()  # chains/corpora/LLMs made by an earlier test must not leak in
     services.forget_llm()
+    # Nor the embedded server an earlier test of this process started (it serves another data dir).
+    monkeypatch.setattr(llm, "_server", None)
     yield home
     st.cache_resource.clear()
     services.forget_llm()
