@@ -79,8 +79,30 @@ def published_ranker(choice: str) -> Path | None:
     return p if p is not None and p.is_dir() else None
 
 
+def fitted_hybrid(choice: str) -> str | None:
+    """The weighted hybrid ("hybrid:distilled@0.3") the published verdict measured best, if it is one."""
+    from rag.pipelines import best_spec
+    from rag.retrievers import split_hybrid
+
+    retriever = best_spec(corpus_spec(choice), fallback="").partition("+")[0]
+    hybrid = split_hybrid(retriever) if retriever.startswith("hybrid") else None
+    return retriever if hybrid and hybrid[1] is not None else None
+
+
 def available_retrievers(choice: str) -> list[str]:
-    return [r for r in RETRIEVERS if r not in NEEDS_DISTILLED or published_distilled(choice)]
+    fitted = fitted_hybrid(choice)
+    return [r for r in RETRIEVERS if r not in NEEDS_DISTILLED or published_distilled(choice)] + (
+        [fitted] if fitted else [])
+
+
+def retriever_help(retriever: str) -> str:
+    if retriever in RETRIEVER_HELP:
+        return RETRIEVER_HELP[retriever]
+    from rag.retrievers import split_hybrid
+
+    embedder, weight = split_hybrid(retriever)
+    return (f"BM25 + {embedder} dense, score fusion weighted {weight:g} dense / {1 - weight:g} BM25 "
+            "(the weight fitted on the held-out questions)")
 
 
 def pipeline_scores(choice: str) -> tuple[dict[str, float], dict[str, float], str]:
@@ -101,12 +123,14 @@ def best_pipeline(choice: str) -> tuple[str, str | None] | None:
     from rag.pipelines import best_spec
 
     retriever, _, reranker = best_spec(corpus_spec(choice), fallback="").partition("+")
-    return (retriever, reranker or None) if retriever in RETRIEVERS else None
+    return (retriever, reranker or None) if retriever in (*RETRIEVERS, fitted_hybrid(choice)) else None
 
 
 def embedder_of(retriever: str) -> str | None:
     """The dense embedder whose index a retriever reads (None for BM25)."""
-    return {"base": "base", "distilled": "distilled", "hybrid": "base", "hybrid:distilled": "distilled"}.get(retriever)
+    from rag.retrievers import spec_embedder
+
+    return spec_embedder(retriever)
 
 
 def distilled_card(choice: str):

@@ -79,7 +79,7 @@ def _retrieval_controls(corpus: str) -> tuple[str, str | None, int]:
 
     def caption(r: str) -> str:
         score, ms = scores.get(r), latency.get(r)
-        return services.RETRIEVER_HELP[r] + (f" · nDCG@10 {score:.3f}" if score is not None else "") + (
+        return services.retriever_help(r) + (f" · nDCG@10 {score:.3f}" if score is not None else "") + (
             f" · {ms:.0f} ms" if ms is not None else "") + (" · best measured" if best and best == (r, None) else "")
     retriever = st.radio("Retriever", options, key="retriever", captions=[caption(r) for r in options],
                          help=f"Figures: {judged}, from the published model's card (ms: retrieval and "

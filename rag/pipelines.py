@@ -1,7 +1,7 @@
 """Retrieval pipelines by spec: a first-stage retriever, then optionally a trained cross-encoder.
 
     <first stage>[+<reranker>]
-    first stage: base | distilled | bm25 | hybrid | hybrid:<embedder> | <model dir>  (rag.retrievers)
+    first stage: base | distilled | bm25 | hybrid[:<embedder>][@<dense weight>] | <model dir>  (rag.retrievers)
     reranker:    ranker (the one published for the corpus) | <cross-encoder dir>
 e.g. "hybrid:distilled+ranker". The one place a spec becomes models: the chain (CLI and app),
 the evaluation harness and the trainer's verdict all build their retrieval here, so they
@@ -28,8 +28,9 @@ def slug(spec: str) -> str:
     from rag.embedder import path_label
 
     def part(p: str) -> str:
-        kind, sep, model = p.partition(":") if p.startswith("hybrid:") else ("", "", p)
-        return kind + sep + (path_label(model) if ("/" in model or "\\" in model) else model)
+        body, at, weight = p.rpartition("@") if p.startswith("hybrid") and "@" in p else (p, "", "")
+        kind, sep, model = body.partition(":") if body.startswith("hybrid:") else ("", "", body)
+        return kind + sep + (path_label(model) if ("/" in model or "\\" in model) else model) + at + weight
 
     return "+".join(part(p) for p in spec.split("+")).replace(":", "-")
 

@@ -24,23 +24,66 @@ from rag.records import LLMRanking
 PIPELINE_DEPTH = 20   # the harness's IR depth: what "+ranker" reranks
 MIN_VERDICT_QUERIES = 20  # fewer held-out questions cannot separate two retrievers: the refusal says so
 METRICS = ("ndcg@10", "top1")
+FIT = "@fit"  # a hybrid first stage whose dense weight is fitted on the held-out queries (fit_fusion)
+FUSION_WEIGHTS = tuple(i / 10 for i in range(11))  # 0 keeps BM25's order, 1 the dense one's
 
 
 def pipeline_specs(run_dir: Path) -> tuple[list[str], str, str]:
     """(every pipeline's spec, the base's, the distilled student's): dense base, distilled, BM25,
-    hybrid (RRF) with each dense, and each of those reranked by the ranker."""
+    hybrid (RRF) and hybrid with a fitted weight with each dense, and each of those reranked by
+    the ranker."""
     student, ranker = f"{run_dir}/student", f"{run_dir}/ranker"
-    firsts = ["base", student, "bm25", "hybrid", f"hybrid:{student}"]
+    firsts = ["base", student, "bm25", "hybrid", f"hybrid:{student}", f"hybrid{FIT}", f"hybrid:{student}{FIT}"]
     return firsts + [f"{f}+{ranker}" for f in firsts], "base", student
+
+
+def fit_fusion(hybrid: str, corpus, queries: dict[str, str], qrels: dict, depth: int = PIPELINE_DEPTH,
+               progress: bool = True) -> tuple[str, dict[str, list[str]], float]:
+    """The dense weight of `hybrid` ("hybrid" | "hybrid:<embedder>") that maximises nDCG@10 against
+    `qrels` over FUSION_WEIGHTS: (its spec "hybrid[:<embedder>]@<w>", the orders that score it,
+    ms per query). The orders are cross-fitted: each half of the queries (by a hash of the qid)
+    gets the weight the other half chose, so a weight fitted on these queries does not flatter
+    its own score; the spec carries the weight fitted on all of them."""
+    import hashlib
+    import time
+
+    from tqdm.auto import tqdm
+
+    from rag.metrics import per_query as ir_per_query
+    from rag.pipelines import retrieval_function
+
+    judged = [q for q in queries if q in qrels]
+    grid, ms, ndcg = {}, {}, {}
+    for w in FUSION_WEIGHTS:
+        retrieve = retrieval_function(f"{hybrid}@{w:g}", corpus, depth)
+        retrieve("warm-up")
+        t0 = time.perf_counter()
+        grid[w] = {q: [n.node.node_id for n in retrieve(text)][:depth]
+                   for q, text in tqdm(queries.items(), desc=f"verdict: {Path(hybrid).name}@{w:g}", disable=not progress)}
+        ms[w] = 1000 * (time.perf_counter() - t0) / max(1, len(queries))
+        run = {q: {d: float(len(ids) - i) for i, d in enumerate(ids)} for q, ids in grid[w].items()}
+        ndcg[w] = ir_per_query(run, {q: qrels[q] for q in judged}, ["ndcg@10"])["ndcg@10"]
+
+    def best(qids: list[str]) -> float:  # ties: the weight nearest an even mix
+        return max(FUSION_WEIGHTS, key=lambda w: (sum(ndcg[w].get(q, 0.0) for q in qids), -abs(w - 0.5)))
+
+    half = {q: hashlib.sha256(q.encode()).digest()[0] & 1 for q in queries}
+    chosen = {h: best([q for q in judged if half[q] != h] or judged) for h in (0, 1)}
+    orders = {q: grid[chosen[half[q]]][q] for q in queries}
+    w_all = best(judged)
+    return f"{hybrid}@{w_all:g}", orders, ms[w_all]
 
 
 
 def pipeline_orders(specs: list[str], corpus, queries: dict[str, str], depth: int = PIPELINE_DEPTH,
-                    progress: bool = True, latency_ms: dict | None = None) -> dict[str, dict[str, list[str]]]:
+                    progress: bool = True, latency_ms: dict | None = None,
+                    qrels: dict | None = None) -> dict[str, dict[str, list[str]]]:
     """spec -> qid -> docids best first, over the whole corpus (real retrievers and ranker); fills
     `latency_ms` with each spec's milliseconds per query when given (the first stage's measured
     time, plus the ranker's measured time per pair for `depth` pairs: pairs two pipelines share
-    are scored once here, but a query in the chat pays all of its own)."""
+    are scored once here, but a query in the chat pays all of its own). A first stage
+    "hybrid[:<embedder>]@fit" is fitted against `qrels` (fit_fusion) and comes back under the
+    spec with its weight, e.g. "hybrid@0.3+<ranker>"."""
     import time
 
     from tqdm.auto import tqdm
@@ -50,7 +93,14 @@ def pipeline_orders(specs: list[str], corpus, queries: dict[str, str], depth: in
 
     firsts: dict[str, dict[str, list[str]]] = {}
     first_ms: dict[str, float] = {}
+    fitted: dict[str, str] = {}  # "hybrid...@fit" -> "hybrid...@<w>"
     for spec in dict.fromkeys(split_spec(s)[0] for s in specs):
+        if spec.endswith(FIT):
+            if qrels is None:
+                raise ValueError(f"{spec}: a fitted fusion needs the judgement to fit it to (qrels)")
+            name, order, ms = fit_fusion(spec.removesuffix(FIT), corpus, queries, qrels, depth, progress)
+            fitted[spec], firsts[name], first_ms[name] = name, order, ms
+            continue
         retrieve = retrieval_function(spec, corpus, depth)
         retrieve("warm-up")  # the first call loads models and indexes: not a query's latency
         t0 = time.perf_counter()
@@ -61,6 +111,8 @@ def pipeline_orders(specs: list[str], corpus, queries: dict[str, str], depth: in
     pair_s: dict[str, list[float]] = {}  # reranker -> [seconds, pairs]
     for spec in specs:
         first, reranker = split_spec(spec)
+        first = fitted.get(first, first)
+        spec = f"{first}+{reranker}" if reranker else first
         if not reranker:
             out[spec] = firsts[first]
             continue
@@ -78,7 +130,7 @@ def pipeline_orders(specs: list[str], corpus, queries: dict[str, str], depth: in
             orders[q] = sorted(ids, key=lambda d: -scored[(reranker, q, d)])  # stable: ties keep the first stage's
         out[spec] = orders
     if latency_ms is not None:
-        for spec in specs:
+        for spec in out:
             first, reranker = split_spec(spec)
             secs, pairs = pair_s.get(reranker, (0.0, 0)) if reranker else (0.0, 0)
             latency_ms[spec] = round(first_ms[first] + (1000 * secs / pairs * depth if pairs else 0.0), 1)

@@ -80,6 +80,21 @@ def test_bm25_and_hybrid_retrievers(super_bowl_slice):
     assert len(ids) == 4 and len(set(ids)) == 4
 
 
+def test_weighted_hybrid_ends_at_bm25s_order_and_the_dense_one(super_bowl_slice):
+    """LlamaIndex's relative-score fusion with the dense weight at 0 keeps BM25's head, at 1 the
+    dense one's; in between it mixes them (what the verdict's fitted weight chooses from)."""
+    from rag.retrievers import make_retriever
+
+    q = "Which NFL team represented the AFC at Super Bowl 50?"
+
+    def top(spec, k=3):
+        return [n.node.node_id for n in make_retriever(spec, super_bowl_slice, top_k=k).retrieve(q)]
+
+    assert top("hybrid@0") == top("bm25") and top("hybrid@1") == top("base")
+    assert top("hybrid@0") != top("hybrid@1")  # else this query cannot tell the ends apart
+    assert set(top("hybrid@0.5", 6)) <= set(top("bm25", 50)) | set(top("base", 50))
+
+
 @pytest.mark.llm
 def test_embedded_server_ignores_the_hosts_environment(monkeypatch):
     """PORT (the app's own port), HOST=0.0.0.0, API_KEY and CONFIG_FILE in the shell: the server

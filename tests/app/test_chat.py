@@ -279,3 +279,22 @@ def test_thumbs_down_takes_a_reason_into_the_feedback_log(corpus_dir, app_home, 
     logged = read_feedback()
     assert [d["rating"] for d in logged] == [-1, -1] and logged[-1]["reason"] == "It cites the wrong team"
     assert "Copy answer" in [e.label for e in at.expander]
+
+
+def test_a_fitted_hybrid_that_won_the_verdict_is_offered_and_is_the_default(corpus_dir, app_home, fake_llm,
+                                                                              published_distilled):
+    """A weight fitted for this corpus ("hybrid:distilled@0.3") is a choice of its own, explained,
+    and the question is answered with exactly that fusion."""
+    import json
+
+    card = json.loads((published_distilled / "distilrag_card.json").read_text())
+    card["verdict"] = {"queries": 40, "ranked_by": "llm", "best_published": "hybrid:distilled@0.3",
+                       "pipelines": [{"spec": "hybrid:/r/student@0.3", "ndcg@10": 0.83},
+                                     {"spec": "bm25", "ndcg@10": 0.80}]}
+    (published_distilled / "distilrag_card.json").write_text(json.dumps(card))
+    at = new_app()
+    radio = at.radio(key="retriever")
+    assert radio.value == "hybrid:distilled@0.3" and radio.options[-1] == "hybrid:distilled@0.3"
+    assert "weighted 0.3 dense / 0.7 BM25" in " ".join(str(c) for c in radio.proto.captions)
+    ask(at, QUESTION)
+    assert _turns(at)[0]["results"][0]["retriever"] == "hybrid:distilled@0.3"

@@ -307,3 +307,17 @@ def test_a_run_stopped_mid_way_leaves_a_paired_partial_report(tiny, monkeypatch)
     summary = json.loads((tiny / "run" / "summary.json").read_text())
     assert summary["questions"] == {"answered_by_all": 4, "asked": 4}
     assert "Partial run" not in (tiny / "run" / "report.md").read_text()
+
+
+def test_weighted_hybrid_specs_parse_and_name_their_directories():
+    from rag.errors import UserError
+    from rag.pipelines import slug
+    from rag.retrievers import spec_embedder, split_hybrid
+
+    assert split_hybrid("hybrid") == ("base", None) and split_hybrid("hybrid:distilled@0.3") == ("distilled", 0.3)
+    assert split_hybrid("hybrid@1") == ("base", 1.0) and split_hybrid("bm25") is None and split_hybrid("base") is None
+    assert spec_embedder("hybrid:runs/a/student@0.7") == "runs/a/student"
+    assert slug("hybrid:runs/a/student@0.7+runs/a/ranker") == "hybrid-a-student@0.7+a-ranker" != slug("hybrid:runs/a/student")
+    for bad in ("hybrid@1.5", "hybrid:distilled@x", "hybrid@-0.1"):
+        with pytest.raises(UserError, match="from 0 to 1"):
+            split_hybrid(bad)

@@ -152,11 +152,12 @@ def test_pipeline_orders_rerank_each_pair_once_across_pipelines(monkeypatch):
 
 def test_pipeline_specs_and_their_published_names(tmp_path):
     specs, base, student = V.pipeline_specs(tmp_path / "r")
-    assert base == "base" and student == f"{tmp_path}/r/student" and len(specs) == 10
-    assert {"bm25", "hybrid", f"hybrid:{student}", f"bm25+{tmp_path}/r/ranker"} <= set(specs)
+    assert base == "base" and student == f"{tmp_path}/r/student" and len(specs) == 14
+    assert {"bm25", "hybrid", f"hybrid:{student}", f"hybrid:{student}@fit", f"bm25+{tmp_path}/r/ranker"} <= set(specs)
     from rag.pipelines import published_name
 
     assert published_name(f"hybrid:{student}+{tmp_path}/r/ranker") == "hybrid:distilled+ranker"
+    assert published_name(f"hybrid:{student}@0.3+{tmp_path}/r/ranker") == "hybrid:distilled@0.3+ranker"
     # what the retrain prints and the model card lists: the published names, never the run's paths
     row = {"spec": f"hybrid:{student}+{tmp_path}/r/ranker", "ndcg@10": 0.9, "ci_low": 0.8, "ci_high": 0.95,
            "top1": 0.8, "vs_base": {"delta": 0.1}}
@@ -202,3 +203,74 @@ def test_model_card_reads_the_first_layout_and_refuses_what_is_not_a_card(tmp_pa
     assert card.distill == {"base_dev": {"ndcg@10": 0.7}, "best_dev": {"ndcg@10": 0.8}} and card.verdict == {}
     (tmp_path / "distilrag_card.json").write_text("[1, 2]")
     assert ModelCard.read(tmp_path) is None and ModelCard.read(tmp_path / "nowhere") is None
+
+
+def _fake_fusion(monkeypatch, order_for_weight):
+    """retrieval_function for "hybrid@<w>" specs: the order order_for_weight(w, qid) gives."""
+    import rag.pipelines as specs_mod
+
+    class Node:
+        def __init__(self, d):
+            self.node = type("N", (), {"node_id": d})()
+
+    calls = []
+
+    def retrieval_function(spec, corpus, depth):
+        calls.append(spec)
+        w = float(spec.rpartition("@")[2])
+        return lambda q: [Node(d) for d in order_for_weight(w, q)]
+
+    monkeypatch.setattr(specs_mod, "retrieval_function", retrieval_function)
+    return calls
+
+
+def test_a_fitted_fusion_picks_the_weight_the_judge_prefers_and_names_it(monkeypatch):
+    """Weights up to 0.3 put the judged passage first: the fit names 0.3 (of the tied ones, the
+    nearest an even mix); "+ranker" reranks the fitted orders and comes back under that name."""
+    import rag.rerank as rerank_mod
+    from rag.corpus import Corpus
+    from rag.records import Passage
+
+    corpus = Corpus("toy", [Passage(d, f"text {d}") for d in "abcd"])
+    queries = {f"q{i}": f"question {i}" for i in range(20)}
+    calls = _fake_fusion(monkeypatch, lambda w, q: "abcd" if w <= 0.3 else "dcba")
+
+    class FakeRerank:
+        def __init__(self, model, top_n):
+            pass
+
+        def score(self, query, texts):
+            return [{"a": 2, "b": 4, "c": 3, "d": 1}[t[-1]] for t in texts]
+
+    monkeypatch.setattr(rerank_mod, "CrossEncoderRerank", FakeRerank)
+    qrels = {q: {"a": 1} for q in queries}
+    latency = {}
+    got = V.pipeline_orders(["hybrid@fit", "hybrid@fit+R"], corpus, queries, depth=4, progress=False,
+                            latency_ms=latency, qrels=qrels)
+    assert set(got) == {"hybrid@0.3", "hybrid@0.3+R"} == set(latency)
+    assert all(o == list("abcd") for o in got["hybrid@0.3"].values())
+    assert all(o == list("bcad") for o in got["hybrid@0.3+R"].values())
+    assert sorted(set(calls)) == sorted(f"hybrid@{w:g}" for w in V.FUSION_WEIGHTS)  # the whole grid, once each
+    with pytest.raises(ValueError, match="qrels"):
+        V.pipeline_orders(["hybrid@fit"], corpus, queries, progress=False)
+
+
+def test_a_fitted_fusion_is_scored_cross_fitted_not_on_the_queries_that_chose_it(monkeypatch):
+    """Each query prefers its own weight (a noisy judge): fitted on all queries the weight looks
+    perfect on some, but the score the verdict reports comes from weights the other half chose."""
+    import hashlib
+
+    from rag.corpus import Corpus
+    from rag.metrics import per_query
+    from rag.records import Passage
+
+    corpus = Corpus("toy", [Passage(d, f"text {d}") for d in "ab"])
+    queries = {f"q{i}": f"q{i}" for i in range(40)}  # the text is the qid: the fake retriever sees it
+    half = {q: hashlib.sha256(q.encode()).digest()[0] & 1 for q in queries}
+    # half 0's queries are served well by weight 0 only, half 1's by weight 1 only
+    _fake_fusion(monkeypatch, lambda w, q: "ab" if w == (0.0 if half.get(q) == 0 else 1.0) else "ba")
+    spec, orders, _ = V.fit_fusion("hybrid", corpus, queries, {q: {"a": 1} for q in queries}, depth=2, progress=False)
+    assert spec in ("hybrid@0", "hybrid@1")
+    run = {q: {d: 2.0 - i for i, d in enumerate(o)} for q, o in orders.items()}
+    crossfit = per_query(run, {q: {"a": 1} for q in queries}, ["ndcg@10"])["ndcg@10"]
+    assert all(v < 1.0 for v in crossfit.values())  # every query got the other half's weight: never its own
