@@ -1,13 +1,15 @@
 """Dense search at scale: 1M synthetic 384-d passage vectors in each index the product can build.
 
     python benchmarks/bench_scale.py [--n 1000000] [--queries 500] [--engines flat,ivf,hnsw,milvus]
+                                     [--milvus-uri http://host:19530]
 
 For each engine, in its own process (so that peak memory is its own): build time, peak resident
 memory, recall@10 against exact inner-product search, and p50/p95 latency of one query at a time
 (top 10). The indexes are the product's: rag.index.faiss_index (what `--index-type flat|ivf|hnsw`
 builds, with its nlist/nprobe/efSearch) and rag.milvus_index.build_milvus_index through
 LlamaIndex's Milvus store on the embedded engine (milvus-lite; what `--vector-store milvus` does),
-queried through that store. Targets (2 cores): IVF or HNSW in <= 24 GiB with recall@10 >= 0.95
+queried through that store; with --milvus-uri the same code on a Milvus server (its AUTOINDEX;
+peak memory is then the client's only, and the collection is dropped afterwards). Targets (2 cores): IVF or HNSW in <= 24 GiB with recall@10 >= 0.95
 and p50 <= 20 ms.
 
 The vectors are clustered like sentence embeddings (a few thousand topic centres plus noise,
@@ -82,7 +84,7 @@ def run_faiss(kind: str, corpus: np.ndarray, queries: np.ndarray, truth: np.ndar
                                                               queries, truth)}
 
 
-def run_milvus(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> dict:
+def run_milvus(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray, server_uri: str = "") -> dict:
     from llama_index.core.vector_stores import VectorStoreQuery
 
     from rag.corpus import Corpus
@@ -93,7 +95,7 @@ def run_milvus(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> di
     synthetic = Corpus("synthetic", [Passage(str(i), "") for i in range(len(corpus))])
     eid = EmbedderId("synthetic", "", "0" * 64)
     with tempfile.TemporaryDirectory() as tmp:
-        uri = str(Path(tmp) / "milvus.db")
+        uri = server_uri or str(Path(tmp) / "milvus.db")
         t0 = time.perf_counter()
         build_milvus_index(synthetic, eid, corpus, t0, uri=uri)
         build = time.perf_counter() - t0
@@ -104,16 +106,21 @@ def run_milvus(corpus: np.ndarray, queries: np.ndarray, truth: np.ndarray) -> di
         def search(q):
             res = store.query(VectorStoreQuery(query_embedding=q.tolist(), similarity_top_k=TOP))
             return [int(i) for i in res.ids]
-        return {"build_s": round(build, 1), **latency_and_recall(search, queries, truth)}
+        try:
+            return {"build_s": round(build, 1), **latency_and_recall(search, queries, truth),
+                    **({"server": True} if server_uri else {})}
+        finally:
+            if server_uri:
+                store.client.drop_collection(name)
 
 
-def one_engine(engine: str, n: int, n_queries: int) -> dict:
+def one_engine(engine: str, n: int, n_queries: int, milvus_uri: str = "") -> dict:
     from rag.settings import set_torch_threads
 
     set_torch_threads()
     corpus, queries = vectors(n, n_queries)
     truth = exact_top(corpus, queries)
-    out = run_milvus(corpus, queries, truth) if engine == "milvus" else run_faiss(engine, corpus, queries, truth)
+    out = run_milvus(corpus, queries, truth, milvus_uri) if engine == "milvus" else run_faiss(engine, corpus, queries, truth)
     peak_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # kB on Linux
     return {"engine": engine, "n": n, "queries": n_queries, "dim": DIM, **out, "peak_rss_gib": round(peak_gib, 2)}
 
@@ -123,14 +130,15 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=500)
     ap.add_argument("--engines", default="flat,ivf,hnsw,milvus")
+    ap.add_argument("--milvus-uri", default="", help="a Milvus server instead of the embedded engine")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a child process: this engine only
     a = ap.parse_args()
     if a.one:
-        print(json.dumps(one_engine(a.one, a.n, a.queries)), flush=True)
+        print(json.dumps(one_engine(a.one, a.n, a.queries, a.milvus_uri)), flush=True)
         return
     for engine in a.engines.split(","):
-        subprocess.run([sys.executable, __file__, "--one", engine, "--n", str(a.n), "--queries", str(a.queries)],
-                       check=False)
+        subprocess.run([sys.executable, __file__, "--one", engine, "--n", str(a.n), "--queries", str(a.queries),
+                        "--milvus-uri", a.milvus_uri], check=False)
 
 
 if __name__ == "__main__":

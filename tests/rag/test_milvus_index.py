@@ -1,9 +1,16 @@
-"""The dense index in Milvus (the real embedded engine, milvus-lite, through LlamaIndex's Milvus
-store): built, queried like FAISS, a mismatched embedder refused with the FAISS message, a
-damaged or outdated collection rebuilt; the app's index status reads it too. Real MiniLM."""
+"""The dense index in Milvus through LlamaIndex's Milvus store, on both real engines: the embedded
+one (milvus-lite, a file) and a Milvus server by URI (the standalone server of the `milvus`
+package, started here): built, queried like FAISS, a mismatched embedder refused with the FAISS
+message, a damaged or outdated collection rebuilt; the app's index status reads it too. Real MiniLM."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -20,12 +27,64 @@ QUERIES = {"Where was Super Bowl 50 played?": "sb", "What is the atomic number o
            "What do chloroplasts do?": "ch", "Which sea does the Nile flow into?": "nl"}
 
 
-@pytest.fixture
-def milvus(tmp_path, monkeypatch):
+SERVER_PORTS = ("proxy", "etcd", "proxy-internal", "root-coord", "query-coord", "query-node", "index-coord",
+                "index-node", "data-coord", "data-node")
+
+
+@pytest.fixture(scope="module")
+def milvus_server(tmp_path_factory):
+    """A Milvus standalone server on free loopback ports (none of a Milvus the machine may run)."""
+    from pymilvus import MilvusClient
+
+    from rag.llm import free_port
+
+    exe = Path(sys.executable).parent / "milvus-server"
+    assert exe.exists(), "the Milvus server comes with the dev extra: pip install -e '.[all]'"
+    data = tmp_path_factory.mktemp("milvus-server")
+    ports = {name: free_port() for name in SERVER_PORTS}  # (its embedded etcd's peer port stays 2380)
+    with open(data / "server.log", "wb") as log:
+        proc = subprocess.Popen([str(exe), "--data", str(data / "data"),
+                                 *(a for name, port in ports.items() for a in (f"--{name}-port", str(port)))],
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    uri = f"http://127.0.0.1:{ports['proxy']}"
+    try:
+        deadline = time.monotonic() + 240
+        while True:
+            assert proc.poll() is None, f"milvus-server exited: {(data / 'server.log').read_text()[-2000:]}"
+            try:
+                MilvusClient(uri=uri, timeout=5).list_collections()
+                break
+            except Exception:
+                assert time.monotonic() < deadline, "milvus-server did not answer within 240 s"
+                time.sleep(2)
+        yield uri
+    finally:  # the server is the wrapper's child: end the whole session, as the package's stop() does
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        for _ in range(50):
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(params=["embedded", "server"])
+def milvus(request, tmp_path, monkeypatch):
+    server = request.param == "server"
+    uri = request.getfixturevalue("milvus_server") if server else str(tmp_path / "vectors" / "milvus.db")
     monkeypatch.setenv("DISTILRAG_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("DISTILRAG_VECTOR_STORE", "milvus")
-    monkeypatch.setenv("DISTILRAG_MILVUS_URI", str(tmp_path / "vectors" / "milvus.db"))
-    return tmp_path
+    monkeypatch.setenv("DISTILRAG_MILVUS_URI", uri)
+    yield tmp_path
+    if server:  # the server outlives the test: leave it empty for the next
+        from pymilvus import MilvusClient
+
+        client = MilvusClient(uri=uri)
+        for name in client.list_collections():
+            client.drop_collection(name)
 
 
 def _ranked(index, q):
