@@ -219,8 +219,8 @@ def main(argv: list[str] | None = None) -> None:
     corpus = load_corpus(cfgs["label"].corpus)
     cfgs = resolve(cfgs, corpus)
     ledger = run_labelling(cfgs, dry_run=args.dry_run, corpus=corpus)
-    print(json.dumps(asdict(ledger), indent=1))
-    print(f"labels: {labels_path(cfgs['label'])}")
+    where = labels_path(cfgs["label"])  # its rankings.ledger.json holds the whole ledger
+    print(f"labels: {where}" + ("" if args.dry_run else f" (ledger: {where / 'rankings.ledger.json'})"))
     print(labelling_line(ledger, cfgs))
 
 
