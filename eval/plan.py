@@ -29,6 +29,16 @@ class EvalConfig:
     round_size: int = 50              # questions every retriever answers before the next round starts
 
 
+def default_retrievers(corpus: str) -> tuple[str, ...]:
+    """What `eval` compares when no --retrievers is named: the four of EvalConfig and the corpus's
+    measured best pipeline (its published verdict's winner, rag.pipelines.best_spec) when that is
+    none of them, so the default comparison includes what the chat serves."""
+    from rag.pipelines import best_spec
+
+    best = best_spec(corpus, fallback="")
+    return EvalConfig.retrievers + ((best,) if best and best not in EvalConfig.retrievers else ())
+
+
 def select(questions: list, n: int, seed: int) -> list:
     """A seeded subset that keeps file order (the same n and seed give the same questions)."""
     if not n or n >= len(questions):

@@ -184,7 +184,8 @@ def _sections(summary, pq, comps, judged, agree, images, base, selection=()):
     """Report content as (kind, title, payload) so markdown and HTML say the same thing."""
     cfg = summary["config"]
     mode = "retrieval only" if cfg["retrieval_only"] else f"top-{cfg['top_k']} passages to the LLM"
-    s = [("p", None, f"Corpus `{cfg['corpus']}` split `{cfg['split'] or 'all'}`, {mode}, "
+    questions = f"questions `{Path(cfg['queries']).name}`" if cfg.get("queries") else f"split `{cfg['split'] or 'all'}`"
+    s = [("p", None, f"Corpus `{cfg['corpus']}` {questions}, {mode}, "
                      f"n={cfg['n'] or 'all'}, seed {cfg['seed']}.")]
     q = summary.get("questions", {})
     if q and q["answered_by_all"] < q["asked"]:

@@ -324,7 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--split", default=d.split, help='question split (train/dev/test); "" for all')
     ap.add_argument("--queries", default="", help="questions file (JSONL or one per line) instead of the corpus's")
     ap.add_argument("--qrels", default="", help="qrels TSV (qid 0 docid rel); default: the corpus's own")
-    ap.add_argument("--retrievers", default=",".join(d.retrievers), help="comma-separated specs, e.g. base,distilled,bm25,hybrid,base+ranker")
+    ap.add_argument("--retrievers", default=None, help="comma-separated specs, e.g. base,distilled,bm25,hybrid,base+ranker "
+                    f"(default: {','.join(d.retrievers)} and the corpus's measured best pipeline)")
     ap.add_argument("--n", type=int, default=0, help="evaluate a seeded subset of N questions (0 = all)")
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--top-k", type=int, default=d.top_k, help="passages given to the LLM")
@@ -363,13 +364,15 @@ def main(argv: list[str] | None = None) -> int:
 
         return archive_main(argv)
     a = build_parser().parse_args(argv)
+    from eval.plan import default_retrievers
     from eval.ragas_eval import JudgeConfig
     from rag.llm import LLMConfig
     from rag.settings import set_torch_threads
 
     set_torch_threads()
     cfg = EvalConfig(corpus=a.corpus, split=a.split, queries=a.queries, qrels=a.qrels,
-                     retrievers=tuple(s.strip() for s in a.retrievers.split(",") if s.strip()),
+                     retrievers=(tuple(s.strip() for s in a.retrievers.split(",") if s.strip())
+                                 if a.retrievers is not None else default_retrievers(a.corpus)),
                      n=a.n, seed=a.seed, top_k=a.top_k, depth=max(a.depth, a.top_k),
                      retrieval_only=a.retrieval_only, ragas_n=a.ragas_n, name=a.name,
                      grounding=a.grounding, answer_cache=not a.no_answer_cache, round_size=a.round_size)

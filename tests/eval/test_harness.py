@@ -321,3 +321,19 @@ def test_weighted_hybrid_specs_parse_and_name_their_directories():
     for bad in ("hybrid@1.5", "hybrid:distilled@x", "hybrid@-0.1"):
         with pytest.raises(UserError, match="from 0 to 1"):
             split_hybrid(bad)
+
+
+def test_eval_compares_the_corpus_best_pipeline_by_default(monkeypatch, tmp_path):
+    """Without --retrievers the comparison includes what the chat serves for that corpus."""
+    import eval.run as run_mod
+    import rag.pipelines
+
+    monkeypatch.setattr(rag.pipelines, "best_spec", lambda corpus, fallback="base":
+                        "hybrid:distilled@0.3+ranker" if corpus == "mine" else fallback)
+    seen = []
+    monkeypatch.setattr(run_mod, "run_eval", lambda cfg, **kw: seen.append(cfg.retrievers) or tmp_path)
+    assert main(["--corpus", "mine", "--retrieval-only"]) == 0
+    assert main(["--corpus", "theirs", "--retrieval-only"]) == 0
+    assert main(["--corpus", "mine", "--retrieval-only", "--retrievers", "bm25"]) == 0
+    assert seen == [("base", "distilled", "bm25", "hybrid", "hybrid:distilled@0.3+ranker"),
+                    ("base", "distilled", "bm25", "hybrid"), ("bm25",)]
