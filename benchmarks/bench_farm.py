@@ -54,7 +54,7 @@ def main() -> None:
             for _ in range(n_servers):
                 port = free_port()  # taken by the server before the next one is asked for
                 procs.append((spawn_server(gguf, port, max(1, cores // n_servers), 1024, Path(tmp) / "servers.log",
-                                           detach=True), f"http://127.0.0.1:{port}/v1"))
+                                           detach=True, logits=True), f"http://127.0.0.1:{port}/v1"))
             try:
                 pairs = []
                 t0 = time.perf_counter()

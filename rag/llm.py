@@ -38,6 +38,10 @@ class LLMConfig:
     n_ctx: int = 4096
     n_threads: int = 0             # 0 = every core (run the LLM alone on a small machine)
     timeout_s: float = 600.0
+    # Token log-probs in answers (pointwise labelling reads them). The embedded server then keeps
+    # every prompt position's logits over the 152k-token vocabulary: slower prompts and more memory
+    # (benchmarks/bench_llm_server.py).
+    logprobs: bool = False
 
     @classmethod
     def from_env(cls, **overrides) -> "LLMConfig":
@@ -139,6 +143,7 @@ class LocalServer:
     port: int
     pid: int
     owned: bool  # started by this process: stop it at exit
+    logprobs: bool = False  # started with every position's logits (LLMConfig.logprobs)
 
     @property
     def base_url(self) -> str:
@@ -173,17 +178,20 @@ def running_server() -> LocalServer | None:
     try:
         st = json.loads(_state_file().read_text())
         if _pid_alive(st["pid"]) and _listening(st["port"]):
-            return LocalServer(port=st["port"], pid=st["pid"], owned=False)
+            return LocalServer(port=st["port"], pid=st["pid"], owned=False, logprobs=st.get("logprobs", True))
     except (OSError, ValueError, KeyError):
         pass
     return None
 
 
 def spawn_server(gguf, port: int, threads: int, n_ctx: int, log: Path, detach: bool = False,
-                 wait_s: float = 180.0) -> subprocess.Popen:
+                 wait_s: float = 180.0, logits: bool = False) -> subprocess.Popen:
     """`python -m llama_cpp.server` for `gguf` on 127.0.0.1:`port`, in a clean environment, its
     output appended to `log`; returns once it answers (LLMUnavailable when it exits or stays mute).
-    `detach` gives it its own session: it outlives this process and its group can be killed whole."""
+    `detach` gives it its own session: it outlives this process and its group can be killed whole.
+    `logits` keeps every position's logits, which token log-probs need (echo + logprobs for query
+    likelihood, top_logprobs for pointwise); the server's own default, but answers without it read
+    their prompts faster in less memory (benchmarks/bench_llm_server.py)."""
     try:
         import llama_cpp.server  # noqa: F401
     except ImportError as e:
@@ -191,6 +199,7 @@ def spawn_server(gguf, port: int, threads: int, n_ctx: int, log: Path, detach: b
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--model_alias", LOCAL_ALIAS,
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(n_ctx),
            "--n_threads", str(threads), "--n_threads_batch", str(threads), "--n_gpu_layers", "0",
+           "--logits_all", str(logits),
            # Requests queue: by default any new request (even GET /v1/models) ends the answer
            # being streamed, which then reads as a complete, cut-short (often empty) answer.
            "--interrupt_requests", "False"]
@@ -215,21 +224,26 @@ def spawn_server(gguf, port: int, threads: int, n_ctx: int, log: Path, detach: b
 
 def start_local_server(cfg: LLMConfig = LLMConfig(), detach: bool = False,
                        wait_s: float = 180.0) -> LocalServer:
-    """Start (or reuse) the embedded server; `detach` leaves it running after this process exits."""
+    """Start (or reuse) the embedded server; `detach` leaves it running after this process exits.
+    A running one without log-probs is not reused when `cfg.logprobs` asks for them: this process
+    then starts its own beside it (and the shared one stays the other's)."""
     global _server
     found = running_server()
-    if found:
+    if found and (found.logprobs or not cfg.logprobs):
         return found
     from rag.models import ensure_llm
 
     gguf = ensure_llm()
     port = free_port()
-    proc = spawn_server(gguf, port, cfg.n_threads or os.cpu_count() or 2, cfg.n_ctx, _log_file(), detach, wait_s)
-    server = LocalServer(port=port, pid=proc.pid, owned=not detach)
+    proc = spawn_server(gguf, port, cfg.n_threads or os.cpu_count() or 2, cfg.n_ctx, _log_file(),
+                        detach and not found, wait_s, logits=cfg.logprobs)
+    server = LocalServer(port=port, pid=proc.pid, owned=not detach or bool(found), logprobs=cfg.logprobs)
     from rag.records import write_json
 
-    write_json(_state_file(), {"pid": proc.pid, "port": port, "model": LOCAL_ALIAS, "gguf": str(gguf)})
-    if not detach:
+    if not found:
+        write_json(_state_file(), {"pid": proc.pid, "port": port, "model": LOCAL_ALIAS, "gguf": str(gguf),
+                                   "logprobs": cfg.logprobs})
+    if server.owned:
         atexit.register(server.stop)
     _server = server
     return server

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from rag.corpus import Corpus
@@ -126,6 +127,8 @@ def rank_with_chat(todo: list[CandidateList], corpus: Corpus, cfg: LLMRankConfig
     from rag.llm import LLMConfig, openai_client
 
     llm_cfg = llm_cfg or LLMConfig.from_env()
+    if cfg.mode == "pointwise":  # its score is logprob(Yes) - logprob(No): the server must return them
+        llm_cfg = replace(llm_cfg, logprobs=True)
     model = llm_cfg.model_name
     if client is None and not dry_run:
         client = openai_client(llm_cfg)

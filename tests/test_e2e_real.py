@@ -155,3 +155,37 @@ def test_a_busy_embedded_server_is_found_and_its_answer_is_not_cut(monkeypatch):
     probe.join()
     assert found is not None and found.port == server.port and took < 1.5
     assert chunks[-1].choices[0].finish_reason == "length"  # ran to max_tokens: not cut short
+
+
+@pytest.mark.llm
+def test_the_answering_server_keeps_no_logits_and_a_logprob_user_gets_its_own(monkeypatch):
+    """The embedded server answers without every position's logits (its prompts read faster, in
+    less memory), so it returns no token log-probs; pointwise labelling, which needs them, starts
+    a server of its own beside it and leaves the shared one to the chat."""
+    import openai
+
+    from rag import llm
+
+    if (old := llm.running_server()) is not None:
+        old.stop()
+    monkeypatch.setattr(llm, "_server", None)
+    shared = llm.start_local_server(llm.LLMConfig(), wait_s=240)
+    try:
+        ask = dict(model=llm.LOCAL_ALIAS, max_tokens=1, logprobs=True, top_logprobs=3,
+                   messages=[{"role": "user", "content": "Answer Yes or No: is water wet?"}])
+        with pytest.raises(openai.APIError):
+            llm.openai_client(llm.LLMConfig()).chat.completions.create(**ask)
+        monkeypatch.setattr(llm, "_server", None)  # as a labelling process sees it
+        own = llm.start_local_server(llm.LLMConfig(logprobs=True), wait_s=240)
+        try:
+            assert own.port != shared.port and own.owned and own.logprobs
+            assert llm.running_server().port == own.port
+            out = llm.openai_client(llm.LLMConfig(logprobs=True)).chat.completions.create(**ask)
+            assert out.choices[0].logprobs.content[0].top_logprobs
+            monkeypatch.setattr(llm, "_server", None)
+            assert llm.running_server().port == shared.port  # the state file still names the shared one
+        finally:
+            own.stop()
+        assert llm.running_server().port == shared.port
+    finally:
+        shared.stop()

@@ -25,7 +25,7 @@ def farm(tmp_path_factory):
     procs = []
     for _ in range(2):  # one thread each, as on a 2-core farm; detached: a SIGKILL of its group ends it
         port = free_port()  # taken by the server before the next one is asked for
-        procs.append((spawn_server(gguf, port, 1, 1024, log, detach=True), f"http://127.0.0.1:{port}/v1"))
+        procs.append((spawn_server(gguf, port, 1, 1024, log, detach=True, logits=True), f"http://127.0.0.1:{port}/v1"))
     yield gguf, procs
     for p, _ in procs:
         if p.poll() is None:
