@@ -197,6 +197,27 @@ def load_index(path: Path, eid: EmbedderId, corpus: Corpus | None = None):
     return index
 
 
+_LOADED: dict[tuple, object] = {}  # (dir, weights, corpus, its files' stats) -> the loaded index
+_LOADED_MAX = 4
+
+
+def _load_faiss(path: Path, eid: EmbedderId, corpus: Corpus):
+    """load_index, once per index as it is on disk: the verdict and the harness build many
+    pipelines over one index, and a large docstore takes seconds to parse. Any change to the
+    files (a rebuild, damage) is a new key, so the checks run again."""
+    try:
+        files = tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(path.iterdir()))
+    except OSError:
+        return load_index(path, eid, corpus)  # missing: its error says so
+    key = (str(path), eid.weights_hash, corpus.hash, files)
+    if key not in _LOADED:
+        index = load_index(path, eid, corpus)
+        while len(_LOADED) >= _LOADED_MAX:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = index
+    return _LOADED[key]
+
+
 def get_index(corpus: Corpus, embedder: str = "base", index_type: str = "flat",
               rebuild: bool = False, progress: bool = True):
     """The index for (corpus, embedder): loaded when valid, built when missing or when asked.
@@ -209,7 +230,7 @@ def get_index(corpus: Corpus, embedder: str = "base", index_type: str = "flat",
     faiss = vector_store() == "faiss"
     path = index_dir(corpus, eid.label)
     if faiss:
-        load = lambda: load_index(path, eid, corpus)  # noqa: E731
+        load = lambda: _load_faiss(path, eid, corpus)  # noqa: E731
     else:
         from rag.milvus_index import load_milvus_index
 

@@ -202,3 +202,24 @@ def test_shipped_corpus_keeps_its_readable_directory_and_legacy_indexes_are_adop
     path = index_dir(user, label)
     assert not legacy.exists() and json.loads((path / "manifest.json").read_text())["built_at"] == built_at
     shutil.rmtree(path)
+
+
+
+def test_an_index_is_parsed_once_while_its_files_stay_the_same(embedder, monkeypatch, capsys):
+    """The verdict and the harness build many pipelines over one index: it is loaded once, and
+    loaded (and checked) again as soon as any of its files changes."""
+    import rag.index as index_mod
+    from rag.index import get_index
+
+    corpus = Corpus("kb", PASSAGES)
+    loads = []
+    real = index_mod.load_index
+    monkeypatch.setattr(index_mod, "load_index", lambda *a, **k: loads.append(a[0]) or real(*a, **k))
+    path, _ = _built(corpus, embedder)  # tried (missing), built, loaded
+    n = len(loads)
+    first = get_index(corpus, embedder, progress=False)
+    assert get_index(corpus, embedder, progress=False) is first and len(loads) == n
+    (path / FAISS_FILE).write_bytes(b"not an index")  # damaged: its files changed
+    second = get_index(corpus, embedder, progress=False)  # checked again, found damaged, rebuilt
+    assert second is not first and "rebuilding it" in capsys.readouterr().err
+    assert _top(second, "glacier") == "p2"
