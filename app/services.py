@@ -85,7 +85,7 @@ def fitted_hybrid(choice: str) -> str | None:
     from rag.retrievers import split_hybrid
 
     retriever = best_spec(corpus_spec(choice), fallback="").partition("+")[0]
-    hybrid = split_hybrid(retriever) if retriever.startswith("hybrid") else None
+    hybrid = split_hybrid(retriever)
     return retriever if hybrid and hybrid[1] is not None else None
 
 

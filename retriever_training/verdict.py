@@ -74,7 +74,6 @@ def fit_fusion(hybrid: str, corpus, queries: dict[str, str], qrels: dict, depth:
     return f"{hybrid}@{w_all:g}", orders, ms[w_all]
 
 
-
 def pipeline_orders(specs: list[str], corpus, queries: dict[str, str], depth: int = PIPELINE_DEPTH,
                     progress: bool = True, latency_ms: dict | None = None,
                     qrels: dict | None = None) -> dict[str, dict[str, list[str]]]:
