@@ -71,7 +71,7 @@ def milvus_server(tmp_path_factory):
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-@pytest.fixture(params=["embedded", "server"])
+@pytest.fixture(params=["embedded", pytest.param("server", marks=pytest.mark.server)])
 def milvus(request, tmp_path, monkeypatch):
     server = request.param == "server"
     uri = request.getfixturevalue("milvus_server") if server else str(tmp_path / "vectors" / "milvus.db")
