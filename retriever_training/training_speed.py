@@ -31,11 +31,12 @@ from rag.settings import use_bf16
 
 
 def precision_training_args(precision: str = "auto") -> dict:
-    """Transformers TrainingArguments for the precision: bf16 on a CPU needs use_cpu said aloud."""
+    """Transformers TrainingArguments for the precision, and use_cpu said aloud on a machine
+    without CUDA: bf16 on a CPU needs it, and so does torchrun on CPUs (without it accelerate
+    sees no distributed run, and N processes train N separate models)."""
     import torch
 
-    bf16 = use_bf16(precision)
-    return {"bf16": bf16, **({"use_cpu": True} if bf16 and not torch.cuda.is_available() else {})}
+    return {"bf16": use_bf16(precision), **({"use_cpu": True} if not torch.cuda.is_available() else {})}
 
 
 def apply_training_settings(model, cfg) -> None:

@@ -132,3 +132,17 @@ def test_both_trainer_configs_carry_the_shared_training_settings():
         assert ps == {cfg.hidden_dropout}
         assert model.config._attn_implementation == training_attention(cfg.attention)
         assert model.bert.embeddings.word_embeddings.weight.requires_grad is not cfg.freeze_word_embeddings
+
+
+def test_use_cpu_is_said_aloud_on_a_cpu_without_bf16(monkeypatch):
+    """Without use_cpu, accelerate sees no distributed run under torchrun on CPUs, and each
+    process trains a model of its own (the 2-process student then fails on its dev metrics)."""
+    import torch
+
+    from retriever_training import training_speed
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(training_speed, "use_bf16", lambda precision: False)
+    assert training_speed.precision_training_args("fp32") == {"bf16": False, "use_cpu": True}
+    monkeypatch.setattr(training_speed, "use_bf16", lambda precision: True)
+    assert training_speed.precision_training_args("auto") == {"bf16": True, "use_cpu": True}
