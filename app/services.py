@@ -79,20 +79,12 @@ def published_ranker(choice: str) -> Path | None:
     return p if p is not None and p.is_dir() else None
 
 
-def fitted_hybrid(choice: str) -> str | None:
-    """The weighted hybrid ("hybrid:distilled@0.3") the published verdict measured best, if it is one."""
-    from rag.pipelines import best_spec
-    from rag.retrievers import split_hybrid
-
-    retriever = best_spec(corpus_spec(choice), fallback="").partition("+")[0]
-    hybrid = split_hybrid(retriever)
-    return retriever if hybrid and hybrid[1] is not None else None
-
-
 def available_retrievers(choice: str) -> list[str]:
-    fitted = fitted_hybrid(choice)
-    return [r for r in RETRIEVERS if r not in NEEDS_DISTILLED or published_distilled(choice)] + (
-        [fitted] if fitted else [])
+    """The fixed choices (those that need a distilled model once it is published), and the
+    weighted hybrid ("hybrid:distilled@0.3") the published verdict fitted, when it won."""
+    best = best_pipeline(choice)
+    fitted = [best[0]] if best and best[0] not in RETRIEVERS else []
+    return [r for r in RETRIEVERS if r not in NEEDS_DISTILLED or published_distilled(choice)] + fitted
 
 
 def retriever_help(retriever: str) -> str:
@@ -122,8 +114,11 @@ def best_pipeline(choice: str) -> tuple[str, str | None] | None:
     """(retriever, reranker) of the best pipeline the published model's verdict measured, if any."""
     from rag.pipelines import best_spec
 
+    from rag.retrievers import split_hybrid
+
     retriever, _, reranker = best_spec(corpus_spec(choice), fallback="").partition("+")
-    return (retriever, reranker or None) if retriever in (*RETRIEVERS, fitted_hybrid(choice)) else None
+    weighted = (split_hybrid(retriever) or ("", None))[1] is not None
+    return (retriever, reranker or None) if retriever in RETRIEVERS or weighted else None
 
 
 def embedder_of(retriever: str) -> str | None:

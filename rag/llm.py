@@ -233,14 +233,16 @@ def start_local_server(cfg: LLMConfig = LLMConfig(), detach: bool = False,
         return found
     from rag.models import ensure_llm
 
+    private = found is not None  # beside a shared server without log-probs: this process's own
+    detach = detach and not private
     gguf = ensure_llm()
     port = free_port()
     proc = spawn_server(gguf, port, cfg.n_threads or os.cpu_count() or 2, cfg.n_ctx, _log_file(),
-                        detach and not found, wait_s, logits=cfg.logprobs)
-    server = LocalServer(port=port, pid=proc.pid, owned=not detach or bool(found), logprobs=cfg.logprobs)
+                        detach, wait_s, logits=cfg.logprobs)
+    server = LocalServer(port=port, pid=proc.pid, owned=not detach, logprobs=cfg.logprobs)
     from rag.records import write_json
 
-    if not found:
+    if not private:
         write_json(_state_file(), {"pid": proc.pid, "port": port, "model": LOCAL_ALIAS, "gguf": str(gguf),
                                    "logprobs": cfg.logprobs})
     if server.owned:

@@ -71,17 +71,17 @@ def split_hybrid(spec: str) -> tuple[str, float | None] | None:
     if not (spec == "hybrid" or spec.startswith(("hybrid:", "hybrid@"))):
         return None
     body, at, weight = spec.rpartition("@") if "@" in spec else (spec, "", "")
-    w = None
-    if at:
-        try:
-            w = float(weight)
-        except ValueError:
-            w = -1.0
-        if not 0.0 <= w <= 1.0:
-            from rag.errors import UserError
+    if not at:
+        return body.partition(":")[2] or "base", None
+    try:
+        w = float(weight)
+    except ValueError:
+        w = float("nan")
+    if not 0.0 <= w <= 1.0:  # nan too
+        from rag.errors import UserError
 
-            raise UserError(f"Retriever {spec!r}: the dense weight after '@' must be a number from 0 to 1 "
-                            "(e.g. hybrid:distilled@0.3).")
+        raise UserError(f"Retriever {spec!r}: the dense weight after '@' must be a number from 0 to 1 "
+                        "(e.g. hybrid:distilled@0.3).")
     return body.partition(":")[2] or "base", w
 
 

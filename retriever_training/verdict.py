@@ -45,24 +45,14 @@ def fit_fusion(hybrid: str, corpus, queries: dict[str, str], qrels: dict, depth:
     gets the weight the other half chose, so a weight fitted on these queries does not flatter
     its own score; the spec carries the weight fitted on all of them."""
     import hashlib
-    import time
-
-    from tqdm.auto import tqdm
 
     from rag.metrics import per_query as ir_per_query
-    from rag.pipelines import retrieval_function
 
     judged = [q for q in queries if q in qrels]
     grid, ms, ndcg = {}, {}, {}
     for w in FUSION_WEIGHTS:
-        retrieve = retrieval_function(f"{hybrid}@{w:g}", corpus, depth)
-        retrieve("warm-up")
-        t0 = time.perf_counter()
-        grid[w] = {q: [n.node.node_id for n in retrieve(text)][:depth]
-                   for q, text in tqdm(queries.items(), desc=f"verdict: {Path(hybrid).name}@{w:g}", disable=not progress)}
-        ms[w] = 1000 * (time.perf_counter() - t0) / max(1, len(queries))
-        run = {q: {d: float(len(ids) - i) for i, d in enumerate(ids)} for q, ids in grid[w].items()}
-        ndcg[w] = ir_per_query(run, {q: qrels[q] for q in judged}, ["ndcg@10"])["ndcg@10"]
+        grid[w], ms[w] = first_stage_orders(f"{hybrid}@{w:g}", corpus, queries, depth, progress)
+        ndcg[w] = ir_per_query(_run(grid[w]), {q: qrels[q] for q in judged}, ["ndcg@10"])["ndcg@10"]
 
     def best(qids: list[str]) -> float:  # ties: the weight nearest an even mix
         return max(FUSION_WEIGHTS, key=lambda w: (sum(ndcg[w].get(q, 0.0) for q in qids), -abs(w - 0.5)))
@@ -72,6 +62,38 @@ def fit_fusion(hybrid: str, corpus, queries: dict[str, str], qrels: dict, depth:
     orders = {q: grid[chosen[half[q]]][q] for q in queries}
     w_all = best(judged)
     return f"{hybrid}@{w_all:g}", orders, ms[w_all]
+
+
+def first_stage_orders(spec: str, corpus, queries: dict[str, str], depth: int = PIPELINE_DEPTH,
+                       progress: bool = True) -> tuple[dict[str, list[str]], float]:
+    """(qid -> the top `depth` docids of a first-stage spec, its milliseconds per query)."""
+    import time
+
+    from tqdm.auto import tqdm
+
+    from rag.pipelines import retrieval_function
+
+    retrieve = retrieval_function(spec, corpus, depth)
+    retrieve("warm-up")  # the first call loads models and indexes: not a query's latency
+    t0 = time.perf_counter()
+    orders = {q: [n.node.node_id for n in retrieve(text)][:depth]
+              for q, text in tqdm(queries.items(), desc=f"verdict: {Path(spec).name}", disable=not progress)}
+    return orders, 1000 * (time.perf_counter() - t0) / max(1, len(queries))
+
+
+def _run(orders: dict[str, list[str]]) -> dict[str, dict[str, float]]:
+    """qid -> docids best first, as a run whose scores keep that order."""
+    return {q: {d: float(len(ids) - i) for i, d in enumerate(ids)} for q, ids in orders.items()}
+
+
+def ranking_qrels(heldout: list[LLMRanking], gold: dict | None = None) -> tuple[str, dict]:
+    """(who ranks the pipelines, their qrels): gold where any held-out query has it, else the
+    LLM's own order (splits.llm_qrels). The fitted fusion is fitted to the same judge."""
+    from retriever_training.splits import llm_qrels
+
+    if any(r.qid in (gold or {}) for r in heldout):
+        return "gold", gold
+    return "llm", llm_qrels(heldout)
 
 
 def pipeline_orders(specs: list[str], corpus, queries: dict[str, str], depth: int = PIPELINE_DEPTH,
@@ -85,9 +107,7 @@ def pipeline_orders(specs: list[str], corpus, queries: dict[str, str], depth: in
     spec with its weight, e.g. "hybrid@0.3+<ranker>"."""
     import time
 
-    from tqdm.auto import tqdm
-
-    from rag.pipelines import retrieval_function, split_spec
+    from rag.pipelines import split_spec
     from rag.rerank import CrossEncoderRerank
 
     firsts: dict[str, dict[str, list[str]]] = {}
@@ -99,13 +119,8 @@ def pipeline_orders(specs: list[str], corpus, queries: dict[str, str], depth: in
                 raise ValueError(f"{spec}: a fitted fusion needs the judgement to fit it to (qrels)")
             name, order, ms = fit_fusion(spec.removesuffix(FIT), corpus, queries, qrels, depth, progress)
             fitted[spec], firsts[name], first_ms[name] = name, order, ms
-            continue
-        retrieve = retrieval_function(spec, corpus, depth)
-        retrieve("warm-up")  # the first call loads models and indexes: not a query's latency
-        t0 = time.perf_counter()
-        firsts[spec] = {q: [n.node.node_id for n in retrieve(text)][:depth]
-                        for q, text in tqdm(queries.items(), desc=f"verdict: {Path(spec).name}", disable=not progress)}
-        first_ms[spec] = 1000 * (time.perf_counter() - t0) / max(1, len(queries))
+        else:
+            firsts[spec], first_ms[spec] = first_stage_orders(spec, corpus, queries, depth, progress)
     out, rerankers, scored = {}, {}, {}
     pair_s: dict[str, list[float]] = {}  # reranker -> [seconds, pairs]
     for spec in specs:
@@ -146,9 +161,8 @@ def per_query(order: dict[str, list[str]], heldout: list[LLMRanking], qrels: dic
     """metric -> qid -> value: nDCG@10 against `qrels`, top-1 agreement with the LLM."""
     from rag.metrics import per_query as ir_per_query
 
-    run = {q: {d: float(len(ids) - i) for i, d in enumerate(ids)} for q, ids in order.items()}
     judged = {r.qid: qrels[r.qid] for r in heldout if r.qid in qrels}
-    return {"ndcg@10": ir_per_query(run, judged, ["ndcg@10"])["ndcg@10"],
+    return {"ndcg@10": ir_per_query(_run(order), judged, ["ndcg@10"])["ndcg@10"],
             "top1": {r.qid: float(bool(order.get(r.qid)) and order[r.qid][0] == r.ranked_docids[0])
                      for r in heldout if r.qid in judged}}
 
@@ -160,17 +174,15 @@ def judge(orders: dict[str, dict[str, list[str]]], heldout: list[LLMRanking], ba
     from rag.stats import bootstrap_ci, paired_by_qid
     from retriever_training.splits import llm_qrels
 
-    judges = {"llm": llm_qrels(heldout)}
+    ranked_by, _ = ranking_qrels(heldout, gold)
+    judges = {"llm": llm_qrels(heldout), **({"gold": gold} if ranked_by == "gold" else {})}
     gold_judged = [r for r in heldout if r.qid in (gold or {})]
-    if gold_judged:
-        judges["gold"] = gold
     values = {name: {spec: per_query(o, heldout, qrels) for spec, o in orders.items()}
               for name, qrels in judges.items()}
     report: dict = {"queries": len(heldout), "gold_queries": len(gold_judged)}
     for name in ("llm", "gold"):
         report[name] = ({m: paired_by_qid(values[name][base][m], values[name][student][m]) for m in METRICS}
                         if name in values else {})
-    ranked_by = "gold" if gold_judged else "llm"
     rows = []
     for spec in orders:
         v = values[ranked_by][spec]
