@@ -178,6 +178,9 @@ def ask(question: str, settings: Settings) -> None:
                 slots.append((st.empty(), st.empty()))  # (answer, sources)
         for i in range(len(retrievers)):  # sources first, for every side
             live.append(_retrieve_into(turn, i, settings, corpus, slots[i][1]))
+        for i in range(1, len(retrievers)):  # said now: starting the LLM can take a while
+            if live[i] is not None:
+                slots[i][0].caption(f"Waiting for the {retrievers[0]} answer to finish…")
         try:
             cfg = services.llm_config()
             with cols[0]:
@@ -195,8 +198,6 @@ def ask(question: str, settings: Settings) -> None:
         for i, (answer_slot, _) in enumerate(slots):
             if live[i] is not None:
                 turn["results"][i]["partial"] = True  # until its answer is complete
-                if i > 0:
-                    answer_slot.caption(f"Waiting for the {retrievers[0]} answer to finish…")
         turns().append(turn)  # kept from here on: a reload mid-answer keeps the question and sources
         save()
         # Clicking it reruns the script, which ends this run at its next token; the chain then
