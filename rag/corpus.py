@@ -1,7 +1,8 @@
 """Corpora: the shipped ones under `corpora/<name>/`, a BEIR-style JSONL, or a folder of documents.
 
 In:  corpora/<name>/{corpus.jsonl.gz, queries.jsonl.gz, qrels.tsv}; a `.jsonl[.gz]` of
-     {"_id"|"docid", "title", "text"}; or a folder of .txt/.md/.html/.pdf files (chunked).
+     {"_id"|"docid", "title", "text"}; a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv);
+     or a folder of .txt/.md/.html/.pdf files (chunked).
 Out: `Corpus` (Passage records + content hash), Query records, qrels {qid: {docid: rel}}.
 
 Bad files in a folder (unreadable, binary, empty, undecodable) are reported by name and skipped;
@@ -105,6 +106,8 @@ def load_corpus(spec: str | Path, chunk_size: int = 200, chunk_overlap: int = 30
         if (d / "corpus.jsonl.gz").exists():
             return Corpus(name=d.name, passages=list(read_jsonl(d / "corpus.jsonl.gz", Passage)),
                           chunking={"unit": "paragraph"}, key=corpus_key(d if d is path else d.name))
+    if path.is_dir() and (beir := _beir_file(path, "corpus")):  # BEIR's layout: corpus, queries, qrels/
+        return replace(_load_jsonl_corpus(beir), name=path.name, key=corpus_key(path))
     if path.is_file() and path.name.endswith((".jsonl", ".jsonl.gz")):
         return replace(_load_jsonl_corpus(path), key=corpus_key(path))
     if path.is_dir():
@@ -232,7 +235,27 @@ def load_folder(folder: Path, chunk_size: int = 200, chunk_overlap: int = 30) ->
                             "chunk_overlap": chunk_overlap})
 
 
+def _beir_file(folder: Path, stem: str) -> Path | None:
+    """`folder`/<stem>.jsonl[.gz] of a BEIR export (corpus.jsonl, queries.jsonl), if it is there."""
+    for name in (f"{stem}.jsonl", f"{stem}.jsonl.gz"):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _beir_folder(corpus: str | Path) -> Path | None:
+    path = Path(corpus).expanduser()
+    if (CORPORA_DIR / str(corpus) / "corpus.jsonl.gz").exists() or not path.is_dir():
+        return None
+    return path if _beir_file(path, "corpus") else None
+
+
 def load_queries(corpus: str | Path, split: str | None = None) -> list[Query]:
+    """A corpus's own questions: the shipped layout's queries.jsonl.gz (each with its split), or a
+    BEIR folder's queries.jsonl, whose split is the qrels/<split>.tsv that judges it."""
+    beir = _beir_folder(corpus)
+    if beir is not None:
+        return _beir_queries(beir, split)
     path = _corpus_file(corpus, "queries.jsonl.gz")
     qs = list(read_jsonl(path, Query))
     if split:
@@ -242,9 +265,37 @@ def load_queries(corpus: str | Path, split: str | None = None) -> list[Query]:
     return qs
 
 
+def _beir_queries(folder: Path, split: str | None) -> list[Query]:
+    from rag.metrics import read_qrels
+    from rag.questions import read_questions
+
+    path = _beir_file(folder, "queries")
+    if path is None:
+        raise CorpusError(f"{folder} has no queries.jsonl: corpus {str(folder)!r} has no questions of its own.")
+    splits = {f.stem: read_qrels(f) for f in sorted((folder / "qrels").glob("*.tsv"))}
+    qs = [replace(q, split=next((s for s, qr in splits.items() if q.qid in qr), "")) for q in read_questions(path)]
+    if split:
+        if split not in splits:
+            raise CorpusError(f"No queries with split={split!r}: {folder} has no qrels/{split}.tsv "
+                              f"(it has {', '.join(sorted(splits)) or 'no qrels'}).")
+        qs = [q for q in qs if q.split == split]
+    return qs
+
+
 def load_qrels(corpus: str | Path) -> dict[str, dict[str, int]]:
+    """Gold relevance: the shipped layout's qrels.tsv, or every qrels/<split>.tsv of a BEIR folder."""
     from rag.metrics import read_qrels
 
+    beir = _beir_folder(corpus)
+    if beir is not None:
+        files = sorted((beir / "qrels").glob("*.tsv"))
+        if not files:
+            raise CorpusError(f"{beir} has no qrels/<split>.tsv: corpus {str(corpus)!r} has no gold labels.")
+        qrels: dict[str, dict[str, int]] = {}
+        for f in files:
+            for qid, rels in read_qrels(f).items():
+                qrels.setdefault(qid, {}).update(rels)
+        return qrels
     return read_qrels(_corpus_file(corpus, "qrels.tsv"))
 
 

@@ -17,15 +17,34 @@ DEFAULT_METRICS = ("recall@1", "recall@5", "recall@10", "recall@20", "mrr@10", "
 
 
 def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
+    """TREC qrels (`qid iter docid rel`) or BEIR's TSV (`query-id corpus-id score`, header line
+    optional), whitespace- or tab-separated."""
+    from rag.errors import UserError
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise UserError(f"qrels file {path} not found" + (" (it is a folder)" if path.is_dir() else "") +
+                        ": give a TREC qrels file (qid 0 docid rel) or BEIR's qrels/<split>.tsv.")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{path} is not UTF-8 text (byte {e.start}); re-save it as UTF-8.") from None
     qrels: dict[str, dict[str, int]] = {}
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue
-        if len(parts) != 4:
-            raise ValueError(f"{path}:{n}: qrels lines are 'qid iter docid rel', got {line!r}")
-        qid, _, docid, rel = parts
-        qrels.setdefault(qid, {})[docid] = int(rel)
+        try:
+            if len(parts) not in (3, 4):
+                raise ValueError
+            qid, docid, rel = (parts[0], parts[2], parts[3]) if len(parts) == 4 else parts
+            grade = int(float(rel))
+        except ValueError:
+            if n == 1 and len(parts) in (3, 4):
+                continue  # BEIR's header line, "query-id corpus-id score"
+            raise UserError(f"{path}:{n}: qrels lines are 'qid iter docid rel' (TREC) or 'query-id corpus-id "
+                            f"score' (BEIR), got {line!r}") from None
+        qrels.setdefault(qid, {})[docid] = grade
     return qrels
 
 

@@ -2,9 +2,9 @@
 
     distilrag retrain --config retriever_training/configs/squad_dev.yaml   (stage "queries")
 
-In:  a corpus split (corpora/<name>/queries.jsonl.gz), a user's query log (one query per line,
-     or JSONL with "query" and optional "qid"), the app's feedback log, or nothing: queries are
-     then synthesised by the LLM from sampled passages (InPars/Promptagator style).
+In:  a corpus split (corpora/<name>/queries.jsonl.gz, or a BEIR folder's queries.jsonl + qrels/),
+     a user's query log (rag.questions: one query a line, or JSONL with "query"|"question"|"text"
+     and optional "qid"|"_id"), the app's feedback log, or nothing: queries are then synthesised by the LLM from sampled passages (InPars/Promptagator style).
 Out: queries.jsonl — Query records, deduplicated (case/space-insensitive), `n` at most, seeded
      (the rest of a log or split is the unlabelled pool the ranker scores, `unlabelled_pool`);
      synthetic_queries.jsonl (+ .json, its settings) — `synthetic` > 0: further LLM-written queries
@@ -12,7 +12,6 @@ Out: queries.jsonl — Query records, deduplicated (case/space-insensitive), `n`
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import re
@@ -73,41 +72,11 @@ def dedupe(queries: list[Query]) -> list[Query]:
     return out
 
 
-def _qid(text: str) -> str:
-    return "q" + hashlib.sha1(_norm(text).encode()).hexdigest()[:12]
-
-
 def read_query_file(path: str | Path) -> list[Query]:
-    """A user's query log: plain text (one query per line) or JSONL with a "query" field."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        why = "is a folder" if path.is_dir() else "not found"
-        raise QueriesError(f"Query file {path} {why}: give a text file (one question a line) or a JSONL "
-                           "file with a 'query' field.")
-    try:
-        content = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise QueriesError(f"Query file {path} is not UTF-8 text (byte {e.start}): re-save it as UTF-8.") from None
-    out = []
-    for n, line in enumerate(content.splitlines(), 1):
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("{"):
-            try:
-                d = json.loads(line)
-            except json.JSONDecodeError:
-                raise QueriesError(f"{path}:{n}: looks like JSON but does not parse.") from None
-            text = (d.get("query") or d.get("question") or "") if isinstance(d, dict) else ""
-            if not isinstance(text, str) or not text.strip():
-                raise QueriesError(f"{path}:{n}: JSON query lines need a 'query' field.")
-            out.append(Query(qid=str(d.get("qid") or _qid(text)), query=text, answers=d.get("answers", [])))
-        else:
-            out.append(Query(qid=_qid(line), query=line))
-    if not out:
-        raise QueriesError(f"Query file {path} holds no queries: put one question a line (or JSONL with "
-                           "'query'), or leave out --queries to let the LLM write them from the corpus.")
-    return out
+    """A user's query log: text (one query a line) or JSONL (rag.questions, the harness's reader too)."""
+    from rag.questions import read_questions
+
+    return read_questions(path)
 
 
 def query_pool(cfg: QueriesConfig, corpus_name: str) -> list[Query]:
@@ -117,8 +86,28 @@ def query_pool(cfg: QueriesConfig, corpus_name: str) -> list[Query]:
 
         return dedupe(load_queries(corpus_name, cfg.split))
     if cfg.source in ("file", "feedback"):
-        return dedupe(read_query_file(cfg.file))
+        ids, texts = judging_questions(corpus_name)
+        return [q for q in dedupe(read_query_file(cfg.file)) if q.qid not in ids and _norm(q.query) not in texts]
     return []
+
+
+JUDGING_SPLITS = ("dev", "test")  # the corpus's gold splits the retrain chooses and reports on
+
+
+def judging_questions(corpus_name: str) -> tuple[set[str], set[str]]:
+    """(ids, normalised texts) of the corpus's own dev and test questions, which a query log must not
+    teach: a BEIR folder's queries.jsonl given as the log holds them, and the verdict would flatter."""
+    from rag.corpus import CorpusError, load_queries
+
+    ids, texts = set(), set()
+    for split in JUDGING_SPLITS:
+        try:
+            qs = load_queries(corpus_name, split)
+        except CorpusError:
+            continue
+        ids |= {q.qid for q in qs}
+        texts |= {_norm(q.query) for q in qs}
+    return ids, texts
 
 
 def select_queries(cfg: QueriesConfig, corpus_name: str) -> list[Query]:
@@ -129,6 +118,9 @@ def select_queries(cfg: QueriesConfig, corpus_name: str) -> list[Query]:
         pool = dedupe(synthesize_queries(corpus_name, cfg))
     else:
         pool = query_pool(cfg, corpus_name)
+        if cfg.source != "split" and (judging := len(dedupe(read_query_file(cfg.file))) - len(pool)):
+            print(f"note: {judging} queries of {cfg.file} are the corpus's own dev/test questions: left out of "
+                  "training, so the held-out report judges on questions the retriever never saw")
     if not pool:
         raise QueriesError(f"No queries to label from queries.source={cfg.source} on corpus {corpus_name!r}.")
     rng = random.Random(cfg.seed)

@@ -99,19 +99,15 @@ class NoRankings(UserError, RuntimeError):
 
 def load_gold(corpus_name: str, qrels_file: str) -> dict:
     """The corpus's gold qrels, and a --qrels file's over them ({} when there is none)."""
-    from rag.config import ConfigError
-    from rag.corpus import load_qrels
+    from rag.corpus import CorpusError, load_qrels
     from rag.metrics import read_qrels
 
     try:
         qrels = load_qrels(corpus_name)
-    except Exception:  # a user's corpus may have no gold: every gold-based number is then omitted
+    except CorpusError:  # a user's corpus may have no gold: every gold-based number is then omitted
         qrels = {}
-    if qrels_file:
-        try:
-            qrels = {**qrels, **read_qrels(Path(qrels_file).expanduser())}
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"--qrels {qrels_file}: {e}; give a TREC qrels file (qid 0 docid rel per line)") from None
+    if qrels_file:  # a bad file is a UserError naming it and the formats
+        qrels = {**qrels, **read_qrels(qrels_file)}
     return qrels
 
 

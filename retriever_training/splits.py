@@ -71,6 +71,13 @@ def preflight(cfgs: dict, qrels: dict) -> dict:
     corpus_name, q, frac = cfgs["label"].corpus, cfgs["queries"], cfgs["ranker"].heldout_fraction
     gold_dev = bool(split_queries(corpus_name, "dev", qrels))
     pool = len(query_pool(q, corpus_name)) if q.source != "synthesize" else (q.n or 0)
+    if q.source in ("file", "feedback"):
+        from retriever_training.queries import dedupe, read_query_file
+
+        if not pool and dedupe(read_query_file(q.file)):
+            raise ConfigError(f"every query of {q.file} is one of the corpus's own dev/test questions, which the "
+                              "retrain judges on and so never trains on: give a log of other questions, or leave "
+                              "out --queries to let the LLM write them")
     n_label = min(q.n, pool) if q.n else pool
     if not gold_dev and n_label * frac < 1:
         raise ConfigError(

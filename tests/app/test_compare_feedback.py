@@ -55,8 +55,8 @@ def test_feedback_is_appended_as_jsonl_usable_as_query_pool(corpus_dir, app_home
     assert d["corpus"] == str(corpus_dir) and d["timestamp"].endswith("Z") and d["schema_version"] == 1
     assert "2 logged" not in texts(at.sidebar.caption)  # the summary counts up and down separately
     assert "1 👍 / 1 👎" in texts(at.sidebar.caption)
-    # The retrainer reads the log as an extra query pool.
-    assert [q.query for q in read_query_file(log)] == [QUESTION, QUESTION]
+    # The retrainer reads the log as an extra query pool (a question rated twice is one query).
+    assert [q.query for q in read_query_file(log)] == [QUESTION]
 
 
 def test_feedback_in_compare_mode_records_each_retriever(corpus_dir, app_home, fake_llm):

@@ -94,7 +94,7 @@ def test_a_changed_questions_file_does_not_resume_the_old_run(tiny, capsys):
     (tiny / "q.txt").write_text("Is the harbour busy?\nDoes the glacier move?\n\nIs the harbour busy?\n")
     llm = scripted_llm(["Yes [1]."])
     run_eval(cfg, out=tiny / "run", llm=llm, progress=False, report=False)  # same questions: resumed
-    assert llm.calls == 0 and "1 repeated questions are asked once" in capsys.readouterr().err
+    assert llm.calls == 0 and "1 repeated questions are kept once" in capsys.readouterr().err
 
 
 def _no_key_anywhere(tiny, out, err):

@@ -5,6 +5,7 @@ import pytest
 from rag.config import ConfigError, load_sections
 from rag.corpus import Corpus
 from rag.records import Candidate, CandidateList, LLMRanking, Passage
+from rag.questions import QuestionsError
 from retriever_training.queries import QueriesConfig, QueriesError, read_query_file, select_queries, unlabelled_pool
 from retriever_training.recipe import SECTIONS
 from retriever_training.splits import (check_selected, dev_set, heldout_ids, llm_qrels, preflight,
@@ -90,20 +91,20 @@ def test_preflight_reports_what_cannot_run_before_any_llm_time(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ("", "holds no queries"),
-    ("\n  \n", "holds no queries"),
-    ('{"qid": "1"}\n', "need a 'query' field"),
+    ("", "holds no questions"),
+    ("\n  \n", "holds no questions"),
+    ('{"qid": "1"}\n', "has a 'query'"),
     ('{"query": \n', "does not parse"),
     (b"caf\xe9?\n", "not UTF-8"),
 ])
 def test_bad_query_logs_are_errors(tmp_path, content, message):
     p = tmp_path / "log.txt"
     p.write_bytes(content if isinstance(content, bytes) else content.encode())
-    with pytest.raises(QueriesError, match=message):
+    with pytest.raises(QuestionsError, match=message):
         read_query_file(p)
-    with pytest.raises(QueriesError, match="is a folder"):
+    with pytest.raises(QuestionsError, match="is a folder"):
         read_query_file(tmp_path)
-    with pytest.raises(QueriesError, match="not found"):
+    with pytest.raises(QuestionsError, match="not found"):
         read_query_file(tmp_path / "missing.txt")
 
 
