@@ -10,8 +10,10 @@ from rag.records import Passage, Query, TeacherScores, read_jsonl, write_jsonl
 from rag.settings import CORPORA_DIR
 
 
-def make_mini_corpus(root: Path, n_articles: int = 3, paras: int = 6, qs_per_para: int = 2) -> Path:
-    """A slice of squad_dev in the shipped layout: a few articles per split, gold qrels kept."""
+def make_mini_corpus(root: Path, n_articles: int = 3, paras: int = 6, qs_per_para: int = 2,
+                     layout: str = "shipped") -> Path:
+    """A slice of squad_dev in the shipped layout, or as a BEIR export (corpus.jsonl, queries.jsonl
+    with every split's questions, qrels/<split>.tsv with a header): a few articles per split, gold kept."""
     full = load_corpus("squad_dev")
     queries = load_queries("squad_dev")
     gold = {}
@@ -32,6 +34,14 @@ def make_mini_corpus(root: Path, n_articles: int = 3, paras: int = 6, qs_per_par
             per_doc[d] = per_doc.get(d, 0) + 1
             qs.append(q)
     d = root / "mini_squad"
+    if layout == "beir":
+        write_jsonl(d / "corpus.jsonl", [{"_id": p.docid, "title": p.title, "text": p.text} for p in passages])
+        write_jsonl(d / "queries.jsonl", [{"_id": q.qid, "text": q.query, "metadata": {}} for q in qs])
+        (d / "qrels").mkdir()
+        for split in ("train", "dev", "test"):
+            (d / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n" + "".join(
+                f"{q.qid}\t{gold[q.qid]}\t1\n" for q in qs if q.split == split))
+        return d
     write_jsonl(d / "corpus.jsonl.gz", passages)
     write_jsonl(d / "queries.jsonl.gz", qs)
     (d / "qrels.tsv").write_text("".join(f"{q.qid}\t0\t{gold[q.qid]}\t1\n" for q in qs))
@@ -39,14 +49,19 @@ def make_mini_corpus(root: Path, n_articles: int = 3, paras: int = 6, qs_per_par
 
 
 @pytest.mark.llm
-def test_tiny_retrain_end_to_end(tmp_path, monkeypatch):
+@pytest.mark.parametrize("layout", ["shipped", "beir"])
+def test_tiny_retrain_end_to_end(tmp_path, monkeypatch, layout):
+    """The shipped layout with its train split as the queries; a BEIR export with its whole
+    queries.jsonl as the log (its dev and test questions must not teach)."""
     from rag.config import load_sections
     from retriever_training.retrain import SECTIONS, retrain
 
-    corpus_dir = make_mini_corpus(tmp_path)
+    corpus_dir = make_mini_corpus(tmp_path, layout=layout)
     monkeypatch.setenv("DISTILRAG_RUNS_DIR", str(tmp_path / "runs"))
+    source = (["queries.source=split"] if layout == "shipped" else
+              ["queries.source=file", f"queries.file={corpus_dir / 'queries.jsonl'}"])
     overrides = [f"label.corpus={corpus_dir}", f"label.labels_dir={tmp_path / 'labels'}",
-                 "queries.source=split", "queries.n=6", "candidates.depth=6", "llm_rank.max_candidates=3",
+                 *source, "queries.n=6", "candidates.depth=6", "llm_rank.max_candidates=3",
                  "ranker.epochs=1", "ranker.min_steps=0", "ranker.batch_size=4",
                  "ranker.heldout_fraction=0.3", "ranker.list_size=3",
                  "teacher.unlabelled_queries=6", "teacher.depth=4",
@@ -71,6 +86,8 @@ def test_tiny_retrain_end_to_end(tmp_path, monkeypatch):
     assert used["labelled"] == 6 and used["heldout"] >= 1 and used["unlabelled_from_log"] == 6
     held = {r["qid"] for r in rankings if r["qid"] not in {t.qid for t in teacher if t.labelled}}
     assert len(held) == used["heldout"]
+    judging = {q.qid for q in load_queries(corpus_dir) if q.split in ("dev", "test")}
+    assert judging and not judging & ({r["qid"] for r in rankings} | {t.qid for t in teacher})
 
     from sentence_transformers import SentenceTransformer
 
