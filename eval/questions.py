@@ -20,14 +20,29 @@ def questions_hash(questions: list) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
+def eval_qrels(corpus: str, queries: str, qrels_file: str) -> dict | None:
+    """The gold a run is scored with: a --qrels file, else the corpus's own when its own questions
+    are asked; None when there is none."""
+    from rag.corpus import CorpusError, load_qrels
+    from rag.metrics import read_qrels
+
+    if qrels_file:
+        return read_qrels(qrels_file)
+    if queries:
+        return None
+    try:
+        return load_qrels(corpus)
+    except CorpusError:
+        return None
+
+
 def load_questions(cfg):
     """(questions, qrels or None); a file's records may carry qid/_id/id and query/question/text.
 
     With qrels (--qrels, or the corpus's), a file's questions that have neither qrels nor answers
     are left out (with a note): nothing could score them.
     """
-    from rag.corpus import CorpusError, load_qrels, load_queries
-    from rag.metrics import read_qrels
+    from rag.corpus import CorpusError, load_queries
 
     if cfg.queries:
         from rag.questions import read_questions
@@ -45,14 +60,7 @@ def load_questions(cfg):
         except CorpusError as e:
             raise CorpusError(f"{e} For your own corpus give --queries FILE (JSONL or one question "
                               "per line).") from None
-    qrels = None
-    if cfg.qrels:
-        qrels = read_qrels(cfg.qrels)
-    elif not cfg.queries:
-        try:
-            qrels = load_qrels(cfg.corpus)
-        except CorpusError:
-            qrels = None
+    qrels = eval_qrels(cfg.corpus, cfg.queries, cfg.qrels)
     if qrels is not None and cfg.queries:
         judged = [q for q in qs if q.qid in qrels or q.answers]
         if len(judged) < len(qs):  # e.g. BEIR's queries.jsonl holds every split's queries, qrels one split's

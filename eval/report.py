@@ -30,16 +30,12 @@ SEED = 0
 
 
 def _load(run_dir: Path):
-    from eval.plan import EvalConfig
-    from eval.questions import load_questions
+    from eval.questions import eval_qrels
     from rag.records import read_jsonl
 
     summary = json.loads((run_dir / "summary.json").read_text())
     cfg = summary["config"]
-    qrels = None
-    if summary.get("has_qrels"):
-        _, qrels = load_questions(EvalConfig(corpus=cfg["corpus"], split=cfg["split"],
-                                             queries=cfg.get("queries", ""), qrels=cfg.get("qrels", "")))
+    qrels = eval_qrels(cfg["corpus"], cfg.get("queries", ""), cfg.get("qrels", "")) if summary.get("has_qrels") else None
     recs, judged = {}, {}
     for name in summary["retrievers"]:
         d = run_dir / name
