@@ -112,6 +112,9 @@ def plan_lists(cfgs: dict, corpus, progress: bool = True, top_up: bool = False) 
     if qpath.exists():
         queries = list(read_jsonl(qpath, Query))
     elif qc.source == "synthesize":
+        from retriever_training.queries import note_own_questions
+
+        note_own_questions(cfgs["label"].corpus)
         n_passages = qc.synth_passages or qc.n
         writing["the queries to label"] = synthesis_job(corpus, n_passages, qc.seed)
         queries = stand_in_queries(corpus, n_passages, qc.seed)[:qc.n]

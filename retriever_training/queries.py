@@ -94,6 +94,20 @@ def query_pool(cfg: QueriesConfig, corpus_name: str) -> list[Query]:
 JUDGING_SPLITS = ("dev", "test")  # the corpus's gold splits the retrain chooses and reports on
 
 
+def note_own_questions(corpus_name: str) -> None:
+    """Before the LLM writes queries: say so when the corpus has questions of its own to label instead
+    (a BEIR folder's train split, a shipped corpus run without its config)."""
+    from rag.corpus import CorpusError, load_queries
+
+    try:
+        train = load_queries(corpus_name, "train")
+    except (CorpusError, UserError):
+        return
+    if train:
+        print(f"note: corpus {corpus_name!r} has {len(train)} train questions of its own; "
+              "--queries.source=split --queries.split=train labels those instead of LLM-written ones")
+
+
 def judging_questions(corpus_name: str) -> tuple[set[str], set[str]]:
     """(ids, normalised texts) of the corpus's own dev and test questions, which a query log must not
     teach: a BEIR folder's queries.jsonl given as the log holds them, and the verdict would flatter."""
@@ -115,6 +129,7 @@ def select_queries(cfg: QueriesConfig, corpus_name: str) -> list[Query]:
     if cfg.source == "synthesize":
         from retriever_training.synthesize import synthesize_queries
 
+        note_own_questions(corpus_name)
         pool = dedupe(synthesize_queries(corpus_name, cfg))
     else:
         pool = query_pool(cfg, corpus_name)

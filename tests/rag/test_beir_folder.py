@@ -119,3 +119,14 @@ def test_one_reader_for_logs_feedback_and_beir_queries(tmp_path, capsys):
     with pytest.raises(QuestionsError, match="qid '7' appears twice"):
         beir_like.write_text('{"_id": "7", "text": "a"}\n{"_id": "7", "text": "b"}\n')
         read_questions(beir_like)
+
+
+def test_its_train_split_can_be_the_labelled_queries_and_is_pointed_out(beir, capsys):
+    from retriever_training.queries import QueriesConfig, note_own_questions, select_queries
+
+    assert [q.qid for q in select_queries(QueriesConfig(source="split", split="train", n=10), str(beir))] == ["q4"]
+    note_own_questions(str(beir))
+    assert "has 1 train questions of its own; --queries.source=split" in capsys.readouterr().out
+    (beir / "qrels" / "train.tsv").unlink()
+    note_own_questions(str(beir))  # nothing to point at: no note
+    assert capsys.readouterr().out == ""
