@@ -142,13 +142,16 @@ def select_queries(cfg: QueriesConfig, corpus_name: str) -> list[Query]:
     return rng.sample(pool, min(cfg.n, len(pool))) if cfg.n else pool
 
 
-def unlabelled_pool(cfg: QueriesConfig, corpus_name: str, exclude: set[str], n: int) -> list[Query]:
+def unlabelled_pool(cfg: QueriesConfig, corpus_name: str, exclude: set[str], n: int,
+                    exclude_texts: set[str] = frozenset()) -> list[Query]:
     """The rest of the split or log, `n` at most (seeded), for the ranker to score at no LLM cost:
     every query of a log teaches the student, not only the `queries.n` the LLM labelled. `exclude`
-    holds the ids the LLM was given (labelled and held out alike), which never come back here."""
+    holds the ids the LLM was given (labelled and held out alike), `exclude_texts` their texts (a
+    labels dir written with other ids for the same questions), and none of them comes back here."""
     if n <= 0:
         return []
-    rest = [q for q in query_pool(cfg, corpus_name) if q.qid not in exclude]
+    texts = {_norm(t) for t in exclude_texts}
+    rest = [q for q in query_pool(cfg, corpus_name) if q.qid not in exclude and _norm(q.query) not in texts]
     return random.Random(cfg.seed + 1).sample(rest, min(n, len(rest)))
 
 

@@ -58,8 +58,8 @@ class Stages:
                                                 "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S")})
 
 
-def unlabelled_queries(cfgs: dict, exclude: set[str], labels_dir: Path,
-                       progress: bool = True) -> tuple[list[Query], list[Query]]:
+def unlabelled_queries(cfgs: dict, exclude: set[str], labels_dir: Path, progress: bool = True,
+                       exclude_texts: set[str] = frozenset()) -> tuple[list[Query], list[Query]]:
     """(the rest of the log or split, synthetic queries) that the LLM never saw: `exclude` holds
     every query it was given, labelled or held out. Synthetic: queries.synthetic, or as many as
     bring a short log up to queries.top_up_to queries in all, whichever is more."""
@@ -68,7 +68,7 @@ def unlabelled_queries(cfgs: dict, exclude: set[str], labels_dir: Path,
     from retriever_training.queries import synthetic_queries, unlabelled_pool
 
     qc, corpus_name = cfgs["queries"], cfgs["label"].corpus
-    pool = unlabelled_pool(qc, corpus_name, exclude, cfgs["teacher"].unlabelled_queries)
+    pool = unlabelled_pool(qc, corpus_name, exclude, cfgs["teacher"].unlabelled_queries, exclude_texts)
     taken = exclude | {q.qid for q in pool}
     qc = replace(qc, synthetic=max(qc.synthetic, qc.top_up_to - len(taken)))
     return pool, [q for q in synthetic_queries(qc, corpus_name, labels_dir, progress) if q.qid not in taken]
@@ -180,7 +180,8 @@ def retrain(cfgs: dict, progress: bool = True, dry_run: bool = False) -> dict:
     if progress and len(labelled) < len(cands):
         print(f"training on the {len(labelled)} of {len(cands)} selected queries the LLM has ranked "
               "(the rest: run the same command again to label them)", flush=True)
-    log_rest, synthetic = unlabelled_queries(cfgs, labelled | {c.qid for c in cands}, labels_dir, progress)
+    log_rest, synthetic = unlabelled_queries(cfgs, labelled | {c.qid for c in cands}, labels_dir, progress,
+                                             {c.query for c in cands})
     extra_lists = unlabelled_lists(cfgs, corpus, [*log_rest, *synthetic], run_dir, progress)
     used = {"selected": len(cands), "labelled": len(labelled), "heldout": len(heldout), "labelled_for_training": len(labelled - heldout),
             "unlabelled_from_log": len(log_rest), "unlabelled_synthetic": len(synthetic), "dev": plan["dev"]}

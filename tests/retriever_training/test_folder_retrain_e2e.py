@@ -42,11 +42,11 @@ def test_a_folder_and_a_question_log_retrain_publish_and_evaluate(tmp_path, monk
     code = main(["retrain", "--corpus", str(docs), "--queries", str(log), "--force",
                  "--queries.n=8", "--candidates.depth=4", "--llm_rank.max_candidates=3",
                  "--ranker.epochs=1", "--ranker.min_steps=0", "--ranker.batch_size=4",
-                 "--ranker.heldout_fraction=0.3", "--ranker.list_size=3",
+                 "--ranker.heldout_fraction=0.5", "--ranker.list_size=3",
                  "--teacher.depth=3", "--distill.epochs=1", "--distill.docs_per_query=3",
                  "--distill.batch_size=4", "--distill.max_seq_length=128", "--run.name=folder"])
-    out = capsys.readouterr().out
-    assert code == 0, out
+    out, err = capsys.readouterr()
+    assert code == 0, out + err
     # 8 labelled (some held out), the other 8 of the log scored by the ranker only; no gold anywhere.
     assert "queries: 8 labelled by the LLM" in out and "8 further from the log" in out
     assert "against the LLM's order" in out  # the checkpoint is chosen without a dev split

@@ -41,6 +41,9 @@ def test_unlabelled_pool_from_a_file_log(tmp_path):
     other_seed = unlabelled_pool(QueriesConfig(source="file", file=str(log), n=30, seed=1), "unused", ids, 20)
     assert [q.qid for q in other_seed] != [q.qid for q in capped]
     assert unlabelled_pool(cfg, "unused", ids, 0) == []
+    # A labels dir written with other ids for the same questions: their texts keep them out too.
+    texts = {q.query.upper() for q in labelled}
+    assert not texts & {q.query.upper() for q in unlabelled_pool(cfg, "unused", {"old-id"}, 1000, texts)}
 
 
 def test_heldout_queries_reach_neither_ranker_nor_student():
