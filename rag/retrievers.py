@@ -34,7 +34,7 @@ def bm25_retriever(corpus: Corpus, top_k: int):
             from llama_index.retrievers.bm25 import BM25Retriever
         except ImportError as e:  # pragma: no cover - install hint
             raise ImportError("BM25 needs `pip install llama-index-retrievers-bm25 bm25s`.") from e
-        _BM25_CACHE[key] = BM25Retriever.from_defaults(nodes=_nodes(corpus), similarity_top_k=10)
+        _BM25_CACHE[key] = BM25Retriever.from_defaults(nodes=_nodes(corpus), similarity_top_k=min(10, len(corpus)))
     from copy import copy
 
     r = copy(_BM25_CACHE[key])  # shallow: shares the bm25s index, not the top-k setting
