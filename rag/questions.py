@@ -3,6 +3,8 @@ corpus folder (its queries.jsonl).
 
     JSONL: {qid|_id|id, query|question|text, answers, split} per line (qid optional); BEIR's
            queries.jsonl ({"_id", "text", "metadata"}) and the app's feedback.jsonl are such files
+    CSV / TSV (.csv, .tsv): a header row naming a query|question|text column (qid|_id|id and
+           answer|answers optional; several answers separated by "|")
     text:  one question per line
 
 A question without a qid gets question_id(text), a hash of its words, so inserting or removing a
@@ -20,7 +22,8 @@ from pathlib import Path
 from rag.errors import UserError
 from rag.records import Query
 
-FORMATS = "a text file with one question a line, or JSONL with a 'query' (or 'question'/'text') field"
+FORMATS = ("a text file with one question a line, JSONL with a 'query' (or 'question'/'text') field, or "
+           "CSV/TSV with such a column")
 
 
 class QuestionsError(UserError, ValueError):
@@ -89,6 +92,23 @@ def _looks_jsonl(lines: list[str]) -> bool:
     return bool(lines) and lines[0].replace(" ", "").startswith('{"')
 
 
+def _table_records(path: Path, lines: list[str]) -> list[dict]:
+    """Rows of a CSV/TSV as records: the header names the columns (case-insensitive)."""
+    import csv
+
+    rows = list(csv.reader(lines, delimiter="\t" if path.suffix.lower() == ".tsv" else ","))
+    header = [h.strip().lower() for h in rows[0]] if rows else []
+    if not {"query", "question", "text"} & set(header):
+        raise QuestionsError(f"{path}: the first row must name the columns, one of them 'query', 'question' or "
+                             f"'text' (it reads {rows[0] if rows else []}).")
+    out = []
+    for row in rows[1:]:
+        d = {h: v.strip() for h, v in zip(header, row)}
+        answers = d.pop("answers", d.pop("answer", ""))
+        out.append({**d, "answers": [a.strip() for a in answers.split("|") if a.strip()]})
+    return out
+
+
 def read_questions(path: str | Path) -> list[Query]:
     """The questions of a file (see the module docstring); raises QuestionsError on bad input."""
     path = Path(path).expanduser()
@@ -103,6 +123,8 @@ def read_questions(path: str | Path) -> list[Query]:
         from rag.records import read_jsonl
 
         qs = _from_records(path, read_jsonl(path))
+    elif path.suffix.lower() in (".csv", ".tsv"):
+        qs = _from_records(path, _table_records(path, _lines(path)))
     else:
         lines = _lines(path)
         if _looks_jsonl(lines):

@@ -130,3 +130,19 @@ def test_its_train_split_can_be_the_labelled_queries_and_is_pointed_out(beir, ca
     (beir / "qrels" / "train.tsv").unlink()
     note_own_questions(str(beir))  # nothing to point at: no note
     assert capsys.readouterr().out == ""
+
+
+def test_a_csv_or_tsv_log_with_a_header(tmp_path):
+    from rag.questions import QuestionsError, read_questions
+
+    csv_log = tmp_path / "log.csv"
+    csv_log.write_text('id,Question,answer\n7,"Who won, and when?",Denver|the Broncos\n,Where?,\n')
+    qs = read_questions(csv_log)
+    assert [(q.qid, q.query, q.answers) for q in qs[:1]] == [("7", "Who won, and when?", ["Denver", "the Broncos"])]
+    assert qs[1].query == "Where?" and qs[1].answers == [] and qs[1].qid.startswith("q-")
+    tsv_log = tmp_path / "log.tsv"
+    tsv_log.write_text("query\tcount\nhow do vaccines work\t12\n")
+    assert [q.query for q in read_questions(tsv_log)] == ["how do vaccines work"]
+    tsv_log.write_text("how do vaccines work\t12\n")  # no header: say what the first row must be
+    with pytest.raises(QuestionsError, match="first row must name the columns"):
+        read_questions(tsv_log)
