@@ -1,5 +1,6 @@
 """The questions of an evaluation run: a corpus's own split, or a user's file (--queries, read by
-rag.questions: JSONL of {qid|_id|id, query|question|text, answers, split}, or one question a line).
+rag.questions: JSONL or CSV/TSV of {qid|_id|id, query|question|text, answers, split}, or one question
+a line).
 
 questions_hash identifies the whole set, so a run resumes only over the questions it was started with.
 """
@@ -49,7 +50,7 @@ def load_questions(cfg):
 
         path = Path(cfg.queries)
         qs = read_questions(path)
-        if cfg.split and path.name.endswith((".jsonl", ".jsonl.gz")) and any(q.split for q in qs):
+        if cfg.split and any(q.split for q in qs):  # a file whose records name their split
             qs = [q for q in qs if q.split == cfg.split]
         if not qs:
             raise QuestionsError(f"{path} holds no questions with split={cfg.split!r}; give --split '' for "

@@ -106,8 +106,8 @@ def load_corpus(spec: str | Path, chunk_size: int = 200, chunk_overlap: int = 30
         if (d / "corpus.jsonl.gz").exists():
             return Corpus(name=d.name, passages=list(read_jsonl(d / "corpus.jsonl.gz", Passage)),
                           chunking={"unit": "paragraph"}, key=corpus_key(d if d is path else d.name))
-    if path.is_dir() and (beir := _beir_file(path, "corpus")):  # BEIR's layout: corpus, queries, qrels/
-        return replace(_load_jsonl_corpus(beir), name=path.name, key=corpus_key(path))
+    if _beir_folder(path):  # BEIR's layout: corpus.jsonl, queries.jsonl, qrels/
+        return replace(_load_jsonl_corpus(_beir_file(path, "corpus")), name=path.name, key=corpus_key(path))
     if path.is_file() and path.name.endswith((".jsonl", ".jsonl.gz")):
         return replace(_load_jsonl_corpus(path), key=corpus_key(path))
     if path.is_dir():

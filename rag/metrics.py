@@ -34,17 +34,13 @@ def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
         parts = line.split()
         if not parts:
             continue
-        try:
-            if len(parts) not in (3, 4):
-                raise ValueError
-            qid, docid, rel = (parts[0], parts[2], parts[3]) if len(parts) == 4 else parts
-            grade = int(float(rel))
-        except ValueError:
-            if n == 1 and len(parts) in (3, 4):
-                continue  # BEIR's header line, "query-id corpus-id score"
+        rel = parts[-1].removeprefix("-").replace(".", "", 1)
+        if len(parts) in (3, 4) and rel.isdigit():
+            qid, docid = parts[0], parts[-2]
+            qrels.setdefault(qid, {})[docid] = int(float(parts[-1]))
+        elif not (n == 1 and len(parts) in (3, 4)):  # line 1 may be BEIR's "query-id corpus-id score"
             raise UserError(f"{path}:{n}: qrels lines are 'qid iter docid rel' (TREC) or 'query-id corpus-id "
-                            f"score' (BEIR), got {line!r}") from None
-        qrels.setdefault(qid, {})[docid] = grade
+                            f"score' (BEIR), got {line!r}")
     return qrels
 
 

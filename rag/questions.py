@@ -55,9 +55,10 @@ def _from_records(path: Path, records) -> list[Query]:
             no_text += 1
             continue
         given = d.get("qid", d.get("_id", d.get("id")))
-        qid = str(given) if given is not None and str(given) != "" else question_id(text)
+        given = "" if given is None else str(given)
+        qid = given or question_id(text)
         if qid in seen:
-            if given is None or str(given) == "":
+            if not given:
                 repeats += 1
                 continue
             raise QuestionsError(f"{path}: qid {qid!r} appears twice (records {seen[qid]} and {i}); "

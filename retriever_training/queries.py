@@ -72,13 +72,6 @@ def dedupe(queries: list[Query]) -> list[Query]:
     return out
 
 
-def read_query_file(path: str | Path) -> list[Query]:
-    """A user's query log: text (one query a line) or JSONL (rag.questions, the harness's reader too)."""
-    from rag.questions import read_questions
-
-    return read_questions(path)
-
-
 def query_pool(cfg: QueriesConfig, corpus_name: str) -> list[Query]:
     """Every query a split or log offers, deduplicated; none for source=synthesize (written on demand)."""
     if cfg.source == "split":
@@ -86,42 +79,42 @@ def query_pool(cfg: QueriesConfig, corpus_name: str) -> list[Query]:
 
         return dedupe(load_queries(corpus_name, cfg.split))
     if cfg.source in ("file", "feedback"):
-        ids, texts = judging_questions(corpus_name)
-        return [q for q in dedupe(read_query_file(cfg.file)) if q.qid not in ids and _norm(q.query) not in texts]
+        return log_pool(cfg.file, corpus_name)[0]
     return []
 
 
 JUDGING_SPLITS = ("dev", "test")  # the corpus's gold splits the retrain chooses and reports on
 
 
+def log_pool(path: str, corpus_name: str) -> tuple[list[Query], int]:
+    """(the log's distinct queries that may teach, how many were left out): a log's questions that
+    are the corpus's own dev or test ones (by id or by words) never teach, or the held-out report
+    would judge on questions the retriever was trained on (BEIR's queries.jsonl holds them all)."""
+    from rag.corpus import load_queries
+    from rag.questions import read_questions
+
+    logged = dedupe(read_questions(path))
+    try:
+        judging = [q for q in load_queries(corpus_name) if q.split in JUDGING_SPLITS]
+    except UserError:  # a corpus without questions of its own
+        return logged, 0
+    ids, texts = {q.qid for q in judging}, {_norm(q.query) for q in judging}
+    kept = [q for q in logged if q.qid not in ids and _norm(q.query) not in texts]
+    return kept, len(logged) - len(kept)
+
+
 def note_own_questions(corpus_name: str) -> None:
     """Before the LLM writes queries: say so when the corpus has questions of its own to label instead
     (a BEIR folder's train split, a shipped corpus run without its config)."""
-    from rag.corpus import CorpusError, load_queries
+    from rag.corpus import load_queries
 
     try:
         train = load_queries(corpus_name, "train")
-    except (CorpusError, UserError):
+    except UserError:
         return
     if train:
         print(f"note: corpus {corpus_name!r} has {len(train)} train questions of its own; "
               "--queries.source=split --queries.split=train labels those instead of LLM-written ones")
-
-
-def judging_questions(corpus_name: str) -> tuple[set[str], set[str]]:
-    """(ids, normalised texts) of the corpus's own dev and test questions, which a query log must not
-    teach: a BEIR folder's queries.jsonl given as the log holds them, and the verdict would flatter."""
-    from rag.corpus import CorpusError, load_queries
-
-    ids, texts = set(), set()
-    for split in JUDGING_SPLITS:
-        try:
-            qs = load_queries(corpus_name, split)
-        except CorpusError:
-            continue
-        ids |= {q.qid for q in qs}
-        texts |= {_norm(q.query) for q in qs}
-    return ids, texts
 
 
 def select_queries(cfg: QueriesConfig, corpus_name: str) -> list[Query]:
@@ -131,10 +124,12 @@ def select_queries(cfg: QueriesConfig, corpus_name: str) -> list[Query]:
 
         note_own_questions(corpus_name)
         pool = dedupe(synthesize_queries(corpus_name, cfg))
-    else:
+    elif cfg.source == "split":
         pool = query_pool(cfg, corpus_name)
-        if cfg.source != "split" and (judging := len(dedupe(read_query_file(cfg.file))) - len(pool)):
-            print(f"note: {judging} queries of {cfg.file} are the corpus's own dev/test questions: left out of "
+    else:
+        pool, left_out = log_pool(cfg.file, corpus_name)
+        if left_out:
+            print(f"note: {left_out} queries of {cfg.file} are the corpus's own dev/test questions: left out of "
                   "training, so the held-out report judges on questions the retriever never saw")
     if not pool:
         raise QueriesError(f"No queries to label from queries.source={cfg.source} on corpus {corpus_name!r}.")

@@ -70,11 +70,13 @@ def preflight(cfgs: dict, qrels: dict) -> dict:
 
     corpus_name, q, frac = cfgs["label"].corpus, cfgs["queries"], cfgs["ranker"].heldout_fraction
     gold_dev = bool(split_queries(corpus_name, "dev", qrels))
-    pool = len(query_pool(q, corpus_name)) if q.source != "synthesize" else (q.n or 0)
+    pool = len(query_pool(q, corpus_name)) if q.source == "split" else (q.n or 0)
     if q.source in ("file", "feedback"):
-        from retriever_training.queries import dedupe, read_query_file
+        from retriever_training.queries import log_pool
 
-        if not pool and dedupe(read_query_file(q.file)):
+        kept, left_out = log_pool(q.file, corpus_name)
+        pool = len(kept)
+        if not kept and left_out:
             raise ConfigError(f"every query of {q.file} is one of the corpus's own dev/test questions, which the "
                               "retrain judges on and so never trains on: give a log of other questions, or leave "
                               "out --queries to let the LLM write them")

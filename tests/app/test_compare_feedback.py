@@ -39,7 +39,7 @@ def test_compare_base_vs_distilled_side_by_side(corpus_dir, app_home, fake_llm, 
 
 
 def test_feedback_is_appended_as_jsonl_usable_as_query_pool(corpus_dir, app_home, fake_llm):
-    from retriever_training.queries import read_query_file
+    from rag.questions import read_questions as read_query_file
 
     at = new_app()
     ask(at, QUESTION)

@@ -78,22 +78,20 @@ def test_eval_reads_the_test_split_and_leaves_out_unjudged_questions(beir, capsy
 
 
 def test_a_log_holding_the_corpus_test_and_dev_questions_does_not_teach_them(beir, tmp_path, capsys):
-    from rag.config import ConfigError
+    from rag.config import ConfigError, load_sections
     from retriever_training.queries import QueriesConfig, query_pool, select_queries
+    from retriever_training.recipe import SECTIONS
+    from retriever_training.splits import preflight
 
     log = tmp_path / "log.txt"  # the same questions as text: other ids, the same words
     log.write_text("Who discovered penicillin\nwhat causes  scurvy\nwhat do statins lower\nhow do vaccines work\n")
     for path in (beir / "queries.jsonl", log):
         cfg = QueriesConfig(source="file", file=str(path), n=10)
-        kept = {q.query.lower() for q in query_pool(cfg, str(beir))}
+        kept = {" ".join(q.query.lower().split()) for q in query_pool(cfg, str(beir))}
         assert not kept & {"who discovered penicillin", "what causes scurvy"}, path
         assert "what do statins lower" in kept  # a train question teaches
     select_queries(QueriesConfig(source="file", file=str(log), n=10), str(beir))
     assert "2 queries of" in capsys.readouterr().out
-    from retriever_training.recipe import SECTIONS
-    from retriever_training.splits import preflight
-    from rag.config import load_sections
-
     only_test = tmp_path / "test_only.txt"
     only_test.write_text("who discovered penicillin\nwhat hormone regulates blood sugar\n")
     cfgs = load_sections(None, SECTIONS, [f"label.corpus={beir}", "queries.source=file", f"queries.file={only_test}"])

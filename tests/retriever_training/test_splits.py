@@ -6,7 +6,8 @@ from rag.config import ConfigError, load_sections
 from rag.corpus import Corpus
 from rag.records import Candidate, CandidateList, LLMRanking, Passage
 from rag.questions import QuestionsError
-from retriever_training.queries import QueriesConfig, QueriesError, read_query_file, select_queries, unlabelled_pool
+from rag.questions import read_questions as read_query_file
+from retriever_training.queries import QueriesConfig, QueriesError, select_queries, unlabelled_pool
 from retriever_training.recipe import SECTIONS
 from retriever_training.splits import (check_selected, dev_set, heldout_ids, llm_qrels, preflight,
                                        teacher_lists)

@@ -1,6 +1,7 @@
 from rag.corpus import Corpus
 from rag.records import Passage, Query, read_jsonl
-from retriever_training.queries import QueriesConfig, dedupe, read_query_file, select_queries, synthetic_queries
+from rag.questions import read_questions as read_query_file
+from retriever_training.queries import QueriesConfig, dedupe, select_queries, synthetic_queries
 from retriever_training.synthesize import clean_question, clean_questions, synthesize_queries
 from tests.fakes import FakeChatClient
 
