@@ -74,7 +74,7 @@ def test_readme_results_quote_the_regression_spec():
 
 @pytest.mark.slow
 def test_shipped_retrain_within_tolerance(tmp_path, monkeypatch):
-    """The shipped retrain from the committed labels (half an hour on 2 cores), then the harness."""
+    """The shipped retrain from the committed labels, then the harness (its time: docs/experiments-squad_dev.md)."""
     from rag.config import load_sections
     from retriever_training.retrain import SECTIONS, retrain
 
