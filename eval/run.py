@@ -26,7 +26,8 @@ many distinct prompts would be paid and how long that takes, before any LLM work
 checked for abstention and grounding (eval/answer_checks.py; --grounding llm adds a yes/no
 verifier call per cited passage, cached the same way).
 Answers are appended per question, so an interrupted run resumes where it stopped; questions go
-in rounds (--round-size) that every retriever finishes before the next, and each round rewrites
+in rounds (--round-size) that every retriever finishes before the next (question by question, every
+retriever of a question in a row: eval/answering.py says why), and each round rewrites
 the report, so a long run stopped anywhere leaves a paired report on part of its questions; each
 retriever directory records the weights its spec resolved to (retriever.json), and answers from
 other weights (a retrain re-points "distilled") are moved aside and asked again.
@@ -43,126 +44,23 @@ from dataclasses import asdict
 from pathlib import Path
 
 from eval.plan import EvalConfig, load_done, ragas_subset, run_dir_of, select
-from eval.qa_metrics import answer_in_context, qa_scores
+from eval.answering import answer_round
 from eval.questions import load_questions, questions_hash  # noqa: F401  (load_questions: part of this API)
-from eval.failures import EvalFailed, check_failures, last_error, llm_failure  # noqa: F401
+from eval.failures import EvalFailed, check_failures, last_error  # noqa: F401
 from rag.pipelines import retrieval_function, slug, spec_identity
 from rag.errors import UserError, scrub
 
 _RESUME_KEYS = ("corpus", "corpus_hash", "split", "queries", "questions_hash", "n", "seed", "top_k", "depth",
                 "retrieval_only")
-MAX_FAILURES_IN_A_ROW = 5  # then the endpoint is down, not one question hard: stop, keep the rest
 
 
-def _append_many(path: Path, recs: list) -> None:
-    """One fsync per batch: retrieval-only runs do thousands of questions a minute."""
-    from rag.records import append_jsonl_many
-
-    append_jsonl_many(path, recs)
-
-
-def _record(q, spec: str, nodes, top_k: int, t_ret: float):
-    from rag.records import AnswerRecord
-
-    return AnswerRecord(qid=q.qid, question=q.query, references=list(q.answers), retriever=spec,
-                        retrieved=[nw.node.node_id for nw in nodes],
-                        scores=[round(float(nw.score or 0.0), 6) for nw in nodes],
-                        contexts=[nw.node.get_content() for nw in nodes[:top_k]],
-                        timings={"retrieve_s": round(t_ret, 4)})
-
-
-def answer_questions(spec: str, todo: list, out: Path, cfg: EvalConfig, corpus, llm, progress: bool,
-                     llm_cfg=None, answers=None, checker=None, pipelines: dict | None = None) -> None:
-    """Retrieve (and answer, unless retrieval-only) each question, appending records to `out`;
-    `answers` (eval.answer_cache.AnswerCache) serves a prompt answered before without a call and
-    `checker` (eval.answer_checks.Checker) adds abstention and grounding to each answer; each
-    question's line is a rag.records.AnswerRecord. `pipelines` keeps each spec's built retrieval
-    function for the next round (its models and indexes are loaded once per run)."""
-    from dataclasses import replace
-
-    from tqdm.auto import tqdm
-
-    from rag.chain import RAGChain
-    from rag.records import AnswerRecord, from_dict, to_dict
-
-    pipelines = {} if pipelines is None else pipelines
-    if spec not in pipelines:
-        pipelines[spec] = retrieval_function(spec, corpus, cfg.depth)
-    retrieve = pipelines[spec]
-    # The chain only answers here (nodes are passed in), so the harness can time retrieval and
-    # keep the full --depth ranking for IR metrics while the LLM sees the top --top-k.
-    chain = None if cfg.retrieval_only else RAGChain(retriever=None, llm=llm, name=spec, llm_cfg=llm_cfg)
-    buf: list[AnswerRecord] = []
-    in_a_row = 0
-    for q in tqdm(todo, desc=slug(spec), unit="q", disable=not progress):
-        t0 = time.perf_counter()
-        nodes = retrieve(q.query)
-        rec = _record(q, spec, nodes, cfg.top_k, time.perf_counter() - t0)
-        if chain is None:
-            # texts are in the corpus; keep fast runs' files small
-            rec = replace(rec, contexts=[], answer=None, qa={"answer_in_context": answer_in_context(
-                q.answers, [corpus.by_id[d].text for d in rec.retrieved[:cfg.top_k]])} if q.answers else {})
-            buf.append(rec)
-            if len(buf) >= 200:
-                _append_many(out, buf)
-                buf = []
-            continue
-        key = answers.key(q.query, nodes[:cfg.top_k]) if answers is not None else None
-        hit = answers.get(key) if key else None
-        try:
-            if hit is not None:
-                from eval.answer_cache import cached_answer
-
-                ans = cached_answer(q.query, hit, nodes[:cfg.top_k], spec)
-                rec = replace(rec, cached=True)  # its latencies are the call that produced it, not this run's
-            else:
-                ans = chain.answer(q.query, nodes=nodes[:cfg.top_k])
-            if not ans.text.strip():  # only whitespace: nothing to score (no tokens at all: the chain raises)
-                from rag.chain import EmptyAnswer
-
-                raise EmptyAnswer("The LLM returned an empty answer (is the endpoint an OpenAI-compatible /v1 URL?).")
-        except Exception as e:  # one failed question must not cost the others; it is redone on resume
-            from rag.llm import LLMUnavailable
-
-            if isinstance(e, LLMUnavailable):
-                raise
-            msg, fatal = llm_failure(e, llm_cfg)  # one scrubbed line (scrubbed before any cut)
-            rec = replace(rec, error=msg)
-            _append_many(out, [rec])
-            in_a_row += 1
-            if fatal or in_a_row >= MAX_FAILURES_IN_A_ROW:
-                why = "" if fatal else f"{in_a_row} questions in a row failed; the last: "
-                raise EvalFailed(f"{spec}: {why}{msg} Answers so far are kept; run again to resume.") from None
-            continue
-        in_a_row = 0
-        t = ans.timings
-        if hit is None and answers is not None:
-            from eval.answer_cache import passages_of, prompt_tokens
-
-            answers.put(key, ans.model_text or ans.text, {k: t[k] for k in ("first_token_s", "total_s") if k in t},
-                        prompt_tokens(q.query, passages_of(nodes[:cfg.top_k])))
-        rec = replace(rec, answer=ans.text, cited_docids=ans.cited_docids, no_answer=ans.is_no_answer,
-                      answer_key=key, model_answer=ans.model_text or None)
-        from eval.answer_checks import cited_texts
-
-        rec = replace(rec, qa=qa_scores(ans.text, list(q.answers), rec.contexts, cited_texts(to_dict(rec))))
-        if checker is not None:  # it reads and writes lines (it also brings older ones up to date)
-            rec = from_dict(AnswerRecord, checker(to_dict(rec)))
-        ret = rec.timings["retrieve_s"]
-        rec = replace(rec, timings={**rec.timings, "first_token_s": round(ret + t.get("first_token_s", 0), 3),
-                                    "total_s": round(ret + t.get("total_s", 0), 3)})
-        _append_many(out, [rec])
-    if buf:
-        _append_many(out, buf)
-
-
-def run_retriever(spec: str, questions: list, qrels, cfg: EvalConfig, corpus, run_dir: Path,
-                  llm=None, judge_cfg=None, judge_llm=None, progress: bool = True, llm_cfg=None,
-                  answers=None, judge: bool = True, pipelines: dict | None = None) -> dict:
-    """Evaluate one retriever spec into run_dir/<slug>/; returns its metrics (RAGAS too when
-    `judge`: the rounds before the last leave it out)."""
-    from eval.metrics_table import compute_metrics
-    from rag.metrics import write_run
+def open_retriever(spec: str, questions: list, cfg: EvalConfig, corpus, run_dir: Path, llm=None,
+                   llm_cfg=None, answers=None, pipelines: dict | None = None):
+    """One retriever spec's directory for this round: answers of other weights moved aside, the
+    questions it still lacks; returns its eval.answering.SpecAnswerer. `pipelines` keeps each
+    spec's retrieval function for the next round (models and indexes load once per run) and is
+    filled only when there is work (a finished run loads no model)."""
+    from eval.answering import SpecAnswerer
     from rag.records import write_json
 
     d = run_dir / slug(spec)
@@ -182,17 +80,31 @@ def run_retriever(spec: str, questions: list, qrels, cfg: EvalConfig, corpus, ru
 
         checker = Checker(cfg.grounding, llm, answers, llm_cfg)
     done = load_done(out, need_answer=not cfg.retrieval_only)
-    todo = [q for q in questions if q.qid not in done]
-    if todo:
-        answer_questions(spec, todo, out, cfg, corpus, llm, progress, llm_cfg, answers, checker, pipelines)
-        done = load_done(out, need_answer=not cfg.retrieval_only)
+    todo = {q.qid for q in questions if q.qid not in done}
+    pipelines = {} if pipelines is None else pipelines
+    if todo and spec not in pipelines:
+        pipelines[spec] = retrieval_function(spec, corpus, cfg.depth)
+    return SpecAnswerer(spec, pipelines.get(spec), out, todo, cfg, corpus, llm, llm_cfg, answers, checker)
+
+
+def finish_retriever(answerer, questions: list, qrels, cfg: EvalConfig, judge_cfg=None, judge_llm=None,
+                     progress: bool = True, judge: bool = True) -> dict:
+    """One retriever's records of these questions read back, checked and scored into
+    run_dir/<slug>/; returns its metrics (RAGAS too when `judge`: rounds before the last leave it out)."""
+    from eval.metrics_table import compute_metrics
+    from rag.metrics import write_run
+    from rag.records import write_json
+
+    out = answerer.out
+    d = out.parent
+    done = load_done(out, need_answer=not cfg.retrieval_only)
     records = [done[q.qid] for q in questions if q.qid in done]
-    if checker is not None:
+    if answerer.checker is not None:
         from eval.answer_checks import check_records
 
-        records = check_records(records, out, checker)
+        records = check_records(records, out, answerer.checker)
     write_run(d / "run.trec", {r["qid"]: {doc: float(len(r["retrieved"]) - i) for i, doc in enumerate(r["retrieved"])}
-                               for r in records}, tag=slug(spec))
+                               for r in records}, tag=slug(answerer.spec))
     metrics = compute_metrics(records, qrels, n_asked=len(questions))
     if metrics["n_errors"]:
         metrics["last_error"] = last_error(out, {q.qid for q in questions} - done.keys())
@@ -261,20 +173,23 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
         answers = open_answer_cache(llm_cfg, cache, cfg.answer_cache)
     rounds, pipelines = answer_rounds(questions, cfg), {}
     for k, part in enumerate(rounds, 1):
-        results, skipped = {}, {}
+        opened, skipped = {}, {}
         for spec in cfg.retrievers:
             try:
-                results[spec] = run_retriever(spec, part, qrels, cfg, corpus, run_dir, llm=llm,
-                                              judge_cfg=judge_cfg, judge_llm=judge_llm, progress=progress,
-                                              llm_cfg=llm_cfg, answers=answers, judge=k == len(rounds),
-                                              pipelines=pipelines)
+                opened[spec] = open_retriever(spec, part, cfg, corpus, run_dir, llm=llm, llm_cfg=llm_cfg,
+                                              answers=answers, pipelines=pipelines)
             except EmbedderNotFound as e:
                 skipped[spec] = scrub(str(e))
                 if k == 1:
                     print(f"skipping {spec}: {skipped[spec]}", file=sys.stderr)
-        if not results:
+        if not opened:
             raise SystemExit("error: no retriever could be evaluated (" +
                              "; ".join(f"{k}: {v}" for k, v in skipped.items()) + ")")
+        answer_round([a for a in opened.values() if a.todo], part, cfg.top_k, progress=progress,
+                     desc=f"round {k}/{len(rounds)}" if len(rounds) > 1 else "")
+        results = {spec: finish_retriever(a, part, qrels, cfg, judge_cfg=judge_cfg, judge_llm=judge_llm,
+                                          progress=progress, judge=k == len(rounds))
+                   for spec, a in opened.items()}
         _write_summary(run_dir, results, skipped, qrels, done=len(part), asked=len(questions), report=report)
         if k < len(rounds) and progress:
             print(f"round {k}/{len(rounds)}: {len(part)} of {len(questions)} questions answered by every "

@@ -268,13 +268,13 @@ def test_a_run_stopped_mid_way_leaves_a_paired_partial_report(tiny, monkeypatch)
     import eval.run as run_mod
 
     order = []
-    real = run_mod.run_retriever
+    real = run_mod.finish_retriever
 
-    def spy(spec, questions, *a, **kw):
-        order.append((spec, len(questions)))
-        return real(spec, questions, *a, **kw)
+    def spy(answerer, questions, *a, **kw):
+        order.append((answerer.spec, len(questions)))
+        return real(answerer, questions, *a, **kw)
 
-    monkeypatch.setattr(run_mod, "run_retriever", spy)
+    monkeypatch.setattr(run_mod, "finish_retriever", spy)
 
     def dies_on_third_call(prompt, calls=[]):
         calls.append(prompt)
@@ -294,8 +294,8 @@ def test_a_run_stopped_mid_way_leaves_a_paired_partial_report(tiny, monkeypatch)
     monkeypatch.setattr(run_mod, "retrieval_function", build)
     with pytest.raises(KeyboardInterrupt):
         run_eval(cfg, out=tiny / "run", llm=scripted_llm(dies_on_third_call), progress=False)
-    # Round 1 (2 questions) was finished by both retrievers before round 2 began.
-    assert order[:3] == [("bm25", 2), ("bm25+none", 2), ("bm25", 4)]
+    # Round 1 (2 questions) was finished by both retrievers before round 2 began; round 2 stopped.
+    assert order == [("bm25", 2), ("bm25+none", 2)]
     assert built == ["bm25", "bm25+none"]  # each pipeline built once, not once per round
     summary = json.loads((tiny / "run" / "summary.json").read_text())
     assert summary["questions"] == {"answered_by_all": 2, "asked": 4}
@@ -307,6 +307,48 @@ def test_a_run_stopped_mid_way_leaves_a_paired_partial_report(tiny, monkeypatch)
     summary = json.loads((tiny / "run" / "summary.json").read_text())
     assert summary["questions"] == {"answered_by_all": 4, "asked": 4}
     assert "Partial run" not in (tiny / "run" / "report.md").read_text()
+
+
+def test_a_question_is_asked_of_every_retriever_in_a_row_with_alike_prompts_adjacent(tiny, monkeypatch):
+    """The LLM server keeps the previous prompt's KV cache: prompts of one question that begin
+    with the same passages must follow each other, and a retriever whose prompt is answered
+    already (same passages) pays nothing."""
+    import eval.run as run_mod
+    from eval.answering import prompt_order
+
+    real_rf = run_mod.retrieval_function
+
+    def build(spec, corpus, *a, **kw):
+        bm25 = real_rf("bm25", corpus, *a, **kw)
+        if spec == "bm25":
+            return bm25
+        # "rev": BM25's ranking upside down; "same": BM25's under another name
+        return (lambda q: list(reversed(bm25(q)))) if spec == "rev" else bm25
+
+    monkeypatch.setattr(run_mod, "retrieval_function", build)
+    monkeypatch.setattr(run_mod, "spec_identity", lambda spec, corpus: {"spec": spec})
+    prompts = []
+    llm = scripted_llm(lambda p: prompts.append(p) or answer_from_prompt(p))
+    cfg = replace(cfg_for(tiny, round_size=0), retrievers=("rev", "bm25", "same"), depth=5)
+    run_eval(cfg, out=tiny / "run", llm=llm, progress=False)
+    questions = [q for _, q, _ in QUERIES]
+    asked = [next(q for q in questions if q in p) for p in prompts]
+    # Question by question (4 questions x 2 distinct prompts: "same" repeats bm25's), never interleaved.
+    assert len(prompts) == 8 and asked == [q for q in questions for _ in range(2)]
+    records = {spec: {r["qid"]: r for r in read_jsonl(tiny / "run" / slug(spec) / "answers.jsonl")}
+               for spec in cfg.retrievers}
+    assert all(len(r) == 4 for r in records.values())
+    assert all(records["same"][q]["cached"] and not records["bm25"][q].get("cached") for q in records["bm25"])
+
+    class N:  # a node with a score, as retrievers return
+        def __init__(self, docid):
+            self.node = type("Node", (), {"node_id": docid})()
+
+    got = [(name, [N(d) for d in ids], None) for name, ids in
+           [("a", ["x", "y", "z"]), ("b", ["w", "y"]), ("c", ["x", "y", "q"]), ("d", ["x", "k"])]]
+    assert [g[0] for g in prompt_order(got, top_k=3)] == ["b", "d", "c", "a"]
+    # only the top-k passages are the prompt: beyond them the order does not matter
+    assert [g[0] for g in prompt_order(got, top_k=1)][:1] == ["b"]
 
 
 def test_weighted_hybrid_specs_parse_and_name_their_directories():
