@@ -3,6 +3,7 @@
     python benchmarks/bench_label.py [--queries 5] [--candidates 10] [--modes query_likelihood,listwise,pointwise]
     python benchmarks/bench_label.py --check-estimate [--queries 5] [--candidates 10]
     python benchmarks/bench_label.py --floor [--queries 5] [--candidates 10]
+    python benchmarks/bench_label.py --order [--lists runs/labels/RUN/candidates.jsonl.gz --corpus DIR]
 
 Takes the first N candidate lists of the committed squad_dev label set, ranks them with each mode
 into a temporary directory (fresh cache: every call is paid), then once more (all cache hits).
@@ -18,6 +19,11 @@ rate (a long prompt, no output logits) against the scorer's effective rate (toke
 per second) on the same pairs, batched (its default, queries of a passage decoded together) and
 one query per decode; and how far batching moves the scores (max and mean |difference|, and how
 often each query's top-1 passage stays the same).
+
+--order: how soon labelling completes queries (what a budget stop has to train on), no LLM: the
+product's turn order (rank_query_likelihood with a scorer that only counts each passage read's
+estimated tokens) against taking queries in input order, as queries completed at 10..90% of the
+job's tokens. Default lists: the committed squad_dev label set; --lists/--corpus for another run's.
 """
 from __future__ import annotations
 
@@ -37,6 +43,9 @@ def main() -> None:
     ap.add_argument("--modes", default="query_likelihood")
     ap.add_argument("--check-estimate", action="store_true", help="estimate vs real wall time (target: within 20%%)")
     ap.add_argument("--floor", action="store_true", help="raw prompt-eval rate vs the scorer's, batched and not")
+    ap.add_argument("--order", action="store_true", help="queries completed over the job: turn order vs input order")
+    ap.add_argument("--lists", default=str(LABELS / "candidates.jsonl.gz"), help="candidate lists for --order")
+    ap.add_argument("--corpus", default="squad_dev", help="the corpus of --lists")
     args = ap.parse_args()
 
     from rag.corpus import load_corpus
@@ -47,6 +56,8 @@ def main() -> None:
     from retriever_training.ranking import LLMRankConfig
 
     apply_offline_env()
+    if args.order:
+        return order(list(read_jsonl(args.lists, CandidateList)), load_corpus(args.corpus), args.candidates)
     corpus = load_corpus("squad_dev")
     lists = list(read_jsonl(LABELS / "candidates.jsonl.gz", CandidateList))
     # Neighbouring lists of one article share passages, as in a real run.
@@ -133,6 +144,61 @@ def floor(lists, corpus, candidates: int) -> None:
                       **{f"{k}_of_raw": round(v / best_raw, 3) for k, v in rates.items()},
                       "max_abs_score_diff": round(max(diffs), 4), "mean_abs_score_diff": round(sum(diffs) / len(diffs), 4),
                       "top1_same": f"{same}/{len(lists)}"}), flush=True)
+
+
+def order(lists, corpus, candidates: int, at=(0.1, 0.25, 0.5, 0.75, 0.9)) -> None:
+    from rag.llm_cache import LLMCache
+    from retriever_training.label_cost import passage_tokens, query_tokens
+    from retriever_training.ranking import LLMRankConfig
+    from retriever_training.rank_ql import rank_query_likelihood
+
+    ids_of = {cl.qid: list(dict.fromkeys(c.docid for c in cl.candidates[:candidates])) for cl in lists}
+    by_passage: dict[str, list[str]] = {}
+    for q, ids in ids_of.items():
+        for d in ids:
+            by_passage.setdefault(d, []).append(q)
+    text = {cl.qid: cl.query for cl in lists}
+    cost = {d: passage_tokens(corpus.by_id[d].text, corpus.by_id[d].title) + sum(query_tokens(text[q]) for q in qs)
+            for d, qs in by_passage.items()}
+    total = sum(cost.values())
+
+    def input_order() -> list[tuple[float, int]]:  # the former rule: the next query of the input
+        read, left, done, spent, curve = set(), {q: len(ids) for q, ids in ids_of.items()}, 0, 0, []
+        for q in ids_of:
+            for d in ids_of[q]:
+                if d not in read:
+                    read.add(d)
+                    spent += cost[d]
+                    for q2 in by_passage[d]:
+                        left[q2] -= 1
+                        done += left[q2] == 0
+                    curve.append((spent / total, done))
+        return curve
+
+    class Counting:  # the product's order, its scores all zero: only the reads' tokens are counted
+        def __init__(self, out):
+            self.out, self.spent, self.curve = out, 0, []
+
+        def score_passage(self, title, passage, queries):
+            d = next(d for d in by_passage if corpus.by_id[d].text == passage and corpus.by_id[d].title == title)
+            self.spent += cost[d]
+            done = sum(1 for _ in open(self.out)) if self.out.exists() else 0
+            self.curve.append((self.spent / total, done))
+            self.last_tokens = cost[d]
+            return [0.0] * len(queries)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        counting = Counting(Path(tmp) / "r.jsonl")
+        rank_query_likelihood(lists, corpus, LLMRankConfig(max_candidates=candidates), counting.out,
+                              LLMCache(Path(tmp) / "cache.sqlite"), progress=False, scorer=counting)
+        # a read's completions are written after it returns: shift each count to the read before
+        turn = [(s, n) for (s, _), (_, n) in zip(counting.curve, counting.curve[1:] + [(1.0, len(lists))])]
+
+    def queries_at(curve):
+        return {f"{f:.0%}": max([n for s, n in curve if s <= f + 1e-9] or [0]) for f in at}
+    print(json.dumps({"check": "order", "queries": len(lists), "passages": len(by_passage), "est_tokens": total,
+                      "completed_at_share_of_tokens": {"turn_order": queries_at(turn),
+                                                       "input_order": queries_at(input_order())}}), flush=True)
 
 
 def check_estimate(lists, corpus, candidates: int, tolerance: float = 0.2) -> int:

@@ -1,10 +1,13 @@
 """Query-likelihood ranking for stage 3 (llm_rank): query by query, each passage read once.
 
-Queries are taken in order; each passage a query still lacks is scored for every query that has
-it among its candidates, so its prompt is read once (KV-prefix reuse) and later queries find their
-pairs already scored. A query's ranking is appended as soon as its pairs are all scored (its own
-turn or an earlier query's), so the completed queries grow steadily and a stop (a kill, llm_rank.budget_minutes, llm_rank.max_queries)
-leaves only whole queries. Each passage's scores are committed to the cache together (a kill loses
+Each turn takes the query with the fewest passages left to read (ties: the input's seeded order);
+each passage it lacks is scored for every query that has it among its candidates, so its prompt is
+read once (KV-prefix reuse) and later queries find their pairs already scored. A query's ranking is
+appended as soon as its pairs are all scored (its own turn or an earlier query's). Taking queries
+in input order instead completes few until the end, since each new passage of a query is read for
+a dozen queries that still lack others (benchmarks/bench_label.py --order measures both; figures
+in docs/own-corpus.md). So the completed queries grow steadily, and a stop (a kill,
+llm_rank.budget_minutes, llm_rank.max_queries) leaves only whole queries. Each passage's scores are committed to the cache together (a kill loses
 one passage's work at most), and pairs already in the cache are never paid again.
 """
 from __future__ import annotations
@@ -89,14 +92,16 @@ def rank_query_likelihood(todo: list[CandidateList], corpus: Corpus, cfg: LLMRan
                 if remaining[q] == 0:  # whole: written now, whichever query's turn it is
                     _write(out_path, q, ids_of[q], scores, model, cfg)
                     ledger.queries_done += 1
+                    turns.done(q)
+                else:
+                    turns.update(q, remaining[q])
             bar.update(len(pairs))
             bar.set_postfix(queries=ledger.queries_done, hits=ledger.cache_hits)
             ledger.seconds = round(clock() - t0, 1)
             ledger.checkpoint(out_path)
 
-        order = [q for q in ids_of if remaining[q]]
-        i = 0
-        while i < len(order):
+        turns = CheapestFirst({q: n for q, n in remaining.items() if n})
+        while turns:
             if budget_over(cfg, t0, clock()):
                 ledger.stopped = "budget"
                 break
@@ -105,8 +110,7 @@ def rank_query_likelihood(todo: list[CandidateList], corpus: Corpus, cfg: LLMRan
                 scorer = _make_scorer(cfg, qcfg)
                 ledger.extra["load_s"] = round(time.perf_counter() - t, 1)
             # One query's turn in-process; as many queries as a farm has servers, so all keep busy.
-            step = getattr(scorer, "parallelism", 1)
-            turn, i = order[i: i + step], i + step
+            turn = turns.take(getattr(scorer, "parallelism", 1))
             work = {d: [q for q in to_pay[d] if (q, d) not in scores] for qid in turn for d in ids_of[qid]}
             _score(scorer, [(d, qs) for d, qs in work.items() if qs], corpus, queries, commit)
     except BaseException:  # interrupted or failed: the calls paid so far still count
@@ -117,6 +121,42 @@ def rank_query_likelihood(todo: list[CandidateList], corpus: Corpus, cfg: LLMRan
     ledger.seconds = round(clock() - t0, 1)
     save_ledger(out_path, ledger, status="stopped" if ledger.stopped else "finished")
     return ledger
+
+
+class CheapestFirst:
+    """Queries by passages left to read, fewest first, ties in the order given: a heap whose stale
+    entries (a query that got cheaper, or was completed by another's turn) are skipped when met."""
+
+    def __init__(self, left: dict[str, int]):
+        import heapq
+
+        self._push = heapq.heappush
+        self._pop = heapq.heappop
+        self.pos = {q: i for i, q in enumerate(left)}
+        self.left = dict(left)
+        self.heap = [(n, i, q) for i, (q, n) in enumerate(left.items())]
+        heapq.heapify(self.heap)
+
+    def update(self, q: str, n: int) -> None:
+        if q in self.left:
+            self.left[q] = n
+            self._push(self.heap, (n, self.pos[q], q))
+
+    def take(self, k: int) -> list[str]:
+        """The k cheapest queries still open (fewer when fewer are left); they leave the queue."""
+        out: list[str] = []
+        while self.heap and len(out) < k:
+            n, _, q = self._pop(self.heap)
+            if self.left.get(q) == n:
+                del self.left[q]
+                out.append(q)
+        return out
+
+    def done(self, q: str) -> None:
+        self.left.pop(q, None)
+
+    def __bool__(self) -> bool:
+        return bool(self.left)
 
 
 def dry_run_estimate(to_pay: dict[str, list[str]], queries: dict[str, str], corpus: Corpus, cfg: LLMRankConfig,

@@ -77,8 +77,21 @@ def test_queries_complete_steadily_and_each_passage_is_read_once(tmp_path):
         rank_ql._write = real
     assert scorer.reads == 8 and len(scorer.pairs) == 24   # every prompt read once, every pair once
     assert len(written(tmp_path)) == 6 and whole(written(tmp_path))
-    # The first query is written after its own 4 passages (in corpus order: after 7 of the 8).
-    assert reads_at_write[0] == 4 and reads_at_write == sorted(reads_at_write)
+    # The first query is written after its own 4 passages (in corpus order: after 7 of the 8); then
+    # the query with the fewest passages left goes next (q2, 2 left; then q4, 1 left; then the
+    # passage the other three all lack). Queries in input order would give [4, 8, 8, 8, 8, 8].
+    assert reads_at_write == [4, 6, 7, 8, 8, 8]
+
+
+def test_cheapest_first_takes_fewest_left_ties_in_order_and_skips_stale_entries():
+    from retriever_training.rank_ql import CheapestFirst
+
+    turns = CheapestFirst({"a": 3, "b": 2, "c": 2, "d": 5})
+    assert turns.take(1) == ["b"]                  # fewest left; "c" ties and comes later
+    turns.update("d", 1)                           # another query's passage was read for "d"
+    turns.done("c")                                # completed by another query's turn
+    assert turns.take(5) == ["d", "a"] and not turns
+    assert turns.take(1) == []
 
 
 def test_a_budget_stop_leaves_whole_queries_and_a_resume_pays_nothing_twice(tmp_path):
