@@ -175,12 +175,14 @@ def order(lists, corpus, candidates: int, at=(0.1, 0.25, 0.5, 0.75, 0.9)) -> Non
                     curve.append((spent / total, done))
         return curve
 
+    docid_of = {(corpus.by_id[d].title, corpus.by_id[d].text): d for d in by_passage}
+
     class Counting:  # the product's order, its scores all zero: only the reads' tokens are counted
         def __init__(self, out):
             self.out, self.spent, self.curve = out, 0, []
 
         def score_passage(self, title, passage, queries):
-            d = next(d for d in by_passage if corpus.by_id[d].text == passage and corpus.by_id[d].title == title)
+            d = docid_of[title, passage]
             self.spent += cost[d]
             done = sum(1 for _ in open(self.out)) if self.out.exists() else 0
             self.curve.append((self.spent / total, done))

@@ -22,15 +22,9 @@ from pathlib import Path
 from eval.failures import EvalFailed, llm_failure
 from eval.qa_metrics import answer_in_context, qa_scores
 from rag.pipelines import slug
+from rag.records import AnswerRecord, append_jsonl_many, from_dict, to_dict
 
 MAX_FAILURES_IN_A_ROW = 5  # then the endpoint is down, not one question hard: stop, keep the rest
-
-
-def _append_many(path: Path, recs: list) -> None:
-    """One fsync per batch: retrieval-only runs do thousands of questions a minute."""
-    from rag.records import append_jsonl_many
-
-    append_jsonl_many(path, recs)
 
 
 class SpecAnswerer:
@@ -52,8 +46,6 @@ class SpecAnswerer:
         self.in_a_row = 0
 
     def retrieve(self, q):
-        from rag.records import AnswerRecord
-
         t0 = time.perf_counter()
         nodes = self.retrieve_fn(q.query)
         rec = AnswerRecord(qid=q.qid, question=q.query, references=list(q.answers), retriever=self.spec,
@@ -92,7 +84,7 @@ class SpecAnswerer:
             if isinstance(e, LLMUnavailable):
                 raise
             msg, fatal = llm_failure(e, self.llm_cfg)  # one scrubbed line (scrubbed before any cut)
-            _append_many(self.out, [replace(rec, error=msg)])
+            append_jsonl_many(self.out, [replace(rec, error=msg)])
             self.in_a_row += 1
             if fatal or self.in_a_row >= MAX_FAILURES_IN_A_ROW:
                 why = "" if fatal else f"{self.in_a_row} questions in a row failed; the last: "
@@ -107,7 +99,6 @@ class SpecAnswerer:
                              {k: t[k] for k in ("first_token_s", "total_s") if k in t},
                              prompt_tokens(q.query, passages_of(top)))
         from eval.answer_checks import cited_texts
-        from rag.records import AnswerRecord, from_dict, to_dict
 
         rec = replace(rec, answer=ans.text, cited_docids=ans.cited_docids, no_answer=ans.is_no_answer,
                       answer_key=key, model_answer=ans.model_text or None)
@@ -117,11 +108,12 @@ class SpecAnswerer:
         ret = rec.timings["retrieve_s"]
         rec = replace(rec, timings={**rec.timings, "first_token_s": round(ret + t.get("first_token_s", 0), 3),
                                     "total_s": round(ret + t.get("total_s", 0), 3)})
-        _append_many(self.out, [rec])
+        append_jsonl_many(self.out, [rec])
 
     def flush(self) -> None:
+        """Retrieval-only records go out in batches (one fsync each: thousands of questions a minute)."""
         if self.buf:
-            _append_many(self.out, self.buf)
+            append_jsonl_many(self.out, self.buf)
             self.buf = []
 
 

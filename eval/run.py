@@ -46,7 +46,7 @@ from pathlib import Path
 from eval.plan import EvalConfig, load_done, ragas_subset, run_dir_of, select
 from eval.answering import answer_round
 from eval.questions import load_questions, questions_hash  # noqa: F401  (load_questions: part of this API)
-from eval.failures import EvalFailed, check_failures, last_error  # noqa: F401
+from eval.failures import check_failures, last_error
 from rag.pipelines import retrieval_function, slug, spec_identity
 from rag.errors import UserError, scrub
 

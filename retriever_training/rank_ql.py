@@ -7,11 +7,13 @@ appended as soon as its pairs are all scored (its own turn or an earlier query's
 in input order instead completes few until the end, since each new passage of a query is read for
 a dozen queries that still lack others (benchmarks/bench_label.py --order measures both; figures
 in docs/own-corpus.md). So the completed queries grow steadily, and a stop (a kill,
-llm_rank.budget_minutes, llm_rank.max_queries) leaves only whole queries. Each passage's scores are committed to the cache together (a kill loses
-one passage's work at most), and pairs already in the cache are never paid again.
+llm_rank.budget_minutes, llm_rank.max_queries) leaves only whole queries. Each passage's scores
+are committed to the cache together (a kill loses one passage's work at most), and pairs already
+in the cache are never paid again.
 """
 from __future__ import annotations
 
+import heapq
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -128,10 +130,6 @@ class CheapestFirst:
     entries (a query that got cheaper, or was completed by another's turn) are skipped when met."""
 
     def __init__(self, left: dict[str, int]):
-        import heapq
-
-        self._push = heapq.heappush
-        self._pop = heapq.heappop
         self.pos = {q: i for i, q in enumerate(left)}
         self.left = dict(left)
         self.heap = [(n, i, q) for i, (q, n) in enumerate(left.items())]
@@ -140,13 +138,13 @@ class CheapestFirst:
     def update(self, q: str, n: int) -> None:
         if q in self.left:
             self.left[q] = n
-            self._push(self.heap, (n, self.pos[q], q))
+            heapq.heappush(self.heap, (n, self.pos[q], q))
 
     def take(self, k: int) -> list[str]:
         """The k cheapest queries still open (fewer when fewer are left); they leave the queue."""
         out: list[str] = []
         while self.heap and len(out) < k:
-            n, _, q = self._pop(self.heap)
+            n, _, q = heapq.heappop(self.heap)
             if self.left.get(q) == n:
                 del self.left[q]
                 out.append(q)
