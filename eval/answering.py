@@ -47,7 +47,7 @@ class SpecAnswerer:
 
     def retrieve(self, q):
         t0 = time.perf_counter()
-        nodes = self.retrieve_fn(q.query)
+        nodes = self.retrieve_fn(q.query, q.qid)
         rec = AnswerRecord(qid=q.qid, question=q.query, references=list(q.answers), retriever=self.spec,
                            retrieved=[nw.node.node_id for nw in nodes],
                            scores=[round(float(nw.score or 0.0), 6) for nw in nodes],

@@ -89,7 +89,7 @@ def dry_run(cfg, out: str | None = None, llm_cfg=None, cache=None, runs_root=Non
             if q.qid in done:
                 continue
             needed += 1
-            nodes = retrieve(q.query)[:cfg.top_k]
+            nodes = retrieve(q.query, q.qid)[:cfg.top_k]
             if not nodes:
                 continue  # the chain answers "I don't know" without the LLM
             key = answers.key(q.query, nodes)

@@ -32,7 +32,10 @@ the report, so a long run stopped anywhere leaves a paired report on part of its
 retriever directory records the weights its spec resolved to (retriever.json), and answers from
 other weights (a retrain re-points "distilled") are moved aside and asked again.
 Retriever specs: base | distilled | bm25 | hybrid | hybrid:distilled | <model dir>, optionally
-"+ranker" (the trained cross-encoder) or "+<cross-encoder dir>" as a reranker, e.g. base+ranker.
+"+ranker" (the trained cross-encoder) or "+<cross-encoder dir>" as a reranker, e.g. base+ranker;
+or run:<TREC run file>: rankings made earlier (a <retriever>/run.trec of a retrieval-only run, or
+any other system's), replayed by question id, so a model's answers can be paid on a machine or
+in a session that no longer has its weights.
 """
 from __future__ import annotations
 
@@ -171,7 +174,8 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
         # No LLM is started here: the chain starts it on the first answer the cache lacks, so a
         # rerun served from the cache starts none.
         answers = open_answer_cache(llm_cfg, cache, cfg.answer_cache)
-    rounds, pipelines = answer_rounds(questions, cfg), {}
+    pipelines = replayed_runs(cfg, questions, corpus)
+    rounds = answer_rounds(questions, cfg)
     for k, part in enumerate(rounds, 1):
         opened, skipped = {}, {}
         for spec in cfg.retrievers:
@@ -196,6 +200,23 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
                   f"retriever; the report so far: {run_dir / 'report.md'}", file=sys.stderr)
     check_failures({s: m for s, m in results.items() if s in cfg.retrievers})
     return run_dir
+
+
+def replayed_runs(cfg: EvalConfig, questions: list, corpus) -> dict:
+    """{spec: retrieval function} of the "run:<file>" retrievers, each checked to rank every
+    question of this evaluation before any answer is paid."""
+    from rag.pipelines import run_file
+
+    replays = {}
+    for spec in cfg.retrievers:
+        if run_file(spec) is not None:
+            replays[spec] = retrieval_function(spec, corpus, cfg.depth)
+            missing = [q.qid for q in questions if q.qid not in replays[spec].qids]
+            if missing:
+                raise UserError(f"{run_file(spec)} has no ranking for {len(missing)} of the {len(questions)} "
+                                f"questions (e.g. {missing[0]!r}): give a run of the questions this evaluation "
+                                "asks (the same corpus, split, --n and --seed).")
+    return replays
 
 
 def answer_rounds(questions: list, cfg: EvalConfig) -> list[list]:

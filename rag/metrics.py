@@ -56,8 +56,13 @@ def write_run(path: str | Path, run: Run, tag: str = "distilrag") -> None:
 
 
 def read_run(path: str | Path) -> dict[str, dict[str, float]]:
+    """A TREC run file (gzip-compressed when its name ends in .gz)."""
+    import gzip
+
+    path = Path(path)
+    text = gzip.decompress(path.read_bytes()).decode() if path.suffix == ".gz" else path.read_text()
     run: dict[str, dict[str, float]] = {}
-    for n, line in enumerate(Path(path).read_text().splitlines(), 1):
+    for n, line in enumerate(text.splitlines(), 1):
         parts = line.split()
         if not parts:
             continue

@@ -3,9 +3,14 @@
     <first stage>[+<reranker>]
     first stage: base | distilled | bm25 | hybrid[:<embedder>][@<dense weight>] | <model dir>  (rag.retrievers)
     reranker:    ranker (the one published for the corpus) | <cross-encoder dir>
+    run:<TREC run file>   a ranking made earlier, replayed by question id (evaluation only)
 e.g. "hybrid:distilled+ranker". The one place a spec becomes models: the chain (CLI and app),
 the evaluation harness and the trainer's verdict all build their retrieval here, so they
 retrieve and rerank the same way and resolve "distilled"/"ranker" for the corpus they serve.
+
+Why run files: an answer depends only on the passages the LLM reads, not on the model that
+picked them. A run file of a model's rankings lets the harness answer for that model on any
+machine and in any later session (another retrieval system's rankings too), without its weights.
 """
 from __future__ import annotations
 
@@ -15,6 +20,12 @@ from pathlib import Path
 from typing import Callable
 
 RERANK_DEPTH = 20  # first-stage candidates a reranker reorders (the trainer's candidate depth)
+RUN_PREFIX = "run:"
+
+
+def run_file(spec: str) -> Path | None:
+    """The TREC run file a "run:<file>" spec replays; None for any other spec."""
+    return Path(spec[len(RUN_PREFIX):]).expanduser() if spec.startswith(RUN_PREFIX) else None
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:
@@ -26,6 +37,12 @@ def slug(spec: str) -> str:
     """A directory name for a spec (a model dir becomes rag.embedder.path_label of it;
     "hybrid:<model dir>" keeps its prefix, so it never shares the dense model's directory)."""
     from rag.embedder import path_label
+
+    if (path := run_file(spec)) is not None:
+        name = path.name
+        for ext in (".gz", ".trec", ".txt", ".run"):
+            name = name.removesuffix(ext)
+        return f"run-{name}"
 
     def part(p: str) -> str:
         body, at, weight = p.rpartition("@") if p.startswith("hybrid") and "@" in p else (p, "", "")
@@ -52,6 +69,10 @@ def spec_identity(spec: str, corpus=None) -> dict:
     from rag.embedder import EmbedderNotFound, resolve_embedder, weights_hash
     from rag.retrievers import spec_embedder
 
+    if (path := run_file(spec)) is not None:
+        import hashlib
+
+        return {"run": hashlib.sha256(path.read_bytes()).hexdigest()} if path.is_file() else {"unresolved": True}
     name, reranker = split_spec(spec)
     ident: dict = {}
     try:
@@ -139,6 +160,11 @@ def build_pipeline(spec: str, corpus, top_k: int = 5, rerank_depth: int = RERANK
 
     if isinstance(corpus, str):
         corpus = load_corpus(corpus)
+    if run_file(spec) is not None:
+        from rag.errors import UserError
+
+        raise UserError(f"{spec!r} replays rankings by question id, so only `distilrag eval` can use it "
+                        "(--retrievers run:FILE); name a retriever here (base, distilled, bm25, hybrid, ...).")
     name, reranker = split_spec(spec)
     depth = max(rerank_depth, top_k) if reranker else top_k
     try:
@@ -162,6 +188,42 @@ def build_pipeline(spec: str, corpus, top_k: int = 5, rerank_depth: int = RERANK
     return Pipeline(spec, first, rr)
 
 
-def retrieval_function(spec: str, corpus, depth: int) -> Callable[[str], list]:
-    """question -> the top `depth` nodes (the harness keeps whole ranked lists for its run files)."""
-    return build_pipeline(spec, corpus, top_k=depth, rerank_depth=depth, rebuild_stale=True).retrieve
+def retrieval_function(spec: str, corpus, depth: int) -> Callable[..., list]:
+    """(question, qid=None) -> the top `depth` nodes (the harness keeps whole ranked lists for its
+    run files). Only a "run:" spec reads the qid."""
+    if (path := run_file(spec)) is not None:
+        return run_replay(path, corpus, depth)
+    pipeline = build_pipeline(spec, corpus, top_k=depth, rerank_depth=depth, rebuild_stale=True)
+    return lambda question, qid=None: pipeline.retrieve(question)
+
+
+def run_replay(path: Path, corpus, depth: int) -> Callable[..., list]:
+    """A TREC run file as a retrieval function: (question, qid) -> that question's ranked passages.
+    Checked against the corpus when read, so a run over another corpus fails before any answer."""
+    from llama_index.core.schema import NodeWithScore
+
+    from rag.corpus import passage_node
+    from rag.errors import UserError
+    from rag.metrics import ranked, read_run
+
+    if not path.is_file():
+        raise UserError(f"Run file {path} does not exist: give a TREC run file (qid Q0 docid rank score tag), "
+                        "e.g. a <retriever>/run.trec that `distilrag eval` wrote.")
+    try:
+        run = read_run(path)
+    except (ValueError, OSError, EOFError) as e:
+        raise UserError(f"{path} is not a TREC run file ({e}).") from None
+    stray = sorted({d for docs in run.values() for d in docs} - corpus.by_id.keys())
+    if stray:
+        raise UserError(f"{path} ranks {len(stray)} passages that corpus {corpus.key} does not have (e.g. "
+                        f"{stray[0]!r}): the run was made over another corpus or another chunking.")
+    orders = {qid: ranked(docs)[:depth] for qid, docs in run.items()}
+
+    def retrieve(question, qid=None) -> list:
+        if qid not in orders:
+            raise UserError(f"{path} has no ranking for question {qid!r} ({question!r}): give a run of "
+                            "the questions this evaluation asks (the same corpus, split, --n and --seed).")
+        return [NodeWithScore(node=passage_node(corpus.by_id[d]), score=s) for d, s in orders[qid]]
+
+    retrieve.qids = frozenset(orders)  # the harness checks its questions against them before answering
+    return retrieve

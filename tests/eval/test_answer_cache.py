@@ -63,7 +63,7 @@ def two_retrievers(tmp_path, monkeypatch):
     by_text = {t: q for q, t, _ in QUERIES}
 
     def build(spec, corpus, depth):
-        def retrieve(question):
+        def retrieve(question, qid=None):
             ids = top[by_text[question]]
             return [nodes[d] for d in (ids[::-1] if spec == "b" and by_text[question] == "q4" else ids)]
         return retrieve

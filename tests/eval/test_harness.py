@@ -323,7 +323,7 @@ def test_a_question_is_asked_of_every_retriever_in_a_row_with_alike_prompts_adja
         if spec == "bm25":
             return bm25
         # "rev": BM25's ranking upside down; "same": BM25's under another name
-        return (lambda q: list(reversed(bm25(q)))) if spec == "rev" else bm25
+        return (lambda q, qid=None: list(reversed(bm25(q)))) if spec == "rev" else bm25
 
     monkeypatch.setattr(run_mod, "retrieval_function", build)
     monkeypatch.setattr(run_mod, "spec_identity", lambda spec, corpus: {"spec": spec})
