@@ -6,8 +6,9 @@
 In:  export: a run directory (every <retriever>/answers.jsonl under it, answers moved aside by a
      retrain included) and the LLM cache (rag/llm_cache.py); import: files export wrote.
 Out: export: FILE, one rag.records.CachedCall per distinct prompt the run's answers were cached
-     under, sorted by key, written atomically (gzip when the name ends in .gz, byte-identical for
-     the same answers, so a committed file changes only when they do);
+     under, and every answer FILE held already (answers accumulate over machines and sessions),
+     sorted by key, written atomically (gzip when the name ends in .gz, byte-identical for the
+     same answers, so a committed file changes only when they do);
      import: those entries in the LLM cache; an entry the cache already holds is kept as it is.
 
 Why this is safe: a key is the sha256 of everything the prompt was built from (eval/answer_cache.py:
@@ -46,26 +47,29 @@ def run_answer_keys(run_dir: str | Path) -> set[str]:
             if isinstance(r.get("answer_key"), str) and r.get("answer") is not None}
 
 
-def export_answers(run_dir: str | Path, out: str | Path, cache=None) -> tuple[int, int]:
-    """Write the run's cached answers to `out`: (entries written, keys the cache no longer holds)."""
+def export_answers(run_dir: str | Path, out: str | Path, cache=None) -> tuple[int, int, int]:
+    """Write the run's cached answers to `out`, keeping the entries `out` holds already:
+    (entries written, of them kept from `out`, keys of the run the cache no longer holds)."""
     from rag.llm_cache import LLMCache
     from rag.records import CachedCall, write_jsonl
 
     keys = run_answer_keys(run_dir)
     cache = cache if cache is not None else LLMCache()
-    calls, missing = [], 0
-    for k in sorted(keys):
+    calls, missing = {}, 0
+    for k in keys:
         v = cache.get(k)
         if isinstance(v, dict) and isinstance(v.get("text"), str):
-            calls.append(CachedCall(k, v))
+            calls[k] = CachedCall(k, v)
         else:
             missing += 1
     if not calls:
         raise ArchiveError(f"none of the {len(keys)} answers of {run_dir} is in the LLM cache "
                            f"{cache.path} (was the run made on another machine, or the cache deleted?); "
                            "nothing written.")
-    write_jsonl(out, calls)
-    return len(calls), missing
+    held = {c.key: c for c in read_archive(out)} if Path(out).exists() else {}
+    kept = {k: c for k, c in held.items() if k not in calls}
+    write_jsonl(out, [c for _, c in sorted({**kept, **calls}.items())])
+    return len(calls) + len(kept), len(kept), missing
 
 
 def read_archive(path: str | Path) -> list:
@@ -113,9 +117,9 @@ def main(argv: list[str]) -> int:
     a = ap.parse_args(argv)
     try:
         if a.action == "export-answers":
-            n, missing = export_answers(a.run_dir, a.out)
+            n, kept, missing = export_answers(a.run_dir, a.out)
             gone = f"; {missing} answers of the run are no longer in the cache and were left out" if missing else ""
-            print(f"wrote {n} cached answers to {a.out}{gone}")
+            print(f"wrote {n} cached answers to {a.out} ({kept} of them held there before){gone}")
         else:
             added, held = import_answers(a.files)
             print(f"imported {added} answers into the LLM cache ({held} were there already); a "

@@ -23,9 +23,9 @@ def test_exported_answers_make_a_fresh_machines_rerun_free(two_retrievers):  # n
     assert all(len(r["answer_key"]) == 64 for r in recs) and len({r["answer_key"] for r in recs}) == 5
 
     out = tmp / "answers.jsonl.gz"
-    assert export_answers(tmp / "run1", out, here) == (5, 0)
+    assert export_answers(tmp / "run1", out, here) == (5, 0, 0)
     first = out.read_bytes()
-    assert export_answers(tmp / "run1", out, here) == (5, 0) and out.read_bytes() == first  # stable to commit
+    assert export_answers(tmp / "run1", out, here) == (5, 0, 0) and out.read_bytes() == first  # stable to commit
     lines = [json.loads(x) for x in gzip.decompress(first).decode().splitlines()]
     assert [x["key"] for x in lines] == sorted(x["key"] for x in lines)
 
@@ -65,3 +65,23 @@ def test_export_says_what_is_wrong_with_its_input(two_retrievers, capsys):  # no
     with pytest.raises(ArchiveError, match="none of the 5 answers"):  # made with another cache
         export_answers(tmp / "run", tmp / "x.jsonl", LLMCache(tmp / "empty.sqlite"))
     assert not (tmp / "x.jsonl").exists()
+
+
+def test_an_archive_accumulates_answers_of_several_runs(two_retrievers):  # noqa: F811
+    """Exporting into a file that holds answers keeps them: a session's new answers join the
+    committed ones instead of replacing them (another machine paid for those)."""
+    from dataclasses import replace
+
+    tmp, cfg = two_retrievers
+    here = LLMCache(tmp / "here.sqlite")
+    run_eval(replace(cfg, retrievers=("a",)), out=tmp / "run_a", llm=scripted_llm(answer), progress=False, cache=here)
+    out = tmp / "answers.jsonl.gz"
+    n_a = export_answers(tmp / "run_a", out, here)[0]
+    first = {x["key"] for x in read_jsonl(out)}
+    assert n_a == len(first) == 4
+    # Another machine: only retriever b, whose one different prompt (q4's reversed passages) is new.
+    there = LLMCache(tmp / "there.sqlite")
+    run_eval(replace(cfg, retrievers=("b",)), out=tmp / "run_b", llm=scripted_llm(answer), progress=False, cache=there)
+    assert export_answers(tmp / "run_b", out, there) == (5, 1, 0)
+    assert {x["key"] for x in read_jsonl(out)} >= first and len(list(read_jsonl(out))) == 5
+    assert import_answers([out], LLMCache(tmp / "third.sqlite")) == (5, 0)
