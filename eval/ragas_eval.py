@@ -13,6 +13,9 @@ Metrics (ragas 0.4.3 "collections", scored with `ascore`, never `score`, which c
   with a reference answer: faithfulness, answer_relevancy, context_precision (with reference),
   context_recall, factual_correctness; reference-free (a user's corpus without gold answers):
   faithfulness, answer_relevancy, context_precision_noref (judged against the response).
+  Selectable (--ragas-metrics): answer_correctness; NVIDIA's answer_accuracy, context_relevance
+  and response_groundedness (a short 0/1/2 rating, asked twice: the cheap ones for a small
+  judge); and the non-LLM string_presence, non_llm_string_similarity and rouge_score (free).
 A mean is over the samples whose status is "ok"; the counts beside it say how many were not.
 """
 from __future__ import annotations
@@ -28,7 +31,9 @@ from typing import Any, Iterable
 WITH_REFERENCE = ("faithfulness", "answer_relevancy", "context_precision", "context_recall",
                   "factual_correctness")
 REFERENCE_FREE = ("faithfulness", "answer_relevancy", "context_precision_noref")
-ALL_METRICS = WITH_REFERENCE + ("answer_correctness", "context_precision_noref")
+NVIDIA = ("answer_accuracy", "context_relevance", "response_groundedness")
+NON_LLM = ("string_presence", "non_llm_string_similarity", "rouge_score")  # need a reference, no judge
+ALL_METRICS = WITH_REFERENCE + ("answer_correctness", "context_precision_noref") + NVIDIA + NON_LLM
 STATUSES = ("ok", "parse_error", "timeout", "nan", "error")
 
 # Which sample fields each metric's ascore() takes.
@@ -40,6 +45,12 @@ _ARGS = {
     "context_recall": ("user_input", "retrieved_contexts", "reference"),
     "factual_correctness": ("response", "reference"),
     "answer_correctness": ("user_input", "response", "reference"),
+    "answer_accuracy": ("user_input", "response", "reference"),
+    "context_relevance": ("user_input", "retrieved_contexts"),
+    "response_groundedness": ("response", "retrieved_contexts"),
+    "string_presence": ("reference", "response"),
+    "non_llm_string_similarity": ("reference", "response"),
+    "rouge_score": ("reference", "response"),
 }
 
 
@@ -115,6 +126,12 @@ def build_metrics(names: Iterable[str], llm, embeddings=None, strictness: int = 
         "context_recall": lambda: C.ContextRecall(llm=llm),
         "factual_correctness": lambda: C.FactualCorrectness(llm=llm),
         "answer_correctness": lambda: C.AnswerCorrectness(llm=llm, embeddings=embeddings),
+        "answer_accuracy": lambda: C.AnswerAccuracy(llm=llm, max_retries=1),
+        "context_relevance": lambda: C.ContextRelevance(llm=llm, max_retries=1),
+        "response_groundedness": lambda: C.ResponseGroundedness(llm=llm, max_retries=1),
+        "string_presence": lambda: C.StringPresence(),
+        "non_llm_string_similarity": lambda: C.NonLLMStringSimilarity(),  # needs rapidfuzz
+        "rouge_score": lambda: C.RougeScore(),  # needs rouge-score
     }
     unknown = [n for n in names if n not in makers]
     if unknown:
@@ -179,7 +196,7 @@ async def ajudge_records(records: list[dict], out_path: Path, cfg: JudgeConfig, 
     has_ref = all(r.get("references") for r in records) if records else False
     names = cfg.metrics or default_metrics(has_ref)
     if todo:
-        llm = llm or make_judge(cfg)
+        llm = llm or (make_judge(cfg) if set(names) - set(NON_LLM) else None)  # string metrics need no judge
         needs_emb = any(n in ("answer_relevancy", "answer_correctness") for n in names)
         if needs_emb and embeddings is None:
             embeddings = sentence_transformer_embeddings()

@@ -86,3 +86,44 @@ def test_summarize_counts_nan_separately():
               {"qid": "c", "metrics": {"m": {"value": None, "status": "error", "seconds": 1}}}]
     s = summarize(judged)["m"]
     assert (s["mean"], s["n_ok"], s["n_nan"], s["n_error"], s["n"]) == (0.5, 1, 1, 1, 3)
+
+
+def test_nvidia_ratings_are_scaled_and_a_rating_off_the_scale_is_nan_not_zero(tmp_path):
+    """answer_accuracy's two judges rate 0/2/4, the other two metrics' 0/1/2; both scale to 0..1.
+    A judge that answers off the scale (3 for accuracy) is a counted NaN, never averaged."""
+    def handler(request):
+        import httpx
+
+        prompt = json.loads(request.content)["messages"][-1]["content"]
+        if "User Answer" in prompt:  # answer_accuracy
+            rating = 3 if "Levi" in prompt else 4
+        else:
+            rating = 1 if "Levi" in prompt else 2
+        return httpx.Response(200, json=_completion(json.dumps({"rating": rating})))
+
+    cfg = JudgeConfig(metrics=("answer_accuracy", "context_relevance", "response_groundedness"))
+    out = tmp_path / "nv.jsonl"
+    summary = asyncio.run(ajudge_records(RECORDS, out, cfg, llm=make_judge(cfg, fake_judge(handler))))
+    m = {r["qid"]: r["metrics"] for r in map(json.loads, out.read_text().splitlines())}
+    assert m["q1"]["answer_accuracy"]["value"] == 1.0
+    assert m["q2"]["answer_accuracy"]["status"] == "nan" and m["q2"]["answer_accuracy"]["value"] is None
+    assert (summary["answer_accuracy"]["mean"], summary["answer_accuracy"]["n_nan"]) == (1.0, 1)
+    for name in ("context_relevance", "response_groundedness"):
+        assert (m["q1"][name]["value"], m["q2"][name]["value"]) == (1.0, 0.5)
+        assert summary[name]["mean"] == 0.75 and summary[name]["n_ok"] == 2
+
+
+def test_string_metrics_need_no_judge_and_score_the_reference(tmp_path, monkeypatch):
+    import eval.ragas_eval as ragas_eval
+
+    monkeypatch.setattr(ragas_eval, "make_judge", lambda *a, **k: pytest.fail("a judge was started"))
+    records = RECORDS + [{"qid": "q3", "question": "Who lost?", "answer": "I don't know.", "contexts": ["x"],
+                          "references": ["Carolina Panthers"]}]
+    cfg = JudgeConfig(metrics=("string_presence", "non_llm_string_similarity", "rouge_score"))
+    out = tmp_path / "s.jsonl"
+    asyncio.run(ajudge_records(records, out, cfg))
+    m = {r["qid"]: {k: v["value"] for k, v in r["metrics"].items()} for r in map(json.loads, out.read_text().splitlines())}
+    assert m["q1"]["string_presence"] == 1.0 and m["q2"]["string_presence"] == 1.0
+    assert m["q3"]["string_presence"] == 0.0 and m["q3"]["rouge_score"] == 0.0
+    assert m["q1"]["rouge_score"] > m["q3"]["rouge_score"]
+    assert 0.0 < m["q3"]["non_llm_string_similarity"] < m["q1"]["non_llm_string_similarity"] <= 1.0
