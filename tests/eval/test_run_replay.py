@@ -39,14 +39,14 @@ def test_a_replayed_run_hands_the_llm_the_same_passages_and_pays_nothing(tiny):
 
 
 def test_a_run_missing_questions_or_from_another_corpus_fails_before_any_answer(tiny):
-    lines = (tiny / "bm25.trec")
-    lines.write_text("q1 Q0 sb#0 1 2.0 x\nq1 Q0 sb#1 2 1.0 x\n")
+    run_path = tiny / "bm25.trec"
+    run_path.write_text("q1 Q0 sb#0 1 2.0 x\nq1 Q0 sb#1 2 1.0 x\n")
     with pytest.raises(UserError, match="no ranking for 3 of the 4 questions"):
-        run_eval(replace(cfg_for(tiny), retrievers=("bm25", f"run:{lines}")), out=tiny / "r1",
+        run_eval(replace(cfg_for(tiny), retrievers=("bm25", f"run:{run_path}")), out=tiny / "r1",
                  llm=scripted_llm(never_called), progress=False)
-    lines.write_text("".join(f"q{i} Q0 nowhere#{i} 1 1.0 x\n" for i in range(1, 5)))
+    run_path.write_text("".join(f"q{i} Q0 nowhere#{i} 1 1.0 x\n" for i in range(1, 5)))
     with pytest.raises(UserError, match="passages that corpus .* does not have .*nowhere#1"):
-        run_eval(replace(cfg_for(tiny), retrievers=(f"run:{lines}",)), out=tiny / "r2",
+        run_eval(replace(cfg_for(tiny), retrievers=(f"run:{run_path}",)), out=tiny / "r2",
                  llm=scripted_llm(never_called), progress=False)
     with pytest.raises(UserError, match="does not exist"):
         run_eval(replace(cfg_for(tiny), retrievers=(f"run:{tiny / 'none.trec'}",)), out=tiny / "r3",
