@@ -67,9 +67,9 @@ def export_answers(run_dir: str | Path, out: str | Path, cache=None) -> tuple[in
                            f"{cache.path} (was the run made on another machine, or the cache deleted?); "
                            "nothing written.")
     held = {c.key: c for c in read_archive(out)} if Path(out).exists() else {}
-    kept = {k: c for k, c in held.items() if k not in calls}
-    write_jsonl(out, [c for _, c in sorted({**kept, **calls}.items())])
-    return len(calls) + len(kept), len(kept), missing
+    merged = {**held, **calls}
+    write_jsonl(out, [merged[k] for k in sorted(merged)])
+    return len(merged), len(merged) - len(calls), missing
 
 
 def read_archive(path: str | Path) -> list:
