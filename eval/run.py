@@ -209,13 +209,14 @@ def replayed_runs(cfg: EvalConfig, questions: list, corpus) -> dict:
 
     replays = {}
     for spec in cfg.retrievers:
-        if run_file(spec) is not None:
-            replays[spec] = retrieval_function(spec, corpus, cfg.depth)
-            missing = [q.qid for q in questions if q.qid not in replays[spec].qids]
-            if missing:
-                raise UserError(f"{run_file(spec)} has no ranking for {len(missing)} of the {len(questions)} "
-                                f"questions (e.g. {missing[0]!r}): give a run of the questions this evaluation "
-                                "asks (the same corpus, split, --n and --seed).")
+        if (path := run_file(spec)) is None:
+            continue
+        replays[spec] = retrieval_function(spec, corpus, cfg.depth)
+        missing = [q.qid for q in questions if q.qid not in replays[spec].qids]
+        if missing:
+            raise UserError(f"{path} has no ranking for {len(missing)} of the {len(questions)} "
+                            f"questions (e.g. {missing[0]!r}): give a run of the questions this evaluation "
+                            "asks (the same corpus, split, --n and --seed).")
     return replays
 
 
