@@ -161,6 +161,10 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
     questions, qrels = load_questions(cfg)  # first: a missing questions file fails before any work
     corpus = load_corpus(cfg.corpus)
     questions = select(questions, cfg.n, cfg.seed)
+    if cfg.ragas_n and not cfg.retrieval_only:  # judged last: a metric set that cannot be fails first
+        from eval.ragas_eval import JudgeConfig, resolve_metrics
+
+        resolve_metrics(judge_cfg or JudgeConfig(), all(q.answers for q in questions))
     from collections import Counter
 
     clash = [name for name, n in Counter(slug(s) for s in cfg.retrievers).items() if n > 1]

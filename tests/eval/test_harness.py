@@ -379,3 +379,15 @@ def test_eval_compares_the_corpus_best_pipeline_by_default(monkeypatch, tmp_path
     assert main(["--corpus", "mine", "--retrieval-only", "--retrievers", "bm25"]) == 0
     assert seen == [("base", "distilled", "bm25", "hybrid", "hybrid:distilled@0.3+ranker"),
                     ("base", "distilled", "bm25", "hybrid"), ("bm25",)]
+
+
+def test_ragas_without_a_default_metric_fails_before_any_answer(tiny):
+    """No references and the embedded judge: nothing to judge by default, said before paying answers."""
+    from rag.errors import UserError
+
+    write_jsonl(tiny / "noref.jsonl", [{"qid": q, "query": t} for q, t, _ in QUERIES])
+    llm = scripted_llm(answer_from_prompt)
+    cfg = replace(cfg_for(tiny, ragas_n=2), queries=str(tiny / "noref.jsonl"))
+    with pytest.raises(UserError, match="--judge-endpoint"):
+        run_eval(cfg, out=tiny / "run", llm=llm, progress=False)
+    assert llm.calls == 0 and not (tiny / "run").exists()

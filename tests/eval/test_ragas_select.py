@@ -34,3 +34,23 @@ def test_rank_statistics():
     assert spearman([1, 2, 3], [10, 20, 30]) == 1.0 and spearman([1, 1], [0, 1]) is None
     assert math.isclose(spearman([1, 2, 2, 3], [1, 2, 3, 4]), 0.9486832980505138)
     assert auc([0.9, 0.1, 0.5], [1, 0, 0]) == 1.0 and auc([0.5, 0.5], [1, 0]) == 0.5 and auc([1], [1]) is None
+
+
+def test_embedded_judge_default_is_what_the_committed_measurement_selects():
+    """The default metric set follows from the judgements in docs/, through the same selection code."""
+    import gzip
+    import json
+    from pathlib import Path
+
+    from eval.ragas_eval import ALL_METRICS, REFERENCE_FREE, WITH_REFERENCE, default_metrics
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "qa-squad_dev" / "ragas-judgements.jsonl.gz"
+    rows = [json.loads(line) for line in gzip.open(path, "rt")]
+    judged = {f"{r['retriever']}/{r['qid']}": r["metrics"] for r in rows}
+    truth = {f"{r['retriever']}/{r['qid']}": r["truth"] for r in rows}
+    assert len(rows) >= 50 and {m for r in rows for m in r["metrics"]} == set(ALL_METRICS)  # every metric tried
+    selected = {c.metric for c in choose(judged, truth) if c.selected}
+    assert set(default_metrics(True)) == selected
+    needs_no_reference = set(REFERENCE_FREE) | {"context_relevance", "response_groundedness"}
+    assert default_metrics(False) == tuple(sorted(selected & needs_no_reference))
+    assert default_metrics(True, "http://judge.example/v1") == WITH_REFERENCE  # a stronger judge: the classic set
