@@ -93,7 +93,8 @@ def open_retriever(spec: str, questions: list, cfg: EvalConfig, corpus, run_dir:
 def finish_retriever(answerer, questions: list, qrels, cfg: EvalConfig, judge_cfg=None, judge_llm=None,
                      progress: bool = True, judge: bool = True) -> dict:
     """One retriever's records of these questions read back, checked and scored into
-    run_dir/<slug>/; returns its metrics (RAGAS too when `judge`: rounds before the last leave it out)."""
+    run_dir/<slug>/; returns its metrics (RAGAS too when `judge`: rounds before the last leave
+    it out, unless every metric is a string one)."""
     from eval.metrics_table import compute_metrics
     from rag.metrics import write_run
     from rag.records import write_json
@@ -161,10 +162,12 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
     questions, qrels = load_questions(cfg)  # first: a missing questions file fails before any work
     corpus = load_corpus(cfg.corpus)
     questions = select(questions, cfg.n, cfg.seed)
+    judge_every_round = False  # LLM metrics are paid once, after the last round
     if cfg.ragas_n and not cfg.retrieval_only:  # judged last: a metric set that cannot be fails first
-        from eval.ragas_eval import JudgeConfig, resolve_metrics
+        from eval.ragas_eval import NON_LLM, JudgeConfig, resolve_metrics
 
-        resolve_metrics(judge_cfg or JudgeConfig(), all(q.answers for q in questions))
+        names = resolve_metrics(judge_cfg or JudgeConfig(), all(q.answers for q in questions))
+        judge_every_round = set(names) <= set(NON_LLM)  # string metrics cost nothing: every partial report has them
     from collections import Counter
 
     clash = [name for name, n in Counter(slug(s) for s in cfg.retrievers).items() if n > 1]
@@ -196,7 +199,7 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
         answer_round([a for a in opened.values() if a.todo], part, cfg.top_k, progress=progress,
                      desc=f"round {k}/{len(rounds)}" if len(rounds) > 1 else "")
         results = {spec: finish_retriever(a, part, qrels, cfg, judge_cfg=judge_cfg, judge_llm=judge_llm,
-                                          progress=progress, judge=k == len(rounds))
+                                          progress=progress, judge=k == len(rounds) or judge_every_round)
                    for spec, a in opened.items()}
         _write_summary(run_dir, results, skipped, qrels, done=len(part), asked=len(questions), report=report)
         if k < len(rounds) and progress:

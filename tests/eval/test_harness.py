@@ -391,3 +391,30 @@ def test_ragas_without_a_default_metric_fails_before_any_answer(tiny):
     with pytest.raises(UserError, match="--judge-endpoint"):
         run_eval(cfg, out=tiny / "run", llm=llm, progress=False)
     assert llm.calls == 0 and not (tiny / "run").exists()
+
+
+@pytest.mark.parametrize("metric, judged_early", [("string_presence", True), ("faithfulness", False)])
+def test_string_metrics_are_judged_every_round_llm_metrics_after_the_last(tiny, metric, judged_early):
+    """A run stopped in its second round has free string-metric judgements of the first, no paid ones."""
+    pytest.importorskip("ragas")
+    from eval.ragas_eval import JudgeConfig
+
+    calls = []
+
+    def stop_in_round_two(prompt):
+        calls.append(prompt)
+        if len(calls) > 2:  # round 1 is two questions for the one retriever
+            raise KeyboardInterrupt
+        return answer_from_prompt(prompt)
+
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(cfg_for(tiny, ragas_n=4, round_size=2), out=tiny / "run", llm=scripted_llm(stop_in_round_two),
+                 progress=False, judge_cfg=JudgeConfig(metrics=(metric,)))
+    answered = {r["qid"]: r for r in read_jsonl(tiny / "run" / "bm25" / "answers.jsonl")}
+    path = tiny / "run" / "bm25" / "ragas.jsonl"
+    judged = {r["qid"]: r["metrics"][metric]["value"] for r in read_jsonl(path)} if path.exists() else {}
+    assert len(answered) == 2
+    if not judged_early:
+        assert judged == {}
+        return
+    assert judged == {q: float(r["references"][0] in r["answer"]) for q, r in answered.items()}
