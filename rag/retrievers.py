@@ -34,6 +34,11 @@ def bm25_retriever(corpus: Corpus, top_k: int):
             from llama_index.retrievers.bm25 import BM25Retriever
         except ImportError as e:  # pragma: no cover - install hint
             raise ImportError("BM25 needs `pip install llama-index-retrievers-bm25 bm25s`.") from e
+        import logging
+
+        # bm25s sets its logger to DEBUG: once any library gives the root logger a handler (RAGAS's
+        # rouge metric does), every index build would print debug lines.
+        logging.getLogger("bm25s").setLevel(logging.WARNING)
         _BM25_CACHE[key] = BM25Retriever.from_defaults(nodes=_nodes(corpus), similarity_top_k=min(10, len(corpus)))
     from copy import copy
 
