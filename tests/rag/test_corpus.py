@@ -95,3 +95,17 @@ def test_corpus_hash_changes_with_content():
     a = Corpus("x", [Passage("1", "a")])
     b = Corpus("x", [Passage("1", "b")])
     assert a.hash != b.hash and a.hash == Corpus("y", [Passage("1", "a")]).hash
+
+
+def test_bm25_index_build_is_quiet_under_a_configured_root_logger(tmp_path, caplog):
+    """bm25s sets its logger to DEBUG; with a root handler (as RAGAS's rouge metric adds) it must not talk."""
+    import logging
+
+    from rag.retrievers import bm25_retriever
+
+    p = tmp_path / "c.jsonl"
+    p.write_text("".join(json.dumps({"_id": f"d{i}", "title": "", "text": f"passage {i} about topic {i}"}) + "\n"
+                         for i in range(3)))
+    with caplog.at_level(logging.DEBUG):
+        bm25_retriever(load_corpus(str(p)), top_k=2)
+    assert not [r for r in caplog.records if r.name.startswith("bm25s") and r.levelno < logging.WARNING]
