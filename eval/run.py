@@ -278,7 +278,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--round-size", type=int, default=d.round_size,
                     help="questions every retriever answers before the next round (a partial report each round)")
     ap.add_argument("--ragas-n", type=int, default=0, help="judge a seeded subset of M answers with RAGAS")
-    ap.add_argument("--ragas-metrics", default="", help="comma-separated RAGAS metrics (default: by reference availability)")
+    ap.add_argument("--ragas-metrics", default="",
+                    help="comma-separated RAGAS metrics (default: the string metrics with the embedded "
+                         "judge, the classic set with --judge-endpoint; eval/ragas_eval.py)")
     ap.add_argument("--grounding", default=d.grounding, choices=("lexical", "llm", "off"),
                     help="check each answer against its cited passages: lexical (free), llm (lexical "
                          "and a cached yes/no verifier call per cited passage) or off")
