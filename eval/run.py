@@ -91,10 +91,11 @@ def open_retriever(spec: str, questions: list, cfg: EvalConfig, corpus, run_dir:
 
 
 def finish_retriever(answerer, questions: list, qrels, cfg: EvalConfig, judge_cfg=None, judge_llm=None,
-                     progress: bool = True, judge: bool = True) -> dict:
+                     progress: bool = True, judge: bool = True, run_qids: list[str] | None = None) -> dict:
     """One retriever's records of these questions read back, checked and scored into
     run_dir/<slug>/; returns its metrics (RAGAS too when `judge`: rounds before the last leave
-    it out, unless every metric is a string one)."""
+    it out, unless every metric is a string one). RAGAS judges the answered part of one seeded
+    draw from `run_qids` (the whole run's questions), so every round's judged set is the same draw."""
     from eval.metrics_table import compute_metrics
     from rag.metrics import write_run
     from rag.records import write_json
@@ -115,7 +116,7 @@ def finish_retriever(answerer, questions: list, qrels, cfg: EvalConfig, judge_cf
     if cfg.ragas_n and not cfg.retrieval_only and judge:
         from eval.ragas_eval import JudgeConfig, judge_records
 
-        pick = set(ragas_subset([q.qid for q in questions], cfg.ragas_n, cfg.seed))
+        pick = set(ragas_subset(run_qids or [q.qid for q in questions], cfg.ragas_n, cfg.seed))
         sample = [r for r in records if r["qid"] in pick]
         metrics["ragas"] = judge_records(sample, d / "ragas.jsonl", judge_cfg or JudgeConfig(),
                                          llm=judge_llm, progress=progress)
@@ -199,7 +200,8 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
         answer_round([a for a in opened.values() if a.todo], part, cfg.top_k, progress=progress,
                      desc=f"round {k}/{len(rounds)}" if len(rounds) > 1 else "")
         results = {spec: finish_retriever(a, part, qrels, cfg, judge_cfg=judge_cfg, judge_llm=judge_llm,
-                                          progress=progress, judge=k == len(rounds) or judge_every_round)
+                                          progress=progress, judge=k == len(rounds) or judge_every_round,
+                                          run_qids=[q.qid for q in questions])
                    for spec, a in opened.items()}
         _write_summary(run_dir, results, skipped, qrels, done=len(part), asked=len(questions), report=report)
         if k < len(rounds) and progress:

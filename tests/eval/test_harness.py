@@ -418,3 +418,14 @@ def test_string_metrics_are_judged_every_round_llm_metrics_after_the_last(tiny, 
         assert judged == {}
         return
     assert judged == {q: float(r["references"][0] in r["answer"]) for q, r in answered.items()}
+
+
+def test_ragas_judges_one_draw_of_the_whole_run_whatever_the_rounds(tiny):
+    """--ragas-n M names the same M questions however the run is cut into rounds."""
+    pytest.importorskip("ragas")
+    from eval.ragas_eval import JudgeConfig
+
+    run_eval(cfg_for(tiny, ragas_n=2, round_size=2), out=tiny / "run", llm=scripted_llm(answer_from_prompt),
+             progress=False, judge_cfg=JudgeConfig(metrics=("string_presence",)))
+    judged = {r["qid"] for r in read_jsonl(tiny / "run" / "bm25" / "ragas.jsonl")}
+    assert judged == set(ragas_subset([q for q, _, _ in QUERIES], 2, 0))
