@@ -150,14 +150,17 @@ class LocalServer:
         return f"http://127.0.0.1:{self.port}/v1"
 
     def stop(self) -> None:
-        if _pid_alive(self.pid):
-            os.kill(self.pid, signal.SIGTERM)
-            for _ in range(50):
-                if not _pid_alive(self.pid):
-                    break
-                time.sleep(0.1)
-            else:
-                os.kill(self.pid, signal.SIGKILL)
+        try:  # the server may exit between any two of these steps (its owner stopping it too)
+            if _pid_alive(self.pid):
+                os.kill(self.pid, signal.SIGTERM)
+                for _ in range(50):
+                    if not _pid_alive(self.pid):
+                        break
+                    time.sleep(0.1)
+                else:
+                    os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         try:
             if json.loads(_state_file().read_text()).get("pid") == self.pid:
                 _state_file().unlink()

@@ -90,6 +90,25 @@ def test_a_busy_server_is_reused_not_replaced(tmp_path, monkeypatch):
     assert llm.running_server() is None  # nothing listens any more: not running
 
 
+def test_stopping_a_server_that_exits_meanwhile_is_not_an_error(tmp_path, monkeypatch):
+    """`llm stop` beside an owner that is stopping the same server: the process is gone by the
+    time the signal is sent; the server is stopped, which is what was asked."""
+    import json
+    import subprocess
+    import sys
+
+    from rag import llm
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()  # reaped: its pid names no process now
+    state = tmp_path / "llm_server.json"
+    state.write_text(json.dumps({"pid": gone.pid, "port": 1}))
+    monkeypatch.setattr(llm, "_state_file", lambda: state)
+    monkeypatch.setattr(llm, "_pid_alive", lambda pid: True)  # alive when checked, gone when signalled
+    llm.LocalServer(port=1, pid=gone.pid, owned=False).stop()
+    assert not state.exists()
+
+
 def test_a_stopped_answer_closes_its_http_stream_at_once(monkeypatch):
     """The chain's early exit closes the stream the LLM client opened in this thread, not later when
     the garbage collector gets to openai's self-referencing Stream."""
