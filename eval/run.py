@@ -164,11 +164,11 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
     corpus = load_corpus(cfg.corpus)
     questions = select(questions, cfg.n, cfg.seed)
     judge_every_round = False  # LLM metrics are paid once, after the last round
-    if cfg.ragas_n and not cfg.retrieval_only:  # judged last: a metric set that cannot be fails first
-        from eval.ragas_eval import NON_LLM, JudgeConfig, resolve_metrics
+    if cfg.ragas_n and not cfg.retrieval_only:  # judging comes after the answers: a metric set that
+        from eval.ragas_eval import NON_LLM, JudgeConfig, resolve_metrics  # cannot run fails now
 
         names = resolve_metrics(judge_cfg or JudgeConfig(), all(q.answers for q in questions))
-        judge_every_round = set(names) <= set(NON_LLM)  # string metrics cost nothing: every partial report has them
+        judge_every_round = set(names) <= set(NON_LLM)  # free: every partial report has them
     from collections import Counter
 
     clash = [name for name, n in Counter(slug(s) for s in cfg.retrievers).items() if n > 1]
