@@ -163,9 +163,10 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
     questions, qrels = load_questions(cfg)  # first: a missing questions file fails before any work
     corpus = load_corpus(cfg.corpus)
     questions = select(questions, cfg.n, cfg.seed)
+    # RAGAS judges after the answers are paid, so a metric set that cannot run fails here, first.
     judge_every_round = False  # LLM metrics are paid once, after the last round
-    if cfg.ragas_n and not cfg.retrieval_only:  # judging comes after the answers: a metric set that
-        from eval.ragas_eval import NON_LLM, JudgeConfig, resolve_metrics  # cannot run fails now
+    if cfg.ragas_n and not cfg.retrieval_only:
+        from eval.ragas_eval import NON_LLM, JudgeConfig, resolve_metrics
 
         names = resolve_metrics(judge_cfg or JudgeConfig(), all(q.answers for q in questions))
         judge_every_round = set(names) <= set(NON_LLM)  # free: every partial report has them
