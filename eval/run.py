@@ -263,6 +263,17 @@ def _write_summary(run_dir: Path, results: dict, skipped: dict, qrels, done: int
         write_report(run_dir)
 
 
+def judge_config(a: argparse.Namespace, llm_cfg):
+    """The RAGAS judge: the answering LLM (--endpoint or DISTILRAG_LLM_*) unless --judge-* name another."""
+    from eval.ragas_eval import JudgeConfig
+
+    own = bool(a.judge_endpoint)
+    return JudgeConfig(endpoint=a.judge_endpoint or llm_cfg.endpoint,
+                       model=a.judge_model or ("" if own else llm_cfg.model),
+                       api_key_env=a.judge_api_key_env or (JudgeConfig.api_key_env if own else llm_cfg.api_key_env),
+                       timeout_s=a.judge_timeout, metrics=tuple(m for m in a.ragas_metrics.split(",") if m))
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = EvalConfig()
     ap = argparse.ArgumentParser(prog="distilrag eval", description=__doc__,
@@ -283,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--ragas-n", type=int, default=0, help="judge a seeded subset of M answers with RAGAS")
     ap.add_argument("--ragas-metrics", default="",
                     help="comma-separated RAGAS metrics (default: the string metrics with the embedded "
-                         "judge, the classic set with --judge-endpoint; eval/ragas_eval.py)")
+                         "judge, the classic set with an endpoint judge; eval/ragas_eval.py)")
     ap.add_argument("--grounding", default=d.grounding, choices=("lexical", "llm", "off"),
                     help="check each answer against its cited passages: lexical (free), llm (lexical "
                          "and a cached yes/no verifier call per cited passage) or off")
@@ -295,7 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--overwrite", action="store_true", help="discard an existing run of the same name")
     ap.add_argument("--quiet", action="store_true", help="no progress bars")
     for who in ("", "judge-"):
-        ap.add_argument(f"--{who}endpoint", default=None, help=f'{"judge" if who else "answering"} LLM: "local" or an OpenAI-compatible /v1 URL')
+        ap.add_argument(f"--{who}endpoint", default=None,
+                        help=f'{"RAGAS judge (default: the answering LLM)" if who else "answering LLM"}: '
+                             '"local" or an OpenAI-compatible /v1 URL')
         ap.add_argument(f"--{who}model", default=None, help="model name at that endpoint")
         ap.add_argument(f"--{who}api-key-env", default=None, help="env var holding that endpoint's key (never printed)")
     ap.add_argument("--judge-timeout", type=float, default=300.0, help="seconds per RAGAS metric per sample")
@@ -314,7 +327,6 @@ def main(argv: list[str] | None = None) -> int:
         return archive_main(argv)
     a = build_parser().parse_args(argv)
     from eval.plan import default_retrievers
-    from eval.ragas_eval import JudgeConfig
     from rag.llm import LLMConfig
     from rag.settings import set_torch_threads
 
@@ -327,9 +339,7 @@ def main(argv: list[str] | None = None) -> int:
                      grounding=a.grounding, answer_cache=not a.no_answer_cache, round_size=a.round_size)
     pick = lambda *kv: {k: v for k, v in kv if v}  # noqa: E731
     llm_cfg = LLMConfig.from_env(**pick(("endpoint", a.endpoint), ("model", a.model), ("api_key_env", a.api_key_env)))
-    judge_cfg = JudgeConfig(**pick(("endpoint", a.judge_endpoint), ("model", a.judge_model),
-                                   ("api_key_env", a.judge_api_key_env)), timeout_s=a.judge_timeout,
-                            metrics=tuple(m for m in a.ragas_metrics.split(",") if m))
+    judge_cfg = judge_config(a, llm_cfg)
     try:
         if a.dry_run:
             from eval.dry_run import main_dry_run

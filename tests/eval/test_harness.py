@@ -429,3 +429,22 @@ def test_ragas_judges_one_draw_of_the_whole_run_whatever_the_rounds(tiny):
              progress=False, judge_cfg=JudgeConfig(metrics=("string_presence",)))
     judged = {r["qid"] for r in read_jsonl(tiny / "run" / "bm25" / "ragas.jsonl")}
     assert judged == set(ragas_subset([q for q, _, _ in QUERIES], 2, 0))
+
+
+def test_the_judge_is_the_answering_llm_unless_named(monkeypatch):
+    """DISTILRAG_LLM_* (or --endpoint) configure the judge too; --judge-* name another."""
+    from eval.run import build_parser, judge_config
+    from rag.llm import LLMConfig
+
+    monkeypatch.setenv("DISTILRAG_LLM_ENDPOINT", "http://farm.example/v1")
+    monkeypatch.setenv("DISTILRAG_LLM_MODEL", "big")
+    monkeypatch.setenv("DISTILRAG_LLM_API_KEY_ENV", "FARM_KEY")
+    a = build_parser().parse_args(["--ragas-n", "5"])
+    j = judge_config(a, LLMConfig.from_env())
+    assert (j.endpoint, j.model, j.api_key_env) == ("http://farm.example/v1", "big", "FARM_KEY")
+    a = build_parser().parse_args(["--judge-endpoint", "http://judge.example/v1", "--judge-model", "j"])
+    j = judge_config(a, LLMConfig.from_env())
+    assert (j.endpoint, j.model, j.api_key_env) == ("http://judge.example/v1", "j", "OPENAI_API_KEY")
+    monkeypatch.delenv("DISTILRAG_LLM_ENDPOINT")
+    monkeypatch.delenv("DISTILRAG_LLM_MODEL")
+    assert judge_config(build_parser().parse_args([]), LLMConfig.from_env()).endpoint == "local"
