@@ -5,7 +5,9 @@ its run directory has not answered yet is retrieved and its prompt keyed as the 
 (eval/answer_cache.py). A key already in the answer cache costs nothing; a key two retrievers
 share (the same top-k in the same order) is paid once. What is left is the number of distinct
 prompts to pay; their estimated prompt tokens times a seconds-per-token rate (calibrated from
-earlier answers under runs/eval, else a stated default) is the time estimate. Nothing is written.
+earlier answers under runs/eval, else a stated default) is the time estimate. With --ragas-n it
+also says what the judge will be asked (samples not judged yet x metrics) and, from earlier
+judgements by the same judge under runs/eval, how long that takes. Nothing is written.
 """
 from __future__ import annotations
 
@@ -105,12 +107,69 @@ def dry_run(cfg, out: str | None = None, llm_cfg=None, cache=None, runs_root=Non
                   tokens, rate, source, tuple(skipped))
 
 
-def main_dry_run(cfg, out, llm_cfg) -> int:
+def judge_seconds(runs_root, judge: str) -> dict[str, float]:
+    """metric -> mean seconds a sample over earlier judgements by `judge` (failures cost time too)."""
+    from pathlib import Path
+
+    from rag.records import RecordsError, read_jsonl
+
+    took: dict[str, list[float]] = {}
+    for f in sorted(Path(runs_root).glob("*/*/ragas.jsonl")) if Path(runs_root).is_dir() else []:
+        try:
+            for r in read_jsonl(f):
+                if r.get("judge") == judge:
+                    for m, e in (r.get("metrics") or {}).items():
+                        took.setdefault(m, []).append(float(e.get("seconds") or 0.0))
+        except (RecordsError, OSError, TypeError, ValueError, AttributeError):
+            continue  # one unreadable run must not stop a dry run
+    return {m: sum(v) / len(v) for m, v in took.items()}
+
+
+def ragas_lines(cfg, judge_cfg, out: str | None = None, runs_root=None) -> list[str]:
+    """What --ragas-n will judge and how long it takes; a metric set that cannot run raises first."""
+    from eval.plan import ragas_subset, run_dir_of, select
+    from eval.questions import load_questions
+    from eval.ragas_eval import NON_LLM, JudgeConfig, resolve_metrics
+    from rag.corpus import load_corpus
+    from rag.llm import LLMConfig
+    from rag.records import read_jsonl
+    from rag.settings import runs_dir
+
+    judge_cfg = judge_cfg or JudgeConfig()
+    questions = select(load_questions(cfg)[0], cfg.n, cfg.seed)
+    names = resolve_metrics(judge_cfg, all(q.answers for q in questions))
+    run_dir = run_dir_of(cfg, load_corpus(cfg.corpus), out)
+    pick = set(ragas_subset([q.qid for q in questions], cfg.ragas_n, cfg.seed))
+    todo = 0
+    for spec in cfg.retrievers:
+        path = run_dir / slug(spec) / "ragas.jsonl"
+        todo += len(pick - ({r["qid"] for r in read_jsonl(path)} if path.exists() else set()))
+    paid = [m for m in names if m not in NON_LLM]
+    head = f"  RAGAS: {todo} samples to judge x {len(names)} metrics ({', '.join(names)})"
+    if not paid:
+        return [head + ": string metrics, no judge calls."]
+    judge = LLMConfig(endpoint=judge_cfg.endpoint, model=judge_cfg.model).model_name
+    root = runs_root or runs_dir() / "eval"
+    secs = judge_seconds(root, judge)
+    known = [m for m in paid if m in secs]
+    if not known:
+        return [f"{head}, judge {judge}: time unknown, no earlier judgement by this judge under {root} "
+                "(docs/qa-squad_dev.md has the embedded judge's cost per metric)."]
+    per_sample = sum(secs[m] for m in known)
+    line = (f"{head}, judge {judge}: ~{todo * per_sample / 60:.1f} min at {per_sample:.1f} s a sample "
+            f"(earlier judgements under {root})")
+    unknown = [m for m in paid if m not in secs]
+    return [line + (f"; not counted, never timed with this judge: {', '.join(unknown)}" if unknown else ".")]
+
+
+def main_dry_run(cfg, out, llm_cfg, judge_cfg=None) -> int:
     if cfg.retrieval_only:
         print("dry run: --retrieval-only asks the LLM nothing.")
         return 0
     r = dry_run(cfg, out, llm_cfg)
     print("\n".join(r.lines()))
+    if cfg.ragas_n:
+        print("\n".join(ragas_lines(cfg, judge_cfg, out)))
     if cfg.grounding == "llm":
         print("  --grounding llm adds one short verifier call per cited passage of each new answer "
               "(cached the same way).", file=sys.stderr)

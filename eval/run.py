@@ -344,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.dry_run:
             from eval.dry_run import main_dry_run
 
-            return main_dry_run(cfg, a.out, llm_cfg)
+            return main_dry_run(cfg, a.out, llm_cfg, judge_cfg)
         run_dir = run_eval(cfg, out=a.out, overwrite=a.overwrite, llm_cfg=llm_cfg, judge_cfg=judge_cfg,
                            progress=not a.quiet)
     except (UserError, FileNotFoundError) as e:

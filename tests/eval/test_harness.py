@@ -448,3 +448,35 @@ def test_the_judge_is_the_answering_llm_unless_named(monkeypatch):
     monkeypatch.delenv("DISTILRAG_LLM_ENDPOINT")
     monkeypatch.delenv("DISTILRAG_LLM_MODEL")
     assert judge_config(build_parser().parse_args([]), LLMConfig.from_env()).endpoint == "local"
+
+
+def test_dry_run_prices_ragas_from_earlier_judgements_by_the_same_judge(tiny):
+    from eval.dry_run import ragas_lines
+    from eval.ragas_eval import JudgeConfig
+    from rag.llm import LLMConfig
+
+    earlier = tiny / "runs" / "eval" / "old" / "base" / "ragas.jsonl"
+    write_jsonl(earlier, [
+        {"qid": "x1", "judge": LLMConfig().model_name, "metrics": {"faithfulness": {"seconds": 30.0, "status": "ok"}}},
+        {"qid": "x2", "judge": LLMConfig().model_name, "metrics": {"faithfulness": {"seconds": 40.0, "status": "parse_error"}}},
+        {"qid": "x3", "judge": "another-model", "metrics": {"faithfulness": {"seconds": 999.0, "status": "ok"}}}])
+    cfg = cfg_for(tiny, ragas_n=2)
+    judge = JudgeConfig(metrics=("faithfulness", "context_recall", "string_presence"))
+    (line,) = ragas_lines(cfg, judge, out=str(tiny / "run"), runs_root=tiny / "runs" / "eval")
+    assert "2 samples to judge x 3 metrics" in line and "~1.2 min at 35.0 s a sample" in line
+    assert line.endswith("never timed with this judge: context_recall")
+    (free,) = ragas_lines(cfg, JudgeConfig(metrics=("rouge_score",)), out=str(tiny / "run"),
+                          runs_root=tiny / "runs" / "eval")
+    assert "no judge calls" in free
+    run_eval(cfg, out=tiny / "run", llm=scripted_llm(answer_from_prompt), progress=False,
+             judge_cfg=JudgeConfig(metrics=("rouge_score",)))
+    (after,) = ragas_lines(cfg, JudgeConfig(metrics=("rouge_score",)), out=str(tiny / "run"))
+    assert "0 samples to judge" in after  # a rerun judges nothing again
+
+
+def test_cli_dry_run_refuses_ragas_without_a_default_metric(tiny, capsys):
+    write_jsonl(tiny / "noref.jsonl", [{"qid": q, "query": t} for q, t, _ in QUERIES])
+    rc = main(["--corpus", str(tiny / "corpus.jsonl"), "--split", "", "--queries", str(tiny / "noref.jsonl"),
+               "--qrels", str(tiny / "qrels.tsv"), "--retrievers", "bm25", "--out", str(tiny / "run"),
+               "--ragas-n", "2", "--dry-run"])
+    assert rc == 2 and "--judge-endpoint" in capsys.readouterr().err
