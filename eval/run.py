@@ -91,7 +91,7 @@ def open_retriever(spec: str, questions: list, cfg: EvalConfig, corpus, run_dir:
 
 
 def finish_retriever(answerer, questions: list, qrels, cfg: EvalConfig, judge_cfg=None, judge_llm=None,
-                     progress: bool = True, judge: bool = True, run_qids: list[str] | None = None) -> dict:
+                     progress: bool = True, judge: bool = True, *, run_qids: list[str]) -> dict:
     """One retriever's records of these questions read back, checked and scored into
     run_dir/<slug>/; returns its metrics (RAGAS too when `judge`: rounds before the last leave
     it out, unless every metric is a string one). RAGAS judges the answered part of one seeded
@@ -116,7 +116,7 @@ def finish_retriever(answerer, questions: list, qrels, cfg: EvalConfig, judge_cf
     if cfg.ragas_n and not cfg.retrieval_only and judge:
         from eval.ragas_eval import JudgeConfig, judge_records
 
-        pick = set(ragas_subset(run_qids or [q.qid for q in questions], cfg.ragas_n, cfg.seed))
+        pick = set(ragas_subset(run_qids, cfg.ragas_n, cfg.seed))
         sample = [r for r in records if r["qid"] in pick]
         metrics["ragas"] = judge_records(sample, d / "ragas.jsonl", judge_cfg or JudgeConfig(),
                                          llm=judge_llm, progress=progress)
