@@ -31,6 +31,7 @@ class DryRun:
     s_per_token: float
     rate_source: str
     skipped: tuple[str, ...] = ()
+    ragas: tuple[str, ...] = ()   # what --ragas-n will ask the judge, and how long (ragas_lines)
 
     @property
     def est_seconds(self) -> float:
@@ -46,7 +47,7 @@ class DryRun:
             f"(~{self.prompt_tokens:,} prompt tokens).",
             f"  estimated LLM time: {mins:.1f} min ({self.s_per_token:.4f} s per prompt token, "
             f"{self.rate_source}).",
-        ] + [f"  skipped {s}" for s in self.skipped]
+        ] + [f"  skipped {s}" for s in self.skipped] + list(self.ragas)
 
 
 def _done_qids(d, spec: str, corpus) -> set[str]:
@@ -62,7 +63,7 @@ def _done_qids(d, spec: str, corpus) -> set[str]:
     return set(load_done(out, need_answer=True))
 
 
-def dry_run(cfg, out: str | None = None, llm_cfg=None, cache=None, runs_root=None) -> DryRun:
+def dry_run(cfg, out: str | None = None, llm_cfg=None, cache=None, runs_root=None, judge_cfg=None) -> DryRun:
     from eval.answer_cache import open_answer_cache, passages_of, prompt_tokens, seconds_per_token
     from eval.plan import run_dir_of, select
     from eval.questions import load_questions
@@ -74,6 +75,12 @@ def dry_run(cfg, out: str | None = None, llm_cfg=None, cache=None, runs_root=Non
     questions, _ = load_questions(cfg)
     corpus = load_corpus(cfg.corpus)
     questions = select(questions, cfg.n, cfg.seed)
+    metrics = ()
+    if cfg.ragas_n:  # a metric set that cannot run is refused before the retrieval below
+        from eval.ragas_eval import JudgeConfig, resolve_metrics
+
+        judge_cfg = judge_cfg or JudgeConfig()
+        metrics = resolve_metrics(judge_cfg, all(q.answers for q in questions))
     run_dir = run_dir_of(cfg, corpus, out)
     answers = open_answer_cache(llm_cfg, cache, cfg.answer_cache)
     needed = in_dir = cached = shared = tokens = 0
@@ -102,9 +109,11 @@ def dry_run(cfg, out: str | None = None, llm_cfg=None, cache=None, runs_root=Non
             else:
                 paid.add(key)
                 tokens += prompt_tokens(q.query, passages_of(nodes))
-    rate, source = seconds_per_token(runs_root or runs_dir() / "eval")
+    root = runs_root or runs_dir() / "eval"
+    rate, source = seconds_per_token(root)
+    ragas = ragas_lines(cfg, judge_cfg, metrics, questions, run_dir, root) if metrics else ()
     return DryRun(len(questions), tuple(cfg.retrievers), needed, in_dir, cached, shared, len(paid),
-                  tokens, rate, source, tuple(skipped))
+                  tokens, rate, source, tuple(skipped), tuple(ragas))
 
 
 def judge_seconds(runs_root, judge: str) -> dict[str, float]:
@@ -125,20 +134,13 @@ def judge_seconds(runs_root, judge: str) -> dict[str, float]:
     return {m: sum(v) / len(v) for m, v in took.items()}
 
 
-def ragas_lines(cfg, judge_cfg, out: str | None = None, runs_root=None) -> list[str]:
-    """What --ragas-n will judge and how long it takes; a metric set that cannot run raises first."""
-    from eval.plan import ragas_subset, run_dir_of, select
-    from eval.questions import load_questions
-    from eval.ragas_eval import NON_LLM, JudgeConfig, resolve_metrics
-    from rag.corpus import load_corpus
+def ragas_lines(cfg, judge_cfg, names: tuple[str, ...], questions: list, run_dir, root) -> list[str]:
+    """What --ragas-n will judge (samples not judged yet x `names`) and how long it takes."""
+    from eval.plan import ragas_subset
+    from eval.ragas_eval import NON_LLM
     from rag.llm import LLMConfig
     from rag.records import read_jsonl
-    from rag.settings import runs_dir
 
-    judge_cfg = judge_cfg or JudgeConfig()
-    questions = select(load_questions(cfg)[0], cfg.n, cfg.seed)
-    names = resolve_metrics(judge_cfg, all(q.answers for q in questions))
-    run_dir = run_dir_of(cfg, load_corpus(cfg.corpus), out)
     pick = set(ragas_subset([q.qid for q in questions], cfg.ragas_n, cfg.seed))
     todo = 0
     for spec in cfg.retrievers:
@@ -149,7 +151,6 @@ def ragas_lines(cfg, judge_cfg, out: str | None = None, runs_root=None) -> list[
     if not paid:
         return [head + ": string metrics, no judge calls."]
     judge = LLMConfig(endpoint=judge_cfg.endpoint, model=judge_cfg.model).model_name
-    root = runs_root or runs_dir() / "eval"
     secs = judge_seconds(root, judge)
     known = [m for m in paid if m in secs]
     if not known:
@@ -166,10 +167,8 @@ def main_dry_run(cfg, out, llm_cfg, judge_cfg=None) -> int:
     if cfg.retrieval_only:
         print("dry run: --retrieval-only asks the LLM nothing.")
         return 0
-    r = dry_run(cfg, out, llm_cfg)
+    r = dry_run(cfg, out, llm_cfg, judge_cfg=judge_cfg)
     print("\n".join(r.lines()))
-    if cfg.ragas_n:
-        print("\n".join(ragas_lines(cfg, judge_cfg, out)))
     if cfg.grounding == "llm":
         print("  --grounding llm adds one short verifier call per cited passage of each new answer "
               "(cached the same way).", file=sys.stderr)

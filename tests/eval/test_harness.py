@@ -451,7 +451,7 @@ def test_the_judge_is_the_answering_llm_unless_named(monkeypatch):
 
 
 def test_dry_run_prices_ragas_from_earlier_judgements_by_the_same_judge(tiny):
-    from eval.dry_run import ragas_lines
+    from eval.dry_run import dry_run
     from eval.ragas_eval import JudgeConfig
     from rag.llm import LLMConfig
 
@@ -462,15 +462,15 @@ def test_dry_run_prices_ragas_from_earlier_judgements_by_the_same_judge(tiny):
         {"qid": "x3", "judge": "another-model", "metrics": {"faithfulness": {"seconds": 999.0, "status": "ok"}}}])
     cfg = cfg_for(tiny, ragas_n=2)
     judge = JudgeConfig(metrics=("faithfulness", "context_recall", "string_presence"))
-    (line,) = ragas_lines(cfg, judge, out=str(tiny / "run"), runs_root=tiny / "runs" / "eval")
+    (line,) = dry_run(cfg, out=str(tiny / "run"), runs_root=tiny / "runs" / "eval", judge_cfg=judge).ragas
     assert "2 samples to judge x 3 metrics" in line and "~1.2 min at 35.0 s a sample" in line
     assert line.endswith("never timed with this judge: context_recall")
-    (free,) = ragas_lines(cfg, JudgeConfig(metrics=("rouge_score",)), out=str(tiny / "run"),
-                          runs_root=tiny / "runs" / "eval")
+    (free,) = dry_run(cfg, out=str(tiny / "run"), runs_root=tiny / "runs" / "eval",
+                      judge_cfg=JudgeConfig(metrics=("rouge_score",))).ragas
     assert "no judge calls" in free
     run_eval(cfg, out=tiny / "run", llm=scripted_llm(answer_from_prompt), progress=False,
              judge_cfg=JudgeConfig(metrics=("rouge_score",)))
-    (after,) = ragas_lines(cfg, JudgeConfig(metrics=("rouge_score",)), out=str(tiny / "run"))
+    (after,) = dry_run(cfg, out=str(tiny / "run"), judge_cfg=JudgeConfig(metrics=("rouge_score",))).ragas
     assert "0 samples to judge" in after  # a rerun judges nothing again
 
 
