@@ -36,15 +36,19 @@ def _load(run_dir: Path):
     summary = json.loads((run_dir / "summary.json").read_text())
     cfg = summary["config"]
     qrels = eval_qrels(cfg["corpus"], cfg.get("queries", ""), cfg.get("qrels", "")) if summary.get("has_qrels") else None
+    # The questions the summary covers (a resumed run's files may hold a later round's answers too);
+    # a summary written before it recorded them covers every answer.
+    keep = set(summary.get("questions", {}).get("qids") or ())
     recs, judged = {}, {}
     for name in summary["retrievers"]:
         d = run_dir / name
         last = {}
         for r in read_jsonl(d / "answers.jsonl"):
-            if not r.get("error"):
+            if not r.get("error") and (not keep or r["qid"] in keep):
                 last[r["qid"]] = r
         recs[name] = list(last.values())
-        judged[name] = list(read_jsonl(d / "ragas.jsonl")) if (d / "ragas.jsonl").exists() else []
+        judged[name] = [j for j in (read_jsonl(d / "ragas.jsonl") if (d / "ragas.jsonl").exists() else [])
+                        if not keep or j.get("qid") in keep]
     return summary, qrels, recs, judged
 
 

@@ -204,7 +204,7 @@ def run_eval(cfg: EvalConfig, out: str | None = None, overwrite: bool = False, l
                                           progress=progress, judge=k == len(rounds) or judge_every_round,
                                           run_qids=[q.qid for q in questions])
                    for spec, a in opened.items()}
-        _write_summary(run_dir, results, skipped, qrels, done=len(part), asked=len(questions), report=report)
+        _write_summary(run_dir, results, skipped, qrels, [q.qid for q in part], asked=len(questions), report=report)
         if k < len(rounds) and progress:
             print(f"round {k}/{len(rounds)}: {len(part)} of {len(questions)} questions answered by every "
                   f"retriever; the report so far: {run_dir / 'report.md'}", file=sys.stderr)
@@ -243,10 +243,13 @@ def answer_rounds(questions: list, cfg: EvalConfig) -> list[list]:
     return [order[:e] for e in ends]
 
 
-def _write_summary(run_dir: Path, results: dict, skipped: dict, qrels, done: int, asked: int,
+def _write_summary(run_dir: Path, results: dict, skipped: dict, qrels, qids: list[str], asked: int,
                    report: bool) -> None:
+    """summary.json and the report of the questions `qids` answered by every retriever: a resumed
+    run may hold answers of a later round already, which this round's report must leave out."""
     from rag.records import write_json
 
+    done = len(qids)
     resolved = json.loads((run_dir / "config.json").read_text())
     if done == asked:
         for spec in resolved["retrievers"]:  # retrievers finished by an earlier invocation of this run
@@ -254,7 +257,7 @@ def _write_summary(run_dir: Path, results: dict, skipped: dict, qrels, done: int
             if spec not in results and spec not in skipped and f.exists():
                 results[spec] = json.loads(f.read_text())
     summary = {"config": resolved, "skipped": skipped, "has_qrels": qrels is not None,
-               "questions": {"answered_by_all": done, "asked": asked},
+               "questions": {"answered_by_all": done, "asked": asked, "qids": qids},
                "retrievers": {slug(s): m for s, m in results.items()}}
     write_json(run_dir / "summary.json", summary)
     if report:

@@ -276,9 +276,9 @@ def test_a_run_stopped_mid_way_leaves_a_paired_partial_report(tiny, monkeypatch)
 
     monkeypatch.setattr(run_mod, "finish_retriever", spy)
 
-    def dies_on_third_call(prompt, calls=[]):
+    def dies_on_fourth_call(prompt, calls=[]):
         calls.append(prompt)
-        if len(calls) == 3:
+        if len(calls) == 4:
             raise KeyboardInterrupt  # the user (or the machine) stops the run
         return answer_from_prompt(prompt)
 
@@ -293,19 +293,33 @@ def test_a_run_stopped_mid_way_leaves_a_paired_partial_report(tiny, monkeypatch)
 
     monkeypatch.setattr(run_mod, "retrieval_function", build)
     with pytest.raises(KeyboardInterrupt):
-        run_eval(cfg, out=tiny / "run", llm=scripted_llm(dies_on_third_call), progress=False)
-    # Round 1 (2 questions) was finished by both retrievers before round 2 began; round 2 stopped.
+        run_eval(cfg, out=tiny / "run", llm=scripted_llm(dies_on_fourth_call), progress=False)
+    # Round 1 (2 questions) was finished by both retrievers before round 2 began; round 2 stopped
+    # in its second question (the retrievers' equal prompts are paid once).
     assert order == [("bm25", 2), ("bm25+none", 2)]
     assert built == ["bm25", "bm25+none"]  # each pipeline built once, not once per round
     summary = json.loads((tiny / "run" / "summary.json").read_text())
-    assert summary["questions"] == {"answered_by_all": 2, "asked": 4}
+    round1 = summary["questions"]["qids"]
+    assert summary["questions"] == {"answered_by_all": 2, "asked": 4, "qids": round1}
     assert set(summary["retrievers"]) == {"bm25", slug("bm25+none")}
     assert "Partial run**: 2 of 4" in (tiny / "run" / "report.md").read_text()
+    # The run answered a question of round 2 before it stopped. Resumed and stopped again, the
+    # report rewritten after round 1 (from the cache) covers round 1's two questions only.
+    assert len((tiny / "run" / "bm25" / "answers.jsonl").read_text().splitlines()) == 3
+
+    def stops(prompt):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_eval(cfg, out=tiny / "run", llm=scripted_llm(stops), progress=False)
+    comps = json.loads((tiny / "run" / "comparisons.json").read_text())
+    assert {c["n"] for pair in comps.values() for c in pair.values()} == {2}
+    assert "| bm25 | 2 |" in (tiny / "run" / "report.md").read_text()
     # Going on: the same command finishes and the report is whole.
     llm = scripted_llm(answer_from_prompt)
     run_eval(cfg, out=tiny / "run", llm=llm, progress=False)
     summary = json.loads((tiny / "run" / "summary.json").read_text())
-    assert summary["questions"] == {"answered_by_all": 4, "asked": 4}
+    assert summary["questions"]["answered_by_all"] == summary["questions"]["asked"] == 4
     assert "Partial run" not in (tiny / "run" / "report.md").read_text()
 
 
