@@ -6,6 +6,7 @@ In:  the shipped corpus's test split (20 articles nothing trains on in the shipp
 Out: OUT/docs/<article>.txt   each article as one document: the loader chunks it, so passages are
                               chunks, not the gold paragraphs, and no qrels apply
      OUT/log.txt              --log of its questions, one a line: the unlabelled query log
+     OUT/log_answers.jsonl    the log's gold answers, read only by own_corpus_ceiling.py
      OUT/heldout.jsonl        --eval other questions of the same articles with their gold answers,
                               for evaluation only (answer in the top k; nothing trains on them)
 Then the README's own-corpus commands, as a user runs them (docs/own-corpus.md has the figures):
@@ -45,7 +46,10 @@ def build(out: Path, n_log: int, n_eval: int, seed: int) -> dict:
         (docs / f"{name}.txt").write_text(text, encoding="utf-8")
     order = random.Random(seed).sample(questions, len(questions))
     log, held = order[:n_log], order[n_log:n_log + n_eval]
-    (out / "log.txt").write_text("".join(q.query.replace("\n", " ").strip() + "\n" for q in log), encoding="utf-8")
+    line = [q.query.replace("\n", " ").strip() for q in log]
+    (out / "log.txt").write_text("".join(t + "\n" for t in line), encoding="utf-8")
+    # the log's gold answers, for own_corpus_ceiling.py only: a user's log has none, nothing else reads them
+    write_jsonl(out / "log_answers.jsonl", [{"query": t, "answers": list(q.answers)} for t, q in zip(line, log)])
     write_jsonl(out / "heldout.jsonl", [{"qid": q.qid, "query": q.query, "answers": list(q.answers)} for q in held])
     return {"documents": len(test_articles), "log": len(log), "heldout": len(held)}
 
