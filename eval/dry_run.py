@@ -137,15 +137,14 @@ def judge_seconds(runs_root, judge: str) -> dict[str, float]:
 def ragas_lines(cfg, judge_cfg, names: tuple[str, ...], questions: list, run_dir, root) -> list[str]:
     """What --ragas-n will judge (samples not judged yet x `names`) and how long it takes."""
     from eval.plan import ragas_subset
-    from eval.ragas_eval import NON_LLM
+    from eval.ragas_eval import NON_LLM, read_judgements
     from rag.llm import LLMConfig
-    from rag.records import read_jsonl
 
     pick = set(ragas_subset([q.qid for q in questions], cfg.ragas_n, cfg.seed))
-    todo = 0
+    todo = 0  # samples lacking any of `names` (a rerun judges only what they lack)
     for spec in cfg.retrievers:
-        path = run_dir / slug(spec) / "ragas.jsonl"
-        todo += len(pick - ({r["qid"] for r in read_jsonl(path)} if path.exists() else set()))
+        have = {r["qid"]: r["metrics"] for r in read_judgements(run_dir / slug(spec) / "ragas.jsonl")}
+        todo += sum(1 for q in pick if not set(names) <= set(have.get(q, ())))
     paid = [m for m in names if m not in NON_LLM]
     head = f"  RAGAS: {todo} samples to judge x {len(names)} metrics ({', '.join(names)})"
     if not paid:

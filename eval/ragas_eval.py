@@ -6,7 +6,8 @@ In:  answer records from eval.run (question, answer, contexts, reference answers
      (the embedded local LLM by default, or any OpenAI-compatible endpoint).
 Out: <retriever>/ragas.jsonl, one record per question:
      {qid, judge, metrics: {name: {value, status, error, seconds}}}, appended as each question is
-     judged (a rerun skips judged questions), and a per-metric summary
+     judged (a rerun judges only the metrics a question lacks: read_judgements merges its rows),
+     and a per-metric summary
      {mean, n, n_ok, n_parse_error, n_timeout, n_nan, n_error, seconds_mean}.
 
 Metrics (ragas 0.4.3 "collections", scored with `ascore`, never `score`, which calls asyncio.run):
@@ -212,38 +213,53 @@ def resolve_metrics(cfg: JudgeConfig, has_reference: bool) -> tuple[str, ...]:
     return names
 
 
+def read_judgements(path: Path) -> list[dict]:
+    """One record per question, its metrics merged over the rows appended for it (a rerun that
+    asks for more metrics appends a row with only those); a later row's metric wins."""
+    from rag.records import read_jsonl
+
+    by_qid: dict[str, dict] = {}
+    for r in read_jsonl(path) if Path(path).exists() else []:
+        have = by_qid.setdefault(r["qid"], {"qid": r["qid"], "judge": r.get("judge"), "metrics": {}})
+        have["metrics"].update(r.get("metrics") or {})
+        have["judge"] = r.get("judge", have["judge"])
+    return list(by_qid.values())
+
+
 async def ajudge_records(records: list[dict], out_path: Path, cfg: JudgeConfig, llm=None,
                          embeddings=None, progress: bool = False) -> dict[str, dict]:
-    """Judge `records` (skipping qids already in out_path), append results, return the summary."""
-    from rag.records import append_jsonl, read_jsonl
+    """Judge each of `records` on the metrics it lacks in out_path (a rerun pays only what is new,
+    a metric added later included), append the results, return the summary."""
+    from rag.records import append_jsonl
 
     out_path = Path(out_path)
-    done = {r["qid"] for r in read_jsonl(out_path)} if out_path.exists() else set()
-    todo = [r for r in records if r["qid"] not in done]
+    have = {r["qid"]: set(r["metrics"]) for r in read_judgements(out_path)}
     names = resolve_metrics(cfg, all(r.get("references") for r in records) if records else False)
+    todo = [(r, [n for n in names if n not in have.get(r["qid"], set())]) for r in records]
+    todo = [(r, missing) for r, missing in todo if missing]
     if todo:
-        llm = llm or (make_judge(cfg) if set(names) - set(NON_LLM) else None)  # string metrics need no judge
-        needs_emb = any(n in ("answer_relevancy", "answer_correctness") for n in names)
+        need = [n for n in names if any(n in missing for _, missing in todo)]
+        llm = llm or (make_judge(cfg) if set(need) - set(NON_LLM) else None)  # string metrics need no judge
+        needs_emb = any(n in ("answer_relevancy", "answer_correctness") for n in need)
         if needs_emb and embeddings is None:
             embeddings = sentence_transformer_embeddings()
-        metrics = build_metrics(names, llm, embeddings, cfg.strictness)
+        metrics = build_metrics(need, llm, embeddings, cfg.strictness)
         sem = asyncio.Semaphore(max(1, cfg.concurrency))
         judge_name = getattr(llm, "model", "judge")
         from tqdm.auto import tqdm
 
         bar = tqdm(total=len(todo), disable=not progress, desc="ragas", unit="q")
 
-        async def one(rec):
+        async def one(rec, missing):
             async with sem:
-                scores = await score_sample(metrics, sample_from_record(rec), cfg.timeout_s)
+                scores = await score_sample({n: metrics[n] for n in missing}, sample_from_record(rec), cfg.timeout_s)
             append_jsonl(out_path, {"qid": rec["qid"], "judge": judge_name, "metrics": scores})
             bar.update(1)
 
-        await asyncio.gather(*(one(r) for r in todo))
+        await asyncio.gather(*(one(r, missing) for r, missing in todo))
         bar.close()
     keep = {r["qid"] for r in records}
-    judged = [r for r in read_jsonl(out_path) if r["qid"] in keep] if out_path.exists() else []
-    return summarize(judged)
+    return summarize([r for r in read_judgements(out_path) if r["qid"] in keep])
 
 
 def judge_records(records: list[dict], out_path: Path, cfg: JudgeConfig, **kw) -> dict[str, dict]:

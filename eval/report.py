@@ -31,6 +31,7 @@ SEED = 0
 
 def _load(run_dir: Path):
     from eval.questions import eval_qrels
+    from eval.ragas_eval import read_judgements
     from rag.records import read_jsonl
 
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -47,8 +48,7 @@ def _load(run_dir: Path):
             if not r.get("error") and (not keep or r["qid"] in keep):
                 last[r["qid"]] = r
         recs[name] = list(last.values())
-        judged[name] = [j for j in (read_jsonl(d / "ragas.jsonl") if (d / "ragas.jsonl").exists() else [])
-                        if not keep or j.get("qid") in keep]
+        judged[name] = [j for j in read_judgements(d / "ragas.jsonl") if not keep or j["qid"] in keep]
     return summary, qrels, recs, judged
 
 

@@ -127,3 +127,33 @@ def test_string_metrics_need_no_judge_and_score_the_reference(tmp_path, monkeypa
     assert m["q3"]["string_presence"] == 0.0 and m["q3"]["rouge_score"] == 0.0
     assert m["q1"]["rouge_score"] > m["q3"]["rouge_score"]
     assert 0.0 < m["q3"]["non_llm_string_similarity"] < m["q1"]["non_llm_string_similarity"] <= 1.0
+
+
+def test_a_metric_added_on_a_rerun_is_judged_for_questions_already_judged(tmp_path):
+    """Resume is per question and metric: the rerun pays only the new metric, and the merged
+    judgements hold both for every question."""
+    from eval.ragas_eval import read_judgements
+
+    requests = []
+
+    def handler(request):
+        import httpx
+
+        requests.append(json.loads(request.content))
+        return httpx.Response(200, json=_completion('{"statements": [unterminated'))
+
+    out = tmp_path / "ragas.jsonl"
+    first = JudgeConfig(metrics=("string_presence",))
+    asyncio.run(ajudge_records(RECORDS, out, first))
+    assert requests == []  # string metrics: no judge call
+    both = JudgeConfig(metrics=("string_presence", "faithfulness"), max_retries=1)
+    summary = asyncio.run(ajudge_records(RECORDS, out, both, llm=make_judge(both, fake_judge(handler))))
+    assert summary["faithfulness"]["n"] == 2 and summary["string_presence"]["n"] == 2  # not counted twice
+    assert len(requests) == 2 * 2  # faithfulness only: 2 samples x (1 + 1 retry)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [sorted(r["metrics"]) for r in rows[2:]] == [["faithfulness"], ["faithfulness"]]
+    merged = {r["qid"]: sorted(r["metrics"]) for r in read_judgements(out)}
+    assert merged == {"q1": ["faithfulness", "string_presence"], "q2": ["faithfulness", "string_presence"]}
+    n = len(requests)
+    asyncio.run(ajudge_records(RECORDS, out, both, llm=make_judge(both, fake_judge(handler))))
+    assert len(requests) == n  # nothing left to pay
