@@ -135,16 +135,19 @@ def judge_seconds(runs_root, judge: str) -> dict[str, float]:
 
 
 def ragas_lines(cfg, judge_cfg, names: tuple[str, ...], questions: list, run_dir, root) -> list[str]:
-    """What --ragas-n will judge (samples not judged yet x `names`) and how long it takes."""
+    """What --ragas-n will judge (the samples lacking any of `names`) and how long it takes (the
+    metrics each of them lacks, at this judge's earlier seconds per metric)."""
+    from collections import Counter
+
     from eval.plan import ragas_subset
-    from eval.ragas_eval import NON_LLM, read_judgements
+    from eval.ragas_eval import NON_LLM, missing_metrics
     from rag.llm import LLMConfig
 
-    pick = set(ragas_subset([q.qid for q in questions], cfg.ragas_n, cfg.seed))
-    todo = 0  # samples lacking any of `names` (a rerun judges only what they lack)
-    for spec in cfg.retrievers:
-        have = {r["qid"]: r["metrics"] for r in read_judgements(run_dir / slug(spec) / "ragas.jsonl")}
-        todo += sum(1 for q in pick if not set(names) <= set(have.get(q, ())))
+    pick = ragas_subset([q.qid for q in questions], cfg.ragas_n, cfg.seed)
+    # the judge pays per question and metric: only the metrics each sample still lacks
+    lacking = [missing_metrics(run_dir / slug(spec) / "ragas.jsonl", pick, names) for spec in cfg.retrievers]
+    todo = sum(len(m) for m in lacking)
+    pairs = Counter(n for m in lacking for ns in m.values() for n in ns)
     paid = [m for m in names if m not in NON_LLM]
     head = f"  RAGAS: {todo} samples to judge x {len(names)} metrics ({', '.join(names)})"
     if not paid:
@@ -156,7 +159,8 @@ def ragas_lines(cfg, judge_cfg, names: tuple[str, ...], questions: list, run_dir
         return [f"{head}, judge {judge}: time unknown, no earlier judgement by this judge under {root} "
                 "(docs/qa-squad_dev.md has the embedded judge's cost per metric)."]
     per_sample = sum(secs[m] for m in known)
-    line = (f"{head}, judge {judge}: ~{todo * per_sample / 60:.1f} min at {per_sample:.1f} s a sample "
+    seconds = sum(pairs[m] * secs[m] for m in known)
+    line = (f"{head}, judge {judge}: ~{seconds / 60:.1f} min at {per_sample:.1f} s a sample "
             f"(earlier judgements under {root})")
     unknown = [m for m in paid if m not in secs]
     return [line + (f"; not counted, never timed with this judge: {', '.join(unknown)}" if unknown else ".")]

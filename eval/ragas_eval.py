@@ -220,10 +220,18 @@ def read_judgements(path: Path) -> list[dict]:
 
     by_qid: dict[str, dict] = {}
     for r in read_jsonl(path) if Path(path).exists() else []:
-        have = by_qid.setdefault(r["qid"], {"qid": r["qid"], "judge": r.get("judge"), "metrics": {}})
+        have = by_qid.setdefault(r["qid"], {"qid": r["qid"], "metrics": {}})
         have["metrics"].update(r.get("metrics") or {})
-        have["judge"] = r.get("judge", have["judge"])
+        have["judge"] = r.get("judge")
     return list(by_qid.values())
+
+
+def missing_metrics(path: Path, qids: Iterable[str], names: Iterable[str]) -> dict[str, list[str]]:
+    """qid -> the metrics of `names` it has no judgement for in `path` (qids lacking none left out):
+    what the judge pays for, and what the dry run prices."""
+    have = {r["qid"]: r["metrics"] for r in read_judgements(path)}
+    missing = {q: [n for n in names if n not in have.get(q, {})] for q in qids}
+    return {q: m for q, m in missing.items() if m}
 
 
 async def ajudge_records(records: list[dict], out_path: Path, cfg: JudgeConfig, llm=None,
@@ -233,12 +241,11 @@ async def ajudge_records(records: list[dict], out_path: Path, cfg: JudgeConfig, 
     from rag.records import append_jsonl
 
     out_path = Path(out_path)
-    have = {r["qid"]: set(r["metrics"]) for r in read_judgements(out_path)}
     names = resolve_metrics(cfg, all(r.get("references") for r in records) if records else False)
-    todo = [(r, [n for n in names if n not in have.get(r["qid"], set())]) for r in records]
-    todo = [(r, missing) for r, missing in todo if missing]
+    missing = missing_metrics(out_path, [r["qid"] for r in records], names)
+    todo = [(r, missing[r["qid"]]) for r in records if r["qid"] in missing]
     if todo:
-        need = [n for n in names if any(n in missing for _, missing in todo)]
+        need = [n for n in names if any(n in m for m in missing.values())]
         llm = llm or (make_judge(cfg) if set(need) - set(NON_LLM) else None)  # string metrics need no judge
         needs_emb = any(n in ("answer_relevancy", "answer_correctness") for n in need)
         if needs_emb and embeddings is None:
@@ -250,13 +257,13 @@ async def ajudge_records(records: list[dict], out_path: Path, cfg: JudgeConfig, 
 
         bar = tqdm(total=len(todo), disable=not progress, desc="ragas", unit="q")
 
-        async def one(rec, missing):
+        async def one(rec, lacking):
             async with sem:
-                scores = await score_sample({n: metrics[n] for n in missing}, sample_from_record(rec), cfg.timeout_s)
+                scores = await score_sample({n: metrics[n] for n in lacking}, sample_from_record(rec), cfg.timeout_s)
             append_jsonl(out_path, {"qid": rec["qid"], "judge": judge_name, "metrics": scores})
             bar.update(1)
 
-        await asyncio.gather(*(one(r, missing) for r, missing in todo))
+        await asyncio.gather(*(one(r, lacking) for r, lacking in todo))
         bar.close()
     keep = {r["qid"] for r in records}
     return summarize([r for r in read_judgements(out_path) if r["qid"] in keep])

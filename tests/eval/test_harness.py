@@ -7,7 +7,7 @@ import pytest
 
 from rag.pipelines import slug
 from eval.run import EvalConfig, main, ragas_subset, run_eval, select
-from rag.records import read_jsonl, write_jsonl
+from rag.records import append_jsonl, read_jsonl, write_jsonl
 from tests.fakes import scripted_llm
 
 PASSAGES = [
@@ -486,6 +486,16 @@ def test_dry_run_prices_ragas_from_earlier_judgements_by_the_same_judge(tiny):
              judge_cfg=JudgeConfig(metrics=("rouge_score",)))
     (after,) = dry_run(cfg, out=str(tiny / "run"), judge_cfg=JudgeConfig(metrics=("rouge_score",))).ragas
     assert "0 samples to judge" in after  # a rerun judges nothing again
+    # A metric added later is priced for the samples that lack it only: faithfulness (35 s) is
+    # judged for one of the two samples already, context recall (10 s) for neither.
+    write_jsonl(tiny / "runs" / "eval" / "old" / "bm25" / "ragas.jsonl", [
+        {"qid": "x4", "judge": LLMConfig().model_name, "metrics": {"context_recall": {"seconds": 10.0, "status": "ok"}}}])
+    first = ragas_subset([q for q, _, _ in QUERIES], 2, 0)[0]
+    append_jsonl(tiny / "run" / "bm25" / "ragas.jsonl", {"qid": first, "judge": LLMConfig().model_name,
+                                                         "metrics": {"faithfulness": {"seconds": 35.0, "status": "ok"}}})
+    (more,) = dry_run(cfg, out=str(tiny / "run"), runs_root=tiny / "runs" / "eval",
+                      judge_cfg=JudgeConfig(metrics=("faithfulness", "context_recall"))).ragas
+    assert "2 samples to judge x 2 metrics" in more and "~0.9 min at 45.0 s a sample" in more  # 35 + 2 x 10 s
 
 
 def test_cli_dry_run_refuses_ragas_without_a_default_metric(tiny, capsys):
