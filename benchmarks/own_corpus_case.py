@@ -46,10 +46,10 @@ def build(out: Path, n_log: int, n_eval: int, seed: int) -> dict:
         (docs / f"{name}.txt").write_text(text, encoding="utf-8")
     order = random.Random(seed).sample(questions, len(questions))
     log, held = order[:n_log], order[n_log:n_log + n_eval]
-    line = [q.query.replace("\n", " ").strip() for q in log]
-    (out / "log.txt").write_text("".join(t + "\n" for t in line), encoding="utf-8")
+    lines = [q.query.replace("\n", " ").strip() for q in log]
+    (out / "log.txt").write_text("".join(t + "\n" for t in lines), encoding="utf-8")
     # the log's gold answers, for own_corpus_ceiling.py only: a user's log has none, nothing else reads them
-    write_jsonl(out / "log_answers.jsonl", [{"query": t, "answers": list(q.answers)} for t, q in zip(line, log)])
+    write_jsonl(out / "log_answers.jsonl", [{"query": t, "answers": list(q.answers)} for t, q in zip(lines, log)])
     write_jsonl(out / "heldout.jsonl", [{"qid": q.qid, "query": q.query, "answers": list(q.answers)} for q in held])
     return {"documents": len(test_articles), "log": len(log), "heldout": len(held)}
 

@@ -30,13 +30,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def oracle_order(docids: list[str], texts: dict[str, str], answers: list[str]) -> list[str]:
-    """Chunks holding a gold answer first; ties keep the first-stage order (a stable sort)."""
-    from eval.qa_metrics import answer_in_context
-
-    return sorted(docids, key=lambda d: -answer_in_context(answers, [texts[d]]))
-
-
 def write_oracle_labels(case: Path, argv: list[str] = ()) -> dict:
     from eval.qa_metrics import answer_in_context
     from rag.corpus import load_corpus
@@ -58,8 +51,9 @@ def write_oracle_labels(case: Path, argv: list[str] = ()) -> dict:
         if gold is None:
             raise SystemExit(f"{cl.query!r} is not in {case / 'log_answers.jsonl'}: rebuild the case")
         ids = [c.docid for c in cl.candidates[:k]]
-        ranked = oracle_order(ids, {d: corpus.by_id[d].text for d in ids}, gold)
-        holding += answer_in_context(gold, [corpus.by_id[ranked[0]].text]) == 1.0
+        holds = {d: answer_in_context(gold, [corpus.by_id[d].text]) for d in ids}
+        ranked = sorted(ids, key=lambda d: -holds[d])  # stable: ties keep the first-stage order
+        holding += holds[ranked[0]] == 1.0
         rankings.append(LLMRanking(qid=cl.qid, docids_in=ids, ranked_docids=ranked, model="gold answers",
                                    prompt_id="oracle", mode="oracle", n_calls=0))
     write_jsonl(out / "rankings.jsonl", rankings)
