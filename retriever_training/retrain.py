@@ -273,15 +273,16 @@ def retrain(cfgs: dict, progress: bool = True, dry_run: bool = False) -> dict:
     held_rankings = [r for r in rankings if r.qid in heldout]
     gold_held = {r.qid: qrels[r.qid] for r in held_rankings if r.qid in qrels}
     t = time.perf_counter()
-    fp_v = fingerprint(heldout_fp(student, "verdict", held_rankings, corpus), fp, label_hash,
-                       sorted(gold_held.items()))  # fp: the ranker's config and labels
-    if held_rankings and not stages.done("verdict", fp_v, [verdict_path]):
-        from retriever_training.verdict import judge, pipeline_orders, pipeline_specs, ranking_qrels
+    from retriever_training.verdict import JUDGING, judge, pipeline_orders, pipeline_specs, ranking_qrels
 
+    fp_v = fingerprint(heldout_fp(student, "verdict", held_rankings, corpus), fp, label_hash,
+                       sorted(gold_held.items()), JUDGING)  # fp: the ranker's config and labels
+    if held_rankings and not stages.done("verdict", fp_v, [verdict_path]):
         specs, base_spec, student_spec = pipeline_specs(run_dir)
         latency: dict = {}
+        _, judge_qrels, judged = ranking_qrels(held_rankings, gold_held)
         orders = pipeline_orders(specs, corpus, {r.qid: queries[r.qid] for r in held_rankings}, progress=progress,
-                                 latency_ms=latency, qrels=ranking_qrels(held_rankings, gold_held)[1])
+                                 latency_ms=latency, qrels=judge_qrels, judged=judged)
         write_json(verdict_path, judge(orders, held_rankings, base_spec, student_spec, gold_held, latency))
         stages.mark("verdict", fp_v, time.perf_counter() - t)
     timings["verdict"] = time.perf_counter() - t

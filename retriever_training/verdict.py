@@ -11,7 +11,8 @@ Out: <run>/verdict.json — {"queries", "llm": {"ndcg@10", "top1"}: paired boots
      vs_base, ...}] best first, "best" (the winner's spec in the harness's syntax), "best_published"
      (the same spec in the names the chat uses after publishing: distilled, ranker)}
 Without gold the judge is the LLM itself: nDCG@10 with its top 3 graded 3/2/1 (splits.llm_qrels)
-and top-1 agreement (the pipeline's first passage is the LLM's first). Every pipeline retrieves
+over condensed lists (`condensed`: the passages the LLM never ranked are left out, not counted
+irrelevant), and top-1 agreement (the pipeline's first passage is the LLM's first). Every pipeline retrieves
 from the whole corpus (rag.pipelines, as chain and harness build them); "+ranker" reranks its
 top PIPELINE_DEPTH with the run's ranker, each (query, passage) pair scored once for all pipelines.
 """
@@ -26,6 +27,7 @@ MIN_VERDICT_QUERIES = 20  # fewer held-out questions cannot separate two retriev
 METRICS = ("ndcg@10", "top1")
 FIT = "@fit"  # a hybrid first stage whose dense weight is fitted on the held-out queries (fit_fusion)
 FUSION_WEIGHTS = tuple(i / 10 for i in range(11))  # 0 keeps BM25's order, 1 the dense one's
+JUDGING = "condensed-1"  # how the verdict judges (in the stage's fingerprint): a change re-judges old runs
 
 
 def pipeline_specs(run_dir: Path) -> tuple[list[str], str, str]:
@@ -38,29 +40,29 @@ def pipeline_specs(run_dir: Path) -> tuple[list[str], str, str]:
 
 
 def fit_fusion(hybrid: str, corpus, queries: dict[str, str], qrels: dict, depth: int = PIPELINE_DEPTH,
-               progress: bool = True) -> tuple[str, dict[str, list[str]], float]:
+               progress: bool = True, judged: dict | None = None) -> tuple[str, dict[str, list[str]], float]:
     """The dense weight of `hybrid` ("hybrid" | "hybrid:<embedder>") that maximises nDCG@10 against
-    `qrels` over FUSION_WEIGHTS: (its spec "hybrid[:<embedder>]@<w>", the orders that score it,
-    ms per query). The orders are cross-fitted: each half of the queries (by a hash of the qid)
+    `qrels` (on lists `condensed` to `judged`) over FUSION_WEIGHTS: (its spec
+    "hybrid[:<embedder>]@<w>", the orders that score it, ms per query). The orders are cross-fitted: each half of the queries (by a hash of the qid)
     gets the weight the other half chose, so a weight fitted on these queries does not flatter
     its own score; the spec carries the weight fitted on all of them."""
     import hashlib
 
     from rag.metrics import per_query as ir_per_query
 
-    judged = [q for q in queries if q in qrels]
+    scored = [q for q in queries if q in qrels]
     grid, ms, ndcg = {}, {}, {}
     for w in FUSION_WEIGHTS:
         grid[w], ms[w] = first_stage_orders(f"{hybrid}@{w:g}", corpus, queries, depth, progress)
-        ndcg[w] = ir_per_query(_run(grid[w]), {q: qrels[q] for q in judged}, ["ndcg@10"])["ndcg@10"]
+        ndcg[w] = ir_per_query(_run(condensed(grid[w], judged)), {q: qrels[q] for q in scored}, ["ndcg@10"])["ndcg@10"]
 
     def best(qids: list[str]) -> float:  # ties: the weight nearest an even mix
         return max(FUSION_WEIGHTS, key=lambda w: (sum(ndcg[w].get(q, 0.0) for q in qids), -abs(w - 0.5)))
 
     half = {q: hashlib.sha256(q.encode()).digest()[0] & 1 for q in queries}
-    chosen = {h: best([q for q in judged if half[q] != h] or judged) for h in (0, 1)}
+    chosen = {h: best([q for q in scored if half[q] != h] or scored) for h in (0, 1)}
     orders = {q: grid[chosen[half[q]]][q] for q in queries}
-    w_all = best(judged)
+    w_all = best(scored)
     return f"{hybrid}@{w_all:g}", orders, ms[w_all]
 
 
@@ -86,24 +88,42 @@ def _run(orders: dict[str, list[str]]) -> dict[str, dict[str, float]]:
     return {q: {d: float(len(ids) - i) for i, d in enumerate(ids)} for q, ids in orders.items()}
 
 
-def ranking_qrels(heldout: list[LLMRanking], gold: dict | None = None) -> tuple[str, dict]:
-    """(who ranks the pipelines, their qrels): gold where any held-out query has it, else the
-    LLM's own order (splits.llm_qrels). The fitted fusion is fitted to the same judge."""
+def ranking_qrels(heldout: list[LLMRanking], gold: dict | None = None) -> tuple[str, dict, dict | None]:
+    """(who ranks the pipelines, their qrels, the passages they judged): gold where any held-out
+    query has it (None: gold judges every passage), else the LLM's own order (splits.llm_qrels)
+    over the candidates it ranked (llm_judged). The fitted fusion is fitted to the same judge."""
     from retriever_training.splits import llm_qrels
 
     if any(r.qid in (gold or {}) for r in heldout):
-        return "gold", gold
-    return "llm", llm_qrels(heldout)
+        return "gold", gold, None
+    return "llm", llm_qrels(heldout), llm_judged(heldout)
+
+
+def llm_judged(heldout: list[LLMRanking]) -> dict[str, set[str]]:
+    """qid -> the passages the LLM ranked for it: its first stage's candidates, nothing else."""
+    return {r.qid: set(r.ranked_docids) for r in heldout}
+
+
+def condensed(orders: dict[str, list[str]], judged: dict[str, set[str]] | None) -> dict[str, list[str]]:
+    """Each list without the passages its judge never saw (`judged` None: all kept). The LLM ranked
+    only the first stage's candidates; scoring a passage outside them as irrelevant favours the
+    pipeline that made the candidates over one that surfaces others (on the shipped corpus's
+    held-out queries, the LLM's ranking of the pipelines agreed better with gold's on condensed
+    lists: benchmarks/verdict_agreement.py). Condensed lists are the usual remedy for incomplete
+    judgements (Sakai 2007)."""
+    if judged is None:
+        return orders
+    return {q: [d for d in ids if d in judged.get(q, ())] for q, ids in orders.items()}
 
 
 def pipeline_orders(specs: list[str], corpus, queries: dict[str, str], depth: int = PIPELINE_DEPTH,
                     progress: bool = True, latency_ms: dict | None = None,
-                    qrels: dict | None = None) -> dict[str, dict[str, list[str]]]:
+                    qrels: dict | None = None, judged: dict | None = None) -> dict[str, dict[str, list[str]]]:
     """spec -> qid -> docids best first, over the whole corpus (real retrievers and ranker); fills
     `latency_ms` with each spec's milliseconds per query when given (the first stage's measured
     time, plus the ranker's measured time per pair for `depth` pairs: pairs two pipelines share
     are scored once here, but a query in the chat pays all of its own). A first stage
-    "hybrid[:<embedder>]@fit" is fitted against `qrels` (fit_fusion) and comes back under the
+    "hybrid[:<embedder>]@fit" is fitted against `qrels` and `judged` (fit_fusion) and comes back under the
     spec with its weight, e.g. "hybrid@0.3+<ranker>"."""
     import time
 
@@ -117,7 +137,7 @@ def pipeline_orders(specs: list[str], corpus, queries: dict[str, str], depth: in
         if spec.endswith(FIT):
             if qrels is None:
                 raise ValueError(f"{spec}: a fitted fusion needs the judgement to fit it to (qrels)")
-            name, order, ms = fit_fusion(spec.removesuffix(FIT), corpus, queries, qrels, depth, progress)
+            name, order, ms = fit_fusion(spec.removesuffix(FIT), corpus, queries, qrels, depth, progress, judged)
             fitted[spec], firsts[name], first_ms[name] = name, order, ms
         else:
             firsts[spec], first_ms[spec] = first_stage_orders(spec, corpus, queries, depth, progress)
@@ -157,14 +177,16 @@ def _text(corpus, docid: str) -> str:
     return passage_text(corpus.by_id[docid])
 
 
-def per_query(order: dict[str, list[str]], heldout: list[LLMRanking], qrels: dict) -> dict[str, dict[str, float]]:
-    """metric -> qid -> value: nDCG@10 against `qrels`, top-1 agreement with the LLM."""
+def per_query(order: dict[str, list[str]], heldout: list[LLMRanking], qrels: dict,
+              judged: dict | None = None) -> dict[str, dict[str, float]]:
+    """metric -> qid -> value: nDCG@10 against `qrels` (on lists `condensed` to `judged`), top-1
+    agreement with the LLM (the list as retrieved: its first passage is what a reader sees first)."""
     from rag.metrics import per_query as ir_per_query
 
-    judged = {r.qid: qrels[r.qid] for r in heldout if r.qid in qrels}
-    return {"ndcg@10": ir_per_query(_run(order), judged, ["ndcg@10"])["ndcg@10"],
+    scored = {r.qid: qrels[r.qid] for r in heldout if r.qid in qrels}
+    return {"ndcg@10": ir_per_query(_run(condensed(order, judged)), scored, ["ndcg@10"])["ndcg@10"],
             "top1": {r.qid: float(bool(order.get(r.qid)) and order[r.qid][0] == r.ranked_docids[0])
-                     for r in heldout if r.qid in judged}}
+                     for r in heldout if r.qid in scored}}
 
 
 def judge(orders: dict[str, dict[str, list[str]]], heldout: list[LLMRanking], base: str, student: str,
@@ -174,11 +196,12 @@ def judge(orders: dict[str, dict[str, list[str]]], heldout: list[LLMRanking], ba
     from rag.stats import bootstrap_ci, paired_by_qid
     from retriever_training.splits import llm_qrels
 
-    ranked_by, _ = ranking_qrels(heldout, gold)
-    judges = {"llm": llm_qrels(heldout), **({"gold": gold} if ranked_by == "gold" else {})}
+    ranked_by, _, _ = ranking_qrels(heldout, gold)
+    judges = {"llm": (llm_qrels(heldout), llm_judged(heldout)),
+              **({"gold": (gold, None)} if ranked_by == "gold" else {})}
     gold_judged = [r for r in heldout if r.qid in (gold or {})]
-    values = {name: {spec: per_query(o, heldout, qrels) for spec, o in orders.items()}
-              for name, qrels in judges.items()}
+    values = {name: {spec: per_query(o, heldout, qrels, judged) for spec, o in orders.items()}
+              for name, (qrels, judged) in judges.items()}
     report: dict = {"queries": len(heldout), "gold_queries": len(gold_judged)}
     for name in ("llm", "gold"):
         report[name] = ({m: paired_by_qid(values[name][base][m], values[name][student][m]) for m in METRICS}
@@ -267,7 +290,8 @@ def card_section(report: dict) -> str:
     rows = report.get("pipelines", [])
     if not rows:
         return ""
-    by = "gold" if report.get("ranked_by") == "gold" else "the LLM's order (top 3 graded 3/2/1)"
+    by = ("gold" if report.get("ranked_by") == "gold" else
+          "the LLM's order (top 3 graded 3/2/1; passages it did not rank left out)")
     from rag.pipelines import published_name
 
     lines = "\n".join(f"| {published_name(r['spec'])} | {r['ndcg@10']:.4f} | [{r['ci_low']:.4f}, {r['ci_high']:.4f}] | "

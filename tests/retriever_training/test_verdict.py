@@ -46,6 +46,20 @@ def test_with_gold_the_verdict_reports_gold_too_and_ranks_by_it():
     assert "judged by gold" in V.refusal(rep)  # the LLM says better, gold says worse: refused
 
 
+def test_a_passage_the_llm_never_ranked_is_left_out_not_counted_irrelevant():
+    # "n" is outside the LLM's candidates (a passage another first stage surfaced): unjudged
+    run = {"base": orders("cbax"), "surfaces_other": orders("nabc"), "candidates_only": orders("abcx")}
+    rep = V.judge(run, HELD, "base", "surfaces_other")
+    row = {p["spec"]: p for p in rep["pipelines"]}
+    assert row["surfaces_other"]["ndcg@10"] == pytest.approx(1.0)  # condensed: "abc", the LLM's own order
+    assert row["surfaces_other"]["ndcg@10"] == row["candidates_only"]["ndcg@10"]
+    assert row["surfaces_other"]["top1"] == 0.0  # top-1 reads the list as retrieved: "n" comes first
+    # gold judges every passage: there "n" is what it is (irrelevant here), no list is condensed
+    gold = {r.qid: {f"a{r.qid[1:]}": 1} for r in HELD}
+    by_gold = {p["spec"]: p for p in V.judge(run, HELD, "base", "surfaces_other", gold)["pipelines"]}
+    assert by_gold["surfaces_other"]["ndcg@10"] < by_gold["candidates_only"]["ndcg@10"] == pytest.approx(1.0)
+
+
 def paired(a, b, lo, hi, p, n=100):
     return {"mean_a": a, "mean_b": b, "delta": b - a, "ci_low": lo, "ci_high": hi, "p_value": p, "n": n}
 
@@ -274,3 +288,17 @@ def test_a_fitted_fusion_is_scored_cross_fitted_not_on_the_queries_that_chose_it
     run = {q: {d: 2.0 - i for i, d in enumerate(o)} for q, o in orders.items()}
     crossfit = per_query(run, {q: {"a": 1} for q in queries}, ["ndcg@10"])["ndcg@10"]
     assert all(v < 1.0 for v in crossfit.values())  # every query got the other half's weight: never its own
+
+
+def test_a_fusion_fitted_to_the_llm_ignores_the_passages_it_never_ranked(monkeypatch):
+    """Weights up to 0.3 put an unjudged passage first, then the LLM's top: on condensed lists they
+    order the judged passages as the LLM does; counting "x" irrelevant would tie every weight."""
+    from rag.corpus import Corpus
+    from rag.records import Passage
+
+    corpus = Corpus("toy", [Passage(d, f"text {d}") for d in "abx"])
+    queries = {f"q{i}": f"question {i}" for i in range(20)}
+    _fake_fusion(monkeypatch, lambda w, q: "xab" if w <= 0.3 else "bax")
+    qrels, judged = {q: {"a": 1} for q in queries}, {q: {"a", "b"} for q in queries}
+    assert V.fit_fusion("hybrid", corpus, queries, qrels, depth=3, progress=False, judged=judged)[0] == "hybrid@0.3"
+    assert V.fit_fusion("hybrid", corpus, queries, qrels, depth=3, progress=False)[0] == "hybrid@0.5"
