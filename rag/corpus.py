@@ -23,6 +23,7 @@ from rag.errors import UserError
 
 DOC_SUFFIXES = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
 TEXT_SUFFIXES = DOC_SUFFIXES - {".pdf"}
+HTML_SUFFIXES = {".html", ".htm"}
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
 
@@ -216,8 +217,13 @@ def load_folder(folder: Path, chunk_size: int = 200, chunk_overlap: int = 30) ->
         chunks: list[str] = []
         if reason is None:
             try:  # reading and splitting: anything from ValueError to pdf errors to timeouts
-                docs = SimpleDirectoryReader(input_files=[str(f)], raise_on_error=True).load_data()
-                text = "\n\n".join(d.text for d in docs if d.text and d.text.strip())
+                if f.suffix.lower() in HTML_SUFFIXES:  # the directory reader would keep the markup
+                    from rag.html_text import html_text
+
+                    text = html_text(f.read_text(encoding="utf-8"))
+                else:
+                    docs = SimpleDirectoryReader(input_files=[str(f)], raise_on_error=True).load_data()
+                    text = "\n\n".join(d.text for d in docs if d.text and d.text.strip())
                 chunks = [c for block in _blocks(text) for c in splitter.split_text(block) if c.strip()]
                 reason = None if chunks else "no extractable text"
             except Exception as e:

@@ -69,6 +69,32 @@ def test_folder_skips_bad_files_and_keeps_the_rest(tmp_path):
     assert any("Warsaw" in p.text for p in c.passages)
 
 
+PAGE = """<!DOCTYPE html><html><head><title>Slices</title><link rel="stylesheet" href="css/fonts.css">
+<style>body { font-family: serif }</style><script>var theme = "navy";</script></head>
+<body><nav><ul><li><a href="ch01.html">1. Getting Started</a></li></ul></nav>
+<header><button class="theme">Coal</button></header>
+<main><h1>The Slice Type</h1>
+<p>A <em>string slice</em> is a reference to part of a
+<code>String</code>, and it looks like this:</p>
+<pre><code>let s = String::from("hello");
+    let world = &amp;s[6..11];</code></pre>
+<ul><li>first item</li><li>second item</li></ul>
+<svg viewBox="0 0 320 512"><path d="M41.4 233.4c-12.5"/></svg></main>
+<footer>Font Awesome Free 6.2.0</footer></body></html>"""
+
+
+def test_an_html_page_is_read_as_its_text_not_its_markup(tmp_path):
+    d = tmp_path / "docs"
+    d.mkdir()
+    (d / "ch04.html").write_text(PAGE)
+    text = "\n\n".join(p.text for p in load_corpus(d).passages)
+    assert "A string slice is a reference to part of a String, and it looks like this:" in text
+    assert 'let s = String::from("hello");\n    let world = &s[6..11];' in text  # code keeps its lines
+    assert "The Slice Type" in text and "first item\n\nsecond item" in text
+    for markup in ("<", "stylesheet", "font-family", "theme", "Getting Started", "Coal", "M41.4", "Font Awesome"):
+        assert markup not in text, markup
+
+
 def test_empty_folder_is_an_error_that_says_why(tmp_path):
     d = tmp_path / "docs"
     d.mkdir()
