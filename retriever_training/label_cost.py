@@ -147,9 +147,12 @@ def fmt_duration(seconds: float | None) -> str:
 
 def synthesis_line(what: str, est: dict) -> str:
     """The dry run's line for LLM-written queries (`what`: what they are for)."""
+    from retriever_training.synthesize import WRITE_MORE
+
     rate = f" at {est['tokens_per_s']:.0f} tokens/s" if est.get("tokens_per_s") else f" ({est.get('rate_source')})"
     return (f"to write {what}: {est['queries']} questions, {est['pairs']} LLM calls not cached, "
-            f"~{est['prompt_tokens']:,} prompt tokens: ~{fmt_duration(est.get('seconds'))} on this machine{rate}")
+            f"~{est['prompt_tokens']:,} prompt tokens: ~{fmt_duration(est.get('seconds'))} on this machine{rate} "
+            f"(more, up to {WRITE_MORE}x, where the filter drops questions)")
 
 
 def cost_line(est: dict) -> str:

@@ -123,7 +123,7 @@ def select_queries(cfg: QueriesConfig, corpus_name: str) -> list[Query]:
         from retriever_training.synthesize import synthesize_queries
 
         note_own_questions(corpus_name)
-        pool = dedupe(synthesize_queries(corpus_name, cfg))
+        pool = dedupe(synthesize_queries(corpus_name, cfg, want=cfg.n))
     elif cfg.source == "split":
         pool = query_pool(cfg, corpus_name)
     else:
@@ -168,7 +168,8 @@ def synthetic_queries(cfg: QueriesConfig, corpus_name: str, out_dir: Path, progr
 
     n_passages = -(-cfg.synthetic // cfg.synth_per_passage)
     made = dedupe(synthesize_queries(corpus_name, cfg, progress=progress, n_passages=n_passages,
-                                     seed=cfg.seed + 2, per_passage=cfg.synth_per_passage))[:cfg.synthetic]
+                                     seed=cfg.seed + 2, per_passage=cfg.synth_per_passage,
+                                     want=cfg.synthetic))[:cfg.synthetic]
     write_jsonl(path, made)
     prompt_id, version = prompt_of(cfg.synth_per_passage)
     write_json(meta_path, {"settings": settings, "passages": n_passages, "queries": len(made),

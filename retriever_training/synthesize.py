@@ -6,9 +6,12 @@
 In:  a corpus (any loader: shipped, JSONL, a folder of documents)
 Out: Query records, up to `per_passage` (1-3) per sampled passage: the LLM writes the questions
      from a few-shot prompt (one call per passage); empty, over-long, duplicate and
-     copied-sentence questions are dropped, and so is any question for which the base dense retriever does not find its source passage
-     in the top `synth_filter_depth` (consistency filtering: an unanswerable or vague question
-     teaches the student nothing).
+     copied-sentence questions are dropped, and so are the prompt's own example questions (a small
+     model copies them for a passage it cannot read) and any question for which the base dense
+     retriever does not find its source passage in the top `synth_filter_depth` (consistency
+     filtering: an unanswerable or vague question teaches the student nothing). Asked for a number
+     of questions (`want`), it writes from further passages of the same seeded order until that
+     many survive, up to WRITE_MORE times the passages planned, and says what it dropped.
 All LLM calls go through the shared cache, so a re-run costs nothing.
 """
 from __future__ import annotations
@@ -23,6 +26,8 @@ from rag.prompts import SYNTH_QUESTION, SYNTH_QUESTIONS
 from rag.records import Query
 
 MAX_PER_PASSAGE = len(SYNTH_QUESTIONS.examples[0][1])
+WRITE_MORE = 3  # at most this many times the planned passages are written from to replace dropped questions
+_EXAMPLE_QUESTIONS = {q.rstrip("?").lower() for p in (SYNTH_QUESTION, SYNTH_QUESTIONS) for _, qs in p.examples for q in qs}
 
 
 def prompt_of(per_passage: int) -> tuple[str, int]:
@@ -54,6 +59,8 @@ def clean_question(text: str, passage: str) -> str | None:
     if not (3 <= len(line.split()) <= 40):
         return None
     if line.rstrip("?").lower() in passage.lower():  # copied a sentence instead of asking
+        return None
+    if line.rstrip("?").lower() in _EXAMPLE_QUESTIONS:  # copied the prompt's example
         return None
     return line if line.endswith("?") else line + "?"
 
@@ -117,9 +124,10 @@ def stand_in_queries(corpus: Corpus, n_passages: int, seed: int) -> list[Query]:
 
 def synthesize_queries(corpus_name: str, cfg, client=None, llm_cfg=None, corpus: Corpus | None = None,
                        progress: bool = True, n_passages: int | None = None, seed: int | None = None,
-                       per_passage: int = 1) -> list[Query]:
+                       per_passage: int = 1, want: int | None = None) -> list[Query]:
     """`per_passage` questions from each of `n_passages` seeded passages (default: the queries
-    config's synth_passages or n, one question each), filtered as the module says."""
+    config's synth_passages or n, one question each), filtered as the module says; with `want`,
+    further passages until `want` questions survive (at most WRITE_MORE x n_passages)."""
     from tqdm.auto import tqdm
 
     from rag.llm import LLMConfig, openai_client
@@ -129,13 +137,18 @@ def synthesize_queries(corpus_name: str, cfg, client=None, llm_cfg=None, corpus:
         raise ValueError(f"Questions per passage must be 1..{MAX_PER_PASSAGE}, not {per_passage}.")
     corpus = corpus or load_corpus(corpus_name)
     llm_cfg = llm_cfg or LLMConfig.from_env()
-    passages = sample_passages(corpus, n_passages or cfg.synth_passages or cfg.n, cfg.seed if seed is None else seed)
+    planned = n_passages or cfg.synth_passages or cfg.n
+    passages = sample_passages(corpus, planned * WRITE_MORE if want else planned, cfg.seed if seed is None else seed)
     retriever = make_retriever("base", corpus, top_k=cfg.synth_filter_depth)
     params = _params(per_passage)
     cache = LLMCache()
     out: list[Query] = []
     dropped = {"malformed": 0, "not_found": 0}
+    written = 0
     for p in tqdm(passages, desc="synthesise queries", unit="passage", disable=not progress):
+        if want and written >= planned and len(out) >= want:
+            break
+        written += 1
         messages, key = _call(p, per_passage, llm_cfg)
         text = cache.get(key)
         if text is None:
@@ -155,6 +168,13 @@ def synthesize_queries(corpus_name: str, cfg, client=None, llm_cfg=None, corpus:
                 continue
             qid = "syn-" + hashlib.sha1(f"{p.docid}|{q}".encode()).hexdigest()[:12]
             out.append(Query(qid=qid, query=q, split="synthetic"))
+    why = (f"{dropped['malformed']} unusable (empty, too long, a copied sentence or example), "
+           f"{dropped['not_found']} whose passage the base retriever does not rank in its top {cfg.synth_filter_depth}")
     if not out:
-        raise ValueError(f"No synthetic query survived filtering ({dropped}); check the LLM endpoint.")
+        raise ValueError(f"No LLM-written question survived filtering ({why}): check the LLM endpoint, and that "
+                         "the documents are readable text.")
+    if progress:
+        short = (f"; fewer than the {want} asked: the documents may be hard to ask about (code, tables, "
+                 "boilerplate), or pass a query log (--queries)") if want and len(out) < want else ""
+        print(f"questions written from {written} passages: {len(out)} kept, {why}{short}", flush=True)
     return out

@@ -113,3 +113,31 @@ def test_a_short_log_is_topped_up_with_llm_written_queries(tmp_path, monkeypatch
     assert len(pool) == 6 and synth == [] and asked[-1] == 0
     pool, synth = run("queries.synthetic=3")  # a fixed number, no top-up
     assert len(synth) == 3
+
+
+def test_dropped_questions_are_replaced_from_further_passages_and_reported(capsys):
+    """A small model copies the prompt's example for passages it cannot read (markup, code): those
+    are dropped, and the writer goes on through the same seeded order until `want` survive."""
+    from rag.prompts import SYNTH_QUESTION
+
+    example = SYNTH_QUESTION.examples[0][1][0]
+    corpus = Corpus("toy8", [Passage(f"p{i}", f"Topic{i} was founded in year {1900 + i} by person{i}.")
+                             for i in range(4)] +
+                    [Passage(f"m{i}", f'<link rel="stylesheet" href="css/chrome-{i}.css">') for i in range(4)])
+
+    def respond(messages):
+        text = messages[-1]["content"].rsplit("Passage:", 1)[1]
+        n = text.split("Topic", 1)[1].split()[0] if "Topic" in text else None
+        return f"When was Topic{n} founded?" if n else example
+
+    cfg = QueriesConfig(source="synthesize", n=4, seed=0, synth_filter_depth=8)
+    client = FakeChatClient(respond)
+    qs = synthesize_queries("toy8", cfg, client=client, corpus=corpus, want=4)
+    assert sorted(q.query for q in qs) == [f"When was Topic{i} founded?" for i in range(4)]
+    assert example.rstrip("?") not in " ".join(q.query for q in qs)
+    out = capsys.readouterr().out
+    assert f"questions written from {len(client.requests)} passages: 4 kept" in out and len(client.requests) > 4
+    assert f"{len(client.requests) - 4} unusable" in out
+    # without `want` the planned passages only: fewer questions, nothing written beyond them
+    fewer = synthesize_queries("toy8", cfg, client=FakeChatClient(respond), corpus=corpus, progress=False)
+    assert len(fewer) < 4
