@@ -26,6 +26,8 @@ TOKENS_PER_WORD = 1.35     # Qwen's tokenizer on English prose
 PASSAGE_OVERHEAD = 16      # the prompt template around each passage
 QUERY_TOKENS = 16          # a typical question plus the re-fed last prompt token
 PROBE_PASSAGES = 3         # the timing probe: a few seconds of the embedded model
+WRITE_MORE = 3             # LLM-written questions: at most this many times the planned passages are written
+                           # from to replace the questions the filter drops (synthesize)
 # A generated token costs what ~3.5 prompt tokens do on a CPU (decoding is memory-bound: the 1.5B
 # model decoded ~19 tokens/s where it read ~71 prompt tokens/s on 2 cores).
 DECODE_SLOWDOWN = 3.5
@@ -147,8 +149,6 @@ def fmt_duration(seconds: float | None) -> str:
 
 def synthesis_line(what: str, est: dict) -> str:
     """The dry run's line for LLM-written queries (`what`: what they are for)."""
-    from retriever_training.synthesize import WRITE_MORE
-
     rate = f" at {est['tokens_per_s']:.0f} tokens/s" if est.get("tokens_per_s") else f" ({est.get('rate_source')})"
     return (f"to write {what}: {est['queries']} questions, {est['pairs']} LLM calls not cached, "
             f"~{est['prompt_tokens']:,} prompt tokens: ~{fmt_duration(est.get('seconds'))} on this machine{rate} "

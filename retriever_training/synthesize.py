@@ -24,9 +24,9 @@ from rag.corpus import Corpus, load_corpus
 from rag.llm_cache import LLMCache, cache_key
 from rag.prompts import SYNTH_QUESTION, SYNTH_QUESTIONS
 from rag.records import Query
+from retriever_training.label_cost import WRITE_MORE
 
 MAX_PER_PASSAGE = len(SYNTH_QUESTIONS.examples[0][1])
-WRITE_MORE = 3  # at most this many times the planned passages are written from to replace dropped questions
 _EXAMPLE_QUESTIONS = {q.rstrip("?").lower() for p in (SYNTH_QUESTION, SYNTH_QUESTIONS) for _, qs in p.examples for q in qs}
 
 
