@@ -84,10 +84,11 @@ def main(argv: list[str] | None = None) -> dict:
     llm, judged = llm_qrels(judged_gold), llm_judged(judged_gold)
     rows = {}
     for spec, o in orders.items():
+        whole = per_query(o, judged_gold, llm)
         rows[spec] = {"gold": fmean(per_query(o, judged_gold, gold)["ndcg@10"].values()),
-                      "llm_whole": fmean(per_query(o, judged_gold, llm)["ndcg@10"].values()),
+                      "llm_whole": fmean(whole["ndcg@10"].values()),
                       "llm_condensed": fmean(per_query(o, judged_gold, llm, judged)["ndcg@10"].values()),
-                      "top1": fmean(per_query(o, judged_gold, llm)["top1"].values())}
+                      "top1": fmean(whole["top1"].values())}
     root = str(a.run)
     print(f"{len(judged_gold)} of {len(heldout)} held-out labelled queries have gold")
     print(f"{'pipeline':58} {'gold':>6} {'llm whole':>9} {'condensed':>9} {'top-1':>6}")

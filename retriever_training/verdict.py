@@ -196,9 +196,8 @@ def judge(orders: dict[str, dict[str, list[str]]], heldout: list[LLMRanking], ba
     from rag.stats import bootstrap_ci, paired_by_qid
     from retriever_training.splits import llm_qrels
 
-    ranked_by, _, _ = ranking_qrels(heldout, gold)
-    judges = {"llm": (llm_qrels(heldout), llm_judged(heldout)),
-              **({"gold": (gold, None)} if ranked_by == "gold" else {})}
+    ranked_by, qrels, judged = ranking_qrels(heldout, gold)
+    judges = {"llm": (llm_qrels(heldout), llm_judged(heldout)), ranked_by: (qrels, judged)}
     gold_judged = [r for r in heldout if r.qid in (gold or {})]
     values = {name: {spec: per_query(o, heldout, qrels, judged) for spec, o in orders.items()}
               for name, (qrels, judged) in judges.items()}
