@@ -98,9 +98,9 @@ def retriever_help(retriever: str) -> str:
 
 
 def pipeline_scores(choice: str) -> tuple[dict[str, float], dict[str, float], str]:
-    """From the published model's verdict (one read of its card): {published spec: held-out
-    nDCG@10}, {published spec: ms per question (retrieval and reranking, no LLM)} and who judged
-    it; ({}, {}, "") when the card has none. The figures come from the card only."""
+    """From the corpus's published verdict (rag.pipelines.published_verdict: the distilled model's
+    card, or a refused student's pipelines): {published spec: held-out nDCG@10}, {published spec: ms
+    per question (retrieval and reranking, no LLM)} and who judged it; ({}, {}, "") when there is none."""
     from rag.pipelines import number_field, pipeline_rows
 
     rows, verdict = pipeline_rows(corpus_spec(choice))
@@ -111,7 +111,7 @@ def pipeline_scores(choice: str) -> tuple[dict[str, float], dict[str, float], st
 
 
 def best_pipeline(choice: str) -> tuple[str, str | None] | None:
-    """(retriever, reranker) of the best pipeline the published model's verdict measured, if any."""
+    """(retriever, reranker) of the best pipeline the corpus's published verdict measured, if any."""
     from rag.pipelines import best_spec
 
     from rag.retrievers import split_hybrid

@@ -82,7 +82,7 @@ def _retrieval_controls(corpus: str) -> tuple[str, str | None, int]:
         return services.retriever_help(r) + (f" · nDCG@10 {score:.3f}" if score is not None else "") + (
             f" · {ms:.0f} ms" if ms is not None else "") + (" · best measured" if best and best == (r, None) else "")
     retriever = st.radio("Retriever", options, key="retriever", captions=[caption(r) for r in options],
-                         help=f"Figures: {judged}, from the published model's card (ms: retrieval and "
+                         help=f"Figures: {judged}, from the corpus's last published verdict (ms: retrieval and "
                               "reranking per question on the machine that trained it, without the LLM)."
                          if judged else None)
     if "distilled" in options:

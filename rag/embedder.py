@@ -17,6 +17,9 @@ from rag.settings import apply_offline_env, home
 from rag.errors import UserError
 
 PUBLISHED = ("distilled", "ranker")  # names that resolve to the last published model of that kind
+# "pipelines": the verdict of a retrain whose student was refused, when no distilled model serves
+# the corpus (its best pipeline without the student is what the corpus is served with)
+POINTERS = (*PUBLISHED, "pipelines")
 
 
 @dataclass(frozen=True)
@@ -56,10 +59,11 @@ def published_path(kind: str, corpus=None) -> Path | None:
     """What "distilled" / "ranker" mean for `corpus` (a Corpus, or its name or path):
     $DISTILRAG_DISTILLED / $DISTILRAG_RANKER when set, else the model the trainer last published
     for that corpus. Each corpus keeps its own: a retrain on another corpus never re-points this
-    one's chat; a model made for another corpus is used only when named by its path."""
-    if kind not in PUBLISHED:
-        raise ValueError(f"kind must be one of {PUBLISHED}")
-    env = os.environ.get(f"DISTILRAG_{kind.upper()}")
+    one's chat; a model made for another corpus is used only when named by its path.
+    "pipelines": the file of a refused student's verdict (POINTERS)."""
+    if kind not in POINTERS:
+        raise ValueError(f"kind must be one of {POINTERS}")
+    env = os.environ.get(f"DISTILRAG_{kind.upper()}") if kind in PUBLISHED else None
     if env:
         return Path(env).expanduser()
     if corpus is None:
@@ -73,12 +77,12 @@ def published_path(kind: str, corpus=None) -> Path | None:
 
 
 def set_published(kind: str, path: Path, corpus) -> None:
-    """Make `path` what `kind` ("distilled" or "ranker") means for `corpus` in the app, the CLI
-    and the harness."""
+    """Make `path` what `kind` ("distilled", "ranker" or "pipelines") means for `corpus` in the
+    app, the CLI and the harness."""
     from rag.records import _atomic_text
 
-    if kind not in PUBLISHED:
-        raise ValueError(f"kind must be one of {PUBLISHED}")
+    if kind not in POINTERS:
+        raise ValueError(f"kind must be one of {POINTERS}")
     f = _published_file(corpus)
     try:
         pointers = json.loads(f.read_text())

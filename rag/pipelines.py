@@ -106,11 +106,29 @@ def published_name(spec: str) -> str:
     return re.sub(r"[^+:]*/ranker\b", "ranker", re.sub(r"[^+:]*/(student|model)\b", "distilled", spec))
 
 
+def published_verdict(corpus) -> dict:
+    """The verdict that serves `corpus`: the published distilled model's (its card), else that of a
+    retrain whose student was refused (the pipelines that need no student; retriever_training.publish),
+    else {}."""
+    import json
+
+    from rag.embedder import published_path
+
+    card = published_card(corpus)
+    if card is not None:
+        return card.verdict
+    path = published_path("pipelines", corpus)
+    try:
+        verdict = json.loads(path.read_text()) if path is not None else {}
+    except (OSError, ValueError):
+        return {}
+    return verdict if isinstance(verdict, dict) else {}
+
+
 def pipeline_rows(corpus) -> tuple[dict[str, dict], dict]:
     """{published spec: its row (ndcg@10, ms_per_query, ...)} from the corpus's published verdict,
     and the verdict."""
-    card = published_card(corpus)
-    verdict = card.verdict if card else {}
+    verdict = published_verdict(corpus)
     return ({published_name(r["spec"]): r for r in verdict.get("pipelines") or []
              if isinstance(r, dict) and isinstance(r.get("spec"), str)}, verdict)
 
@@ -129,9 +147,8 @@ def pipeline_scores(corpus) -> tuple[dict[str, float], dict]:
 def best_spec(corpus, fallback: str = "base") -> str:
     """The pipeline the corpus's published verdict measured best ("hybrid:distilled+ranker", ...),
     else `fallback`: what the chat, `ask` and `eval` use when no retriever is named."""
-    card = published_card(corpus)
-    best = (card.verdict.get("best_published") if card else "") or ""
-    return published_name(best) if best else fallback
+    best = published_verdict(corpus).get("best_published") or ""
+    return published_name(best) if isinstance(best, str) and best else fallback
 
 
 @dataclass

@@ -143,7 +143,8 @@ def synthesize_queries(corpus_name: str, cfg, client=None, llm_cfg=None, corpus:
     params = _params(per_passage)
     cache = LLMCache()
     out: list[Query] = []
-    dropped = {"malformed": 0, "not_found": 0}
+    dropped = {"malformed": 0, "repeated": 0, "not_found": 0}
+    seen: set[str] = set()  # two passages can yield the same question: it is one query, counted once
     written = 0
     for p in tqdm(passages, desc="synthesise queries", unit="passage", disable=not progress):
         if want and written >= planned and len(out) >= want:
@@ -163,13 +164,17 @@ def synthesize_queries(corpus_name: str, cfg, client=None, llm_cfg=None, corpus:
             questions, bad = clean_questions(text, p.text, per_passage)
         dropped["malformed"] += bad
         for q in questions:
+            if q.lower() in seen:
+                dropped["repeated"] += 1
+                continue
             if p.docid not in {n.node.node_id for n in retriever.retrieve(q)}:
                 dropped["not_found"] += 1
                 continue
             qid = "syn-" + hashlib.sha1(f"{p.docid}|{q}".encode()).hexdigest()[:12]
+            seen.add(q.lower())
             out.append(Query(qid=qid, query=q, split="synthetic"))
     why = (f"{dropped['malformed']} unusable (empty, too long, a copied sentence or example), "
-           f"{dropped['not_found']} whose passage the base retriever does not rank in its top {cfg.synth_filter_depth}")
+           f"{dropped['repeated']} asked already, {dropped['not_found']} whose passage the base retriever does not rank in its top {cfg.synth_filter_depth}")
     if not out:
         raise ValueError(f"No LLM-written question survived filtering ({why}): check the LLM endpoint, and that "
                          "the documents are readable text.")

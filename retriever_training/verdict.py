@@ -222,6 +222,19 @@ def judge(orders: dict[str, dict[str, list[str]]], heldout: list[LLMRanking], ba
     return report
 
 
+def without_student(report: dict) -> dict:
+    """The verdict restricted to the pipelines that need no distilled student (a refused student
+    is never served), its best re-chosen among them."""
+    import re
+
+    from rag.pipelines import published_name
+
+    rows = [r for r in report.get("pipelines") or []
+            if "distilled" not in re.split(r"[+:@]", published_name(r["spec"]))]
+    best = rows[0]["spec"] if rows else None
+    return {**report, "pipelines": rows, "best": best, "best_published": published_name(best) if best else None}
+
+
 def _mean(v: dict[str, float]) -> float:
     return sum(v.values()) / len(v) if v else float("nan")
 

@@ -141,3 +141,26 @@ def test_dropped_questions_are_replaced_from_further_passages_and_reported(capsy
     # without `want` the planned passages only: fewer questions, nothing written beyond them
     fewer = synthesize_queries("toy8", cfg, client=FakeChatClient(respond), corpus=corpus, progress=False)
     assert len(fewer) < 4
+
+
+def test_a_question_two_passages_yield_is_one_query_and_kept_counts_distinct(capsys):
+    """Two chapters about one topic can yield the same question: it is kept once, and `want`
+    counts distinct questions (the writer goes on to further passages for the rest)."""
+    from retriever_training.synthesize import sample_passages
+
+    corpus = Corpus("toy6", [Passage(f"p{i}", f"Ownership chapter {i}: moves, borrows and topic{i} in detail.")
+                             for i in range(6)])
+    first_two = {p.docid for p in sample_passages(corpus, 6, 0)[:2]}  # the seeded order's first two
+
+    def respond(messages):
+        text = messages[-1]["content"].rsplit("Passage:", 1)[1]
+        n = text.split("topic", 1)[1].split()[0]
+        return "What does ownership move?" if f"p{n}" in first_two else f"What is topic{n} about?"
+
+    cfg = QueriesConfig(source="synthesize", n=3, seed=0, synth_filter_depth=6)
+    client = FakeChatClient(respond)
+    qs = synthesize_queries("toy6", cfg, client=client, corpus=corpus, want=3)
+    texts = [q.query for q in qs]
+    assert len(texts) == len(set(texts)) == 3 and texts.count("What does ownership move?") == 1
+    out = capsys.readouterr().out
+    assert len(client.requests) == 4 and "questions written from 4 passages: 3 kept" in out and "1 asked already" in out

@@ -302,3 +302,41 @@ def test_a_fusion_fitted_to_the_llm_ignores_the_passages_it_never_ranked(monkeyp
     qrels, judged = {q: {"a": 1} for q in queries}, {q: {"a", "b"} for q in queries}
     assert V.fit_fusion("hybrid", corpus, queries, qrels, depth=3, progress=False, judged=judged)[0] == "hybrid@0.3"
     assert V.fit_fusion("hybrid", corpus, queries, qrels, depth=3, progress=False)[0] == "hybrid@0.5"
+
+
+def test_a_refused_student_leaves_the_corpus_served_by_its_best_pipeline_without_it(tmp_path, monkeypatch):
+    """Rust-book-like: the student is refused, BM25 beat the dense base; without this the chat fell
+    back to the dense base, the worst first stage measured."""
+    from rag.embedder import published_path, set_published
+    from rag.pipelines import best_spec, pipeline_scores
+
+    monkeypatch.setenv("DISTILRAG_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("DISTILRAG_DISTILLED", raising=False)
+    monkeypatch.delenv("DISTILRAG_RANKER", raising=False)
+    run_dir, card = student_run(tmp_path, -0.01)
+    (run_dir / "ranker").mkdir()
+    s, r = f"{run_dir}/student", f"{run_dir}/ranker"
+    rows = [{"spec": f"hybrid:{s}@0.5", "ndcg@10": 0.77}, {"spec": "bm25", "ndcg@10": 0.76},
+            {"spec": f"bm25+{r}", "ndcg@10": 0.75}, {"spec": "base", "ndcg@10": 0.66}]
+    card = replace(card, verdict={**card.verdict, "pipelines": rows, "best": rows[0]["spec"]})
+    with pytest.raises(NotBetterThanBase, match=r"served by bm25 \(nDCG@10 \.76") as e:
+        publish(run_dir, card)
+    assert "worse than the base" in e.value.sentence
+    assert published_path("distilled", "toy") is None and best_spec("toy") == "bm25"
+    assert pipeline_scores("toy")[0] == {"bm25": 0.76, "bm25+ranker": 0.75, "base": 0.66}  # no student row
+    assert published_path("ranker", "toy") == run_dir / "ranker"
+    # a distilled model published earlier keeps serving the corpus: this verdict did not judge it
+    monkeypatch.setenv("DISTILRAG_HOME", str(tmp_path / "home2"))
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "modules.json").write_text("[]")
+    set_published("distilled", earlier, "toy")
+    with pytest.raises(NotBetterThanBase, match="published earlier for this corpus stays"):
+        publish(run_dir, card)
+    assert published_path("pipelines", "toy") is None and published_path("distilled", "toy") == earlier
+    # a published student's own verdict wins over a refused one's
+    monkeypatch.setenv("DISTILRAG_HOME", str(tmp_path / "home"))
+    better, better_card = student_run(tmp_path / "b", 0.03)
+    better_card = replace(better_card, verdict={**better_card.verdict, "best_published": "hybrid:distilled"})
+    publish(better, better_card)
+    assert best_spec("toy") == "hybrid:distilled"
