@@ -35,7 +35,7 @@ _TQDM = re.compile(r"(?:(?P<desc>[^\r\n|]*?):\s*)?(?P<pct>\d{1,3})%\|[^|]*\|\s*(
 
 @dataclass(frozen=True)
 class RetrainStatus:
-    state: str             # "none" | "running" | "done" | "failed" | "stopped"
+    state: str             # "none" | "running" | "done" | "refused" (the verdict) | "failed" | "stopped"
     stage: str = ""        # a key of STAGE_TITLES
     done_stages: int = 0   # of len(STAGES)
     step: str = ""         # the current progress bar: "80/200 (40%)"
@@ -49,6 +49,7 @@ class RetrainStatus:
             return (f"stage {min(self.done_stages + 1, len(STAGES))} of {len(STAGES)}: "
                     f"{STAGE_TITLES.get(self.stage, self.stage)}{' ' + self.step if self.step else ''}{left}")
         return {"done": "finished: the distilled retriever and the ranker are published",
+                "refused": f"finished, the distilled retriever not published: {self.detail}",
                 "failed": f"failed: {self.detail}", "stopped": "stopped; it resumes when the app starts again",
                 }.get(self.state, "not started")
 
@@ -143,7 +144,9 @@ def status(corpus: str, run_dir: Path | None = None) -> RetrainStatus:
         from rag.errors import scrub
 
         tail = [line for line in text.replace("\r", "\n").splitlines() if line.strip()][-3:]
-        finished = "Traceback" in text or re.search(r"^(error|not published|stopped)", text, re.M)
+        if "Traceback" not in text and re.search(r"^not published", text, re.M):  # the verdict's, with what serves now
+            return RetrainStatus("refused", "publish", len(done), detail=scrub(" ".join(tail[-2:]))[-600:])
+        finished = "Traceback" in text or re.search(r"^(error|stopped)", text, re.M)
         return RetrainStatus("failed" if finished else "stopped", done_stages=len(done),
                              detail=scrub(" | ".join(tail))[-400:])
     stage = next((s for s in STAGES if s not in done), "publish")

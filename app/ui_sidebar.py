@@ -131,7 +131,7 @@ def _retrain_progress(corpus: str) -> None:
             st.caption(f"Distilled retriever: the background retrain finished but published nothing for "
                        f"this data dir; its last lines are in `{retrain_job.log_path(corpus)}`.")
             return
-        shown = {"running": st.info, "failed": st.error}.get(stat.state, st.caption)
+        shown = {"running": st.info, "refused": st.info, "failed": st.error}.get(stat.state, st.caption)
         shown(f"Distilled retriever: background retrain {stat.summary}. "
               f"Log: `{retrain_job.log_path(corpus)}`")
         if stat.state == "running":

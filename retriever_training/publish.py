@@ -22,9 +22,10 @@ from rag.errors import UserError
 
 
 class NotBetterThanBase(UserError, RuntimeError):
-    def __init__(self, message: str, sentence: str = ""):
+    def __init__(self, message: str, sentence: str = "", served: str = ""):
         super().__init__(message)
-        self.sentence = sentence  # the verdict in one sentence, printed last
+        self.sentence = sentence  # the verdict in one sentence
+        self.served = served      # what serves the corpus now, printed last
 
 
 def package_versions() -> dict:
@@ -142,13 +143,13 @@ def serve_without_student(run_dir: Path, card: ModelCard) -> str:
     BM25, hybrid, each with the run's ranker): unless a distilled model published earlier serves the
     corpus, the best of them becomes what the chat, `ask` and `eval` use, instead of the dense base
     by default, and the run's ranker (measured there, never refused) is published with it. What it
-    did, as a sentence to append ("" if nothing)."""
+    did, in a sentence ("" if nothing)."""
     from rag.embedder import published_path, set_published
     from rag.records import write_json
     from retriever_training.verdict import _n, without_student
 
     if published_path("distilled", card.corpus) is not None:
-        return " The distilled retriever published earlier for this corpus stays in use."
+        return "The distilled retriever published earlier for this corpus stays in use."
     kept = without_student(card.verdict)
     if not kept["pipelines"]:
         return ""
@@ -157,7 +158,7 @@ def serve_without_student(run_dir: Path, card: ModelCard) -> str:
         set_published("ranker", run_dir / "ranker", card.corpus)
     write_json(run_dir / "pipelines.json", kept)
     set_published("pipelines", run_dir / "pipelines.json", card.corpus)
-    return (f" This corpus is now served by {best} (nDCG@10 {_n(kept['pipelines'][0]['ndcg@10'])} on the held-out "
+    return (f"This corpus is now served by {best} (nDCG@10 {_n(kept['pipelines'][0]['ndcg@10'])} on the held-out "
             "questions), the best pipeline that needs no distilled retriever.")
 
 
@@ -173,8 +174,8 @@ def publish(run_dir: Path, card: ModelCard, force: bool = False, make_default: b
     if why and not force:
         served = serve_without_student(run_dir, card) if make_default else ""
         raise NotBetterThanBase(f"the distilled retriever is {why}. Inspect {run_dir}/verdict.json, or pass "
-                                f"--force to publish it anyway.{served}",
-                                sentence(card.verdict, "not published", card.heldout))
+                                "--force to publish it anyway.", sentence(card.verdict, "not published", card.heldout),
+                                served)
     card = replace(card, verdict_sentence=sentence(card.verdict, "published with --force" if why else "published",
                                                    card.heldout))
     out = run_dir / "model"

@@ -360,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     except NotBetterThanBase as e:
         print(f"not published: {e}")
         print(e.sentence)
+        if e.served:
+            print(e.served)
         return 3
     if args.dry_run:
         return 0

@@ -93,3 +93,23 @@ def test_a_finished_retrain_that_published_nothing_does_not_loop(app_home, fake_
     at = new_app(timeout=60)
     assert "published nothing for this data dir" in "\n".join(str(c.value) for c in at.sidebar.caption)
     assert at.chat_input(key="question") is not None
+
+
+def test_a_refusal_is_reported_with_what_serves_the_corpus_not_as_a_failure(tmp_path, monkeypatch):
+    from app import retrain_job
+
+    monkeypatch.setenv("DISTILRAG_HOME", str(tmp_path / "home"))
+    run_dir = tmp_path / "runs" / "squad_dev"
+    log = retrain_job.log_path("squad_dev")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("--- retrain started\nverdict: base: 100%|###| 18/18\n"
+                   "not published: the distilled retriever is not better than the base on held-out queries.\n"
+                   "On 18 held-out questions the LLM ranked, the distilled retriever agrees with the LLM worse "
+                   "than the base: nDCG@10 .66 vs .66 (-.01); not published.\n"
+                   "This corpus is now served by bm25 (nDCG@10 .76 on the held-out questions), the best "
+                   "pipeline that needs no distilled retriever.\n")
+    s = retrain_job.status("squad_dev", run_dir)
+    assert s.state == "refused" and s.summary.startswith("finished, the distilled retriever not published")
+    assert "served by bm25" in s.summary and "worse than the base" in s.summary
+    log.write_text(log.read_text() + "Traceback (most recent call last):\n  boom\n")
+    assert retrain_job.status("squad_dev", run_dir).state == "failed"
