@@ -72,6 +72,17 @@ def published_distilled(choice: str) -> Path | None:
     return p if p is not None and p.is_dir() else None
 
 
+def refused_verdict(choice: str) -> str:
+    """The verdict sentence of the corpus's last retrain when it refused its student and nothing
+    distilled serves the corpus ("" otherwise)."""
+    from rag.pipelines import published_verdict
+
+    if published_distilled(choice):
+        return ""
+    refused = published_verdict(corpus_spec(choice)).get("refused")
+    return refused if isinstance(refused, str) else ""
+
+
 def published_ranker(choice: str) -> Path | None:
     from rag.embedder import published_path
 

@@ -117,6 +117,11 @@ def _retrain_progress(corpus: str) -> None:
     seconds; the page reruns (and offers the new retriever, ranker and compare) once it is published."""
     from app import retrain_job
 
+    if refused := services.refused_verdict(corpus):
+        best = services.best_pipeline(corpus)
+        served = f" The corpus is served by the best pipeline without it: {'+'.join(p for p in best if p)}." if best else ""
+        st.caption(f"Distilled retriever: the last retrain did not publish it. {refused}{served}")
+        return
     if corpus == services.MY_DOCS or retrain_job.status(corpus).state == "none":
         st.caption("No distilled retriever for these documents yet: train one with "
                    "`distilrag retrain --corpus <folder> --queries <questions file>`.")

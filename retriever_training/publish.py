@@ -146,7 +146,7 @@ def serve_without_student(run_dir: Path, card: ModelCard) -> str:
     did, in a sentence ("" if nothing)."""
     from rag.embedder import published_path, set_published
     from rag.records import write_json
-    from retriever_training.verdict import _n, without_student
+    from retriever_training.verdict import _n, sentence, without_student
 
     if published_path("distilled", card.corpus) is not None:
         return "The distilled retriever published earlier for this corpus stays in use."
@@ -156,7 +156,7 @@ def serve_without_student(run_dir: Path, card: ModelCard) -> str:
     best = kept["best_published"]
     if (run_dir / "ranker").exists():
         set_published("ranker", run_dir / "ranker", card.corpus)
-    write_json(run_dir / "pipelines.json", kept)
+    write_json(run_dir / "pipelines.json", {**kept, "refused": sentence(card.verdict, "not published", card.heldout)})
     set_published("pipelines", run_dir / "pipelines.json", card.corpus)
     return (f"This corpus is now served by {best} (nDCG@10 {_n(kept['pipelines'][0]['ndcg@10'])} on the held-out "
             "questions), the best pipeline that needs no distilled retriever.")

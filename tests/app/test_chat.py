@@ -298,3 +298,27 @@ def test_a_fitted_hybrid_that_won_the_verdict_is_offered_and_is_the_default(corp
     assert "weighted 0.3 dense / 0.7 BM25" in " ".join(str(c) for c in radio.proto.captions)
     ask(at, QUESTION)
     assert _turns(at)[0]["results"][0]["retriever"] == "hybrid:distilled@0.3"
+
+
+def test_a_refused_student_says_so_and_the_corpus_starts_on_the_best_pipeline_without_it(
+        corpus_dir, app_home, fake_llm, tmp_path):
+    """No distilled model: instead of "train one", the sidebar gives the last retrain's verdict, and
+    the radio starts on what the refusal left serving the corpus (BM25 here), with its figure."""
+    import json
+
+    from rag.embedder import set_published
+
+    verdict = {"queries": 30, "ranked_by": "llm", "best_published": "bm25",
+               "refused": "On 30 held-out questions the LLM ranked, the distilled retriever agrees with the LLM "
+                          "worse than the base: nDCG@10 .60 vs .62 (-.02); not published.",
+               "pipelines": [{"spec": "bm25", "ndcg@10": 0.71}, {"spec": "base", "ndcg@10": 0.62}]}
+    path = tmp_path / "pipelines.json"
+    path.write_text(json.dumps(verdict))
+    set_published("pipelines", path, str(corpus_dir))
+    at = new_app()
+    radio = at.radio(key="retriever")
+    assert radio.value == "bm25" and "distilled" not in radio.options
+    notice = texts(at.sidebar.caption)
+    assert "did not publish it" in notice and "worse than the base" in notice and "without it: bm25" in notice
+    assert "No distilled retriever for these documents yet" not in notice
+    assert "nDCG@10 0.710" in " ".join(str(c) for c in radio.proto.captions)

@@ -326,6 +326,8 @@ def test_a_refused_student_leaves_the_corpus_served_by_its_best_pipeline_without
     assert published_path("distilled", "toy") is None and best_spec("toy") == "bm25"
     assert pipeline_scores("toy")[0] == {"bm25": 0.76, "bm25+ranker": 0.75, "base": 0.66}  # no student row
     assert published_path("ranker", "toy") == run_dir / "ranker"
+    served = json.loads(published_path("pipelines", "toy").read_text())
+    assert served["refused"] == e.value.sentence  # what the chat shows instead of "train one"
     # a distilled model published earlier keeps serving the corpus: this verdict did not judge it
     monkeypatch.setenv("DISTILRAG_HOME", str(tmp_path / "home2"))
     earlier = tmp_path / "earlier"
