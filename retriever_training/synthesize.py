@@ -11,7 +11,8 @@ Out: Query records, up to `per_passage` (1-3) per sampled passage: the LLM write
      retriever does not find its source passage in the top `synth_filter_depth` (consistency
      filtering: an unanswerable or vague question teaches the student nothing). Asked for a number
      of questions (`want`), it writes from further passages of the same seeded order until that
-     many survive, up to WRITE_MORE times the passages planned, and says what it dropped.
+     many survive, then, when the corpus runs out of passages, MAX_PER_PASSAGE questions from each
+     passage again, up to WRITE_MORE times the calls planned, and says what it dropped.
 All LLM calls go through the shared cache, so a re-run costs nothing.
 """
 from __future__ import annotations
@@ -127,7 +128,8 @@ def synthesize_queries(corpus_name: str, cfg, client=None, llm_cfg=None, corpus:
                        per_passage: int = 1, want: int | None = None) -> list[Query]:
     """`per_passage` questions from each of `n_passages` seeded passages (default: the queries
     config's synth_passages or n, one question each), filtered as the module says; with `want`,
-    further passages until `want` questions survive (at most WRITE_MORE x n_passages)."""
+    further passages, then more questions per passage, until `want` questions survive (at most
+    WRITE_MORE x n_passages calls)."""
     from tqdm.auto import tqdm
 
     from rag.llm import LLMConfig, openai_client
@@ -140,28 +142,30 @@ def synthesize_queries(corpus_name: str, cfg, client=None, llm_cfg=None, corpus:
     planned = n_passages or cfg.synth_passages or cfg.n
     passages = sample_passages(corpus, planned * WRITE_MORE if want else planned, cfg.seed if seed is None else seed)
     retriever = make_retriever("base", corpus, top_k=cfg.synth_filter_depth)
-    params = _params(per_passage)
     cache = LLMCache()
     out: list[Query] = []
     dropped = {"malformed": 0, "repeated": 0, "not_found": 0}
     seen: set[str] = set()  # two passages can yield the same question: it is one query, counted once
+    work = [(p, per_passage) for p in passages]
+    if want and per_passage < MAX_PER_PASSAGE:  # a corpus with too few passages: more questions from each
+        work += [(p, MAX_PER_PASSAGE) for p in passages]
     written = 0
-    for p in tqdm(passages, desc="synthesise queries", unit="passage", disable=not progress):
-        if want and written >= planned and len(out) >= want:
+    for p, k in tqdm(work, desc="synthesise queries", unit="call", disable=not progress):
+        if (want and written >= planned and len(out) >= want) or written >= WRITE_MORE * planned:
             break
         written += 1
-        messages, key = _call(p, per_passage, llm_cfg)
+        messages, key = _call(p, k, llm_cfg)
         text = cache.get(key)
         if text is None:
             client = client or openai_client(llm_cfg)  # started only when a call is not cached
-            resp = client.chat.completions.create(model=llm_cfg.model_name, messages=messages, **params)
+            resp = client.chat.completions.create(model=llm_cfg.model_name, messages=messages, **_params(k))
             text = resp.choices[0].message.content or ""
             cache.put(key, text)
-        if per_passage == 1:
+        if k == 1:
             q = clean_question(text, p.text)
             questions, bad = ([q], 0) if q else ([], 1)
         else:
-            questions, bad = clean_questions(text, p.text, per_passage)
+            questions, bad = clean_questions(text, p.text, k)
         dropped["malformed"] += bad
         for q in questions:
             if q.lower() in seen:
@@ -173,6 +177,7 @@ def synthesize_queries(corpus_name: str, cfg, client=None, llm_cfg=None, corpus:
             qid = "syn-" + hashlib.sha1(f"{p.docid}|{q}".encode()).hexdigest()[:12]
             seen.add(q.lower())
             out.append(Query(qid=qid, query=q, split="synthetic"))
+    out = out[:want] if want else out  # a call's several questions can overshoot it
     why = (f"{dropped['malformed']} unusable (empty, too long, a copied sentence or example), "
            f"{dropped['repeated']} asked already, {dropped['not_found']} whose passage the base retriever does not rank in its top {cfg.synth_filter_depth}")
     if not out:
@@ -181,5 +186,5 @@ def synthesize_queries(corpus_name: str, cfg, client=None, llm_cfg=None, corpus:
     if progress:
         short = (f"; fewer than the {want} asked: the documents may be hard to ask about (code, tables, "
                  "boilerplate), or pass a query log (--queries)") if want and len(out) < want else ""
-        print(f"questions written from {written} passages: {len(out)} kept, {why}{short}", flush=True)
+        print(f"questions written in {written} LLM calls: {len(out)} kept, {why}{short}", flush=True)
     return out

@@ -136,7 +136,7 @@ def test_dropped_questions_are_replaced_from_further_passages_and_reported(capsy
     assert sorted(q.query for q in qs) == [f"When was Topic{i} founded?" for i in range(4)]
     assert example.rstrip("?") not in " ".join(q.query for q in qs)
     out = capsys.readouterr().out
-    assert f"questions written from {len(client.requests)} passages: 4 kept" in out and len(client.requests) > 4
+    assert f"questions written in {len(client.requests)} LLM calls: 4 kept" in out and len(client.requests) > 4
     assert f"{len(client.requests) - 4} unusable" in out
     # without `want` the planned passages only: fewer questions, nothing written beyond them
     fewer = synthesize_queries("toy8", cfg, client=FakeChatClient(respond), corpus=corpus, progress=False)
@@ -163,4 +163,29 @@ def test_a_question_two_passages_yield_is_one_query_and_kept_counts_distinct(cap
     texts = [q.query for q in qs]
     assert len(texts) == len(set(texts)) == 3 and texts.count("What does ownership move?") == 1
     out = capsys.readouterr().out
-    assert len(client.requests) == 4 and "questions written from 4 passages: 3 kept" in out and "1 asked already" in out
+    assert len(client.requests) == 4 and "questions written in 4 LLM calls: 3 kept" in out and "1 asked already" in out
+
+
+def test_a_corpus_with_too_few_passages_gets_more_questions_from_each(capsys):
+    """Asked for more questions than one a passage can give, the writer asks each passage again for
+    several; the calls stay within WRITE_MORE x the planned ones."""
+    from retriever_training.label_cost import WRITE_MORE
+
+    corpus = Corpus("toy3", [Passage(f"p{i}", f"Topic{i} was founded in {1900 + i} by person{i} in city{i}.")
+                             for i in range(3)])
+
+    def respond(messages):
+        n = messages[-1]["content"].rsplit("Passage:", 1)[1].split("Topic", 1)[1].split()[0]
+        if messages[0]["content"].startswith("You write one"):
+            return f"When was Topic{n} founded?"
+        return f"Who founded Topic{n}?\nIn which city was Topic{n} founded?\nWhen was Topic{n} founded?"
+
+    cfg = QueriesConfig(source="synthesize", n=6, seed=0, synth_filter_depth=3)
+    client = FakeChatClient(respond)
+    qs = synthesize_queries("toy3", cfg, client=client, corpus=corpus, want=6)
+    texts = sorted(q.query for q in qs)
+    assert len(texts) == len(set(texts)) == 6 and len(client.requests) <= WRITE_MORE * 6
+    assert "Who founded Topic0?" in texts and "When was Topic0 founded?" in texts
+    assert "3 asked already" in capsys.readouterr().out  # the second ask repeats the first question
+    # without `want`: one question a passage, as planned
+    assert len(synthesize_queries("toy3", cfg, client=FakeChatClient(respond), corpus=corpus, progress=False)) == 3
