@@ -23,7 +23,6 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -58,6 +57,7 @@ def main(argv=None) -> None:
 
     from sentence_transformers.cross_encoder import CrossEncoder
 
+    from rag.config import build, parse_overrides
     from rag.corpus import load_corpus
     from rag.records import CandidateList, LLMRanking, TeacherScores, read_jsonl, write_jsonl
     from rag.retrievers import make_retriever
@@ -71,12 +71,13 @@ def main(argv=None) -> None:
     apply_offline_env()
     set_torch_threads()
     cfg = json.loads((a.run / "config.json").read_text())
-    overrides = dict(r.removeprefix("--distill.").split("=", 1) for r in rest if r.startswith("--distill."))
-    base_dc = DistillConfig(**cfg["distill"])
-    dc = replace(base_dc, docs_per_query=a.first + a.dense,
-                 **{k: type(getattr(base_dc, k))(v) for k, v in overrides.items()})
+    overrides = parse_overrides(rest)  # the retrain's --section.key=value, coerced as it coerces them
+    if set(overrides) - {"distill"}:
+        raise SystemExit(f"only --distill.* settings apply here, not {sorted(set(overrides) - {'distill'})}")
+    dc = build(DistillConfig, {**cfg["distill"], **overrides.get("distill", {}), "docs_per_query": a.first + a.dense},
+               "distill")
     corpus = load_corpus(cfg["label"]["corpus"])
-    labels = labels_path(LABEL_SECTIONS["label"](**cfg["label"]))
+    labels = labels_path(build(LABEL_SECTIONS["label"], cfg["label"], "label"))
     lists = {cl.qid: cl for p in [labels / "candidates.jsonl.gz", *a.run.glob("unlabelled_candidates_*.jsonl.gz")]
              for cl in read_jsonl(p, CandidateList)}
     scored = list(read_jsonl(a.run / "teacher_scores.jsonl.gz", TeacherScores))  # never a held-out query

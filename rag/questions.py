@@ -30,6 +30,12 @@ class QuestionsError(UserError, ValueError):
     pass
 
 
+def question_key(text: str) -> str:
+    """What two texts of one question share (case and spacing ignored): how a query log, LLM-written
+    questions and the labelled set tell a question already taken from a new one."""
+    return " ".join(text.lower().split())
+
+
 def question_id(text: str) -> str:
     """A question's id when its file gives none: a hash of its words."""
     return "q-" + hashlib.sha256(" ".join(text.split()).encode("utf-8")).hexdigest()[:12]

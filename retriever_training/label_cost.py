@@ -26,8 +26,8 @@ TOKENS_PER_WORD = 1.35     # Qwen's tokenizer on English prose
 PASSAGE_OVERHEAD = 16      # the prompt template around each passage
 QUERY_TOKENS = 16          # a typical question plus the re-fed last prompt token
 PROBE_PASSAGES = 3         # the timing probe: a few seconds of the embedded model
-WRITE_MORE = 3             # LLM-written questions: at most this many times the planned passages are written
-                           # from to replace the questions the filter drops (synthesize)
+WRITE_MORE = 3             # LLM-written questions: at most this many times the planned calls, to replace
+                           # the questions the filter drops (synthesize)
 # A generated token costs what ~3.5 prompt tokens do on a CPU (decoding is memory-bound: the 1.5B
 # model decoded ~19 tokens/s where it read ~71 prompt tokens/s on 2 cores).
 DECODE_SLOWDOWN = 3.5

@@ -138,28 +138,26 @@ def _queries_used(used: dict) -> str:
             f"{used['unlabelled_synthetic']} synthetic, both scored by the ranker only")
 
 
-def serve_without_student(run_dir: Path, card: ModelCard) -> str:
+def serve_without_student(run_dir: Path, card: ModelCard, refused: str) -> str:
     """A refused student still leaves a verdict on the pipelines that need no student (dense base,
     BM25, hybrid, each with the run's ranker): unless a distilled model published earlier serves the
     corpus, the best of them becomes what the chat, `ask` and `eval` use, instead of the dense base
     by default, and the run's ranker (measured there, never refused) is published with it. What it
-    did, in a sentence ("" if nothing)."""
+    did, in a sentence ("" if nothing); `refused`, the verdict's sentence, is kept for the chat to show."""
     from rag.embedder import published_path, set_published
     from rag.records import write_json
-    from retriever_training.verdict import _n, sentence, without_student
+    from retriever_training.verdict import serving_line, without_student
 
     if published_path("distilled", card.corpus) is not None:
         return "The distilled retriever published earlier for this corpus stays in use."
     kept = without_student(card.verdict)
     if not kept["pipelines"]:
         return ""
-    best = kept["best_published"]
     if (run_dir / "ranker").exists():
         set_published("ranker", run_dir / "ranker", card.corpus)
-    write_json(run_dir / "pipelines.json", {**kept, "refused": sentence(card.verdict, "not published", card.heldout)})
+    write_json(run_dir / "pipelines.json", {**kept, "refused": refused})
     set_published("pipelines", run_dir / "pipelines.json", card.corpus)
-    return (f"This corpus is now served by {best} (nDCG@10 {_n(kept['pipelines'][0]['ndcg@10'])} on the held-out "
-            "questions), the best pipeline that needs no distilled retriever.")
+    return serving_line(kept)
 
 
 def publish(run_dir: Path, card: ModelCard, force: bool = False, make_default: bool = True) -> Path:
@@ -172,10 +170,10 @@ def publish(run_dir: Path, card: ModelCard, force: bool = False, make_default: b
 
     why = gate(card)
     if why and not force:
-        served = serve_without_student(run_dir, card) if make_default else ""
+        refused = sentence(card.verdict, "not published", card.heldout)
+        served = serve_without_student(run_dir, card, refused) if make_default else ""
         raise NotBetterThanBase(f"the distilled retriever is {why}. Inspect {run_dir}/verdict.json, or pass "
-                                "--force to publish it anyway.", sentence(card.verdict, "not published", card.heldout),
-                                served)
+                                "--force to publish it anyway.", refused, served)
     card = replace(card, verdict_sentence=sentence(card.verdict, "published with --force" if why else "published",
                                                    card.heldout))
     out = run_dir / "model"

@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import random
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from rag.config import ConfigError, require
 from rag.errors import UserError
+from rag.questions import question_key
 from rag.records import Query
 
 
@@ -58,14 +58,10 @@ class QueriesConfig:
             raise ConfigError("split: queries.source=split needs --queries.split=<name>")
 
 
-def _norm(text: str) -> str:
-    return re.sub(r"\s+", " ", text.strip().lower())
-
-
 def dedupe(queries: list[Query]) -> list[Query]:
     seen, out = set(), []
     for q in queries:
-        key = _norm(q.query)
+        key = question_key(q.query)
         if key and key not in seen:
             seen.add(key)
             out.append(q)
@@ -98,8 +94,8 @@ def log_pool(path: str, corpus_name: str) -> tuple[list[Query], int]:
         judging = [q for q in load_queries(corpus_name) if q.split in JUDGING_SPLITS]
     except UserError:  # a corpus without questions of its own
         return logged, 0
-    ids, texts = {q.qid for q in judging}, {_norm(q.query) for q in judging}
-    kept = [q for q in logged if q.qid not in ids and _norm(q.query) not in texts]
+    ids, texts = {q.qid for q in judging}, {question_key(q.query) for q in judging}
+    kept = [q for q in logged if q.qid not in ids and question_key(q.query) not in texts]
     return kept, len(logged) - len(kept)
 
 
@@ -123,7 +119,7 @@ def select_queries(cfg: QueriesConfig, corpus_name: str) -> list[Query]:
         from retriever_training.synthesize import synthesize_queries
 
         note_own_questions(corpus_name)
-        pool = dedupe(synthesize_queries(corpus_name, cfg, want=cfg.n))
+        pool = synthesize_queries(corpus_name, cfg, want=cfg.n)  # distinct already
     elif cfg.source == "split":
         pool = query_pool(cfg, corpus_name)
     else:
@@ -145,8 +141,8 @@ def unlabelled_pool(cfg: QueriesConfig, corpus_name: str, exclude: set[str], n: 
     labels dir written with other ids for the same questions), and none of them comes back here."""
     if n <= 0:
         return []
-    texts = {_norm(t) for t in exclude_texts}
-    rest = [q for q in query_pool(cfg, corpus_name) if q.qid not in exclude and _norm(q.query) not in texts]
+    texts = {question_key(t) for t in exclude_texts}
+    rest = [q for q in query_pool(cfg, corpus_name) if q.qid not in exclude and question_key(q.query) not in texts]
     return random.Random(cfg.seed + 1).sample(rest, min(n, len(rest)))
 
 
@@ -167,9 +163,8 @@ def synthetic_queries(cfg: QueriesConfig, corpus_name: str, out_dir: Path, progr
     from retriever_training.synthesize import prompt_of, synthesize_queries
 
     n_passages = -(-cfg.synthetic // cfg.synth_per_passage)
-    made = dedupe(synthesize_queries(corpus_name, cfg, progress=progress, n_passages=n_passages,
-                                     seed=cfg.seed + 2, per_passage=cfg.synth_per_passage,
-                                     want=cfg.synthetic))[:cfg.synthetic]
+    made = synthesize_queries(corpus_name, cfg, progress=progress, n_passages=n_passages, seed=cfg.seed + 2,
+                              per_passage=cfg.synth_per_passage, want=cfg.synthetic)  # distinct, at most `want`
     write_jsonl(path, made)
     prompt_id, version = prompt_of(cfg.synth_per_passage)
     write_json(meta_path, {"settings": settings, "passages": n_passages, "queries": len(made),

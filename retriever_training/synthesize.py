@@ -24,6 +24,7 @@ import re
 from rag.corpus import Corpus, load_corpus
 from rag.llm_cache import LLMCache, cache_key
 from rag.prompts import SYNTH_QUESTION, SYNTH_QUESTIONS
+from rag.questions import question_key
 from rag.records import Query
 from retriever_training.label_cost import WRITE_MORE
 
@@ -77,7 +78,7 @@ def clean_questions(text: str, passage: str, k: int) -> tuple[list[str], int]:
         q = clean_question(line, passage)
         if q is None:
             bad += 1
-        elif q.lower() not in {o.lower() for o in out}:
+        elif question_key(q) not in {question_key(o) for o in out}:
             out.append(q)
     if len(out) > k:
         bad, out = bad + len(out) - k, out[:k]
@@ -145,7 +146,7 @@ def synthesize_queries(corpus_name: str, cfg, client=None, llm_cfg=None, corpus:
     cache = LLMCache()
     out: list[Query] = []
     dropped = {"malformed": 0, "repeated": 0, "not_found": 0}
-    seen: set[str] = set()  # two passages can yield the same question: it is one query, counted once
+    seen: set[str] = set()  # question_keys: two passages can yield one question, kept and counted once
     work = [(p, per_passage) for p in passages]
     if want and per_passage < MAX_PER_PASSAGE:  # a corpus with too few passages: more questions from each
         work += [(p, MAX_PER_PASSAGE) for p in passages]
@@ -168,14 +169,14 @@ def synthesize_queries(corpus_name: str, cfg, client=None, llm_cfg=None, corpus:
             questions, bad = clean_questions(text, p.text, k)
         dropped["malformed"] += bad
         for q in questions:
-            if q.lower() in seen:
+            if question_key(q) in seen:
                 dropped["repeated"] += 1
                 continue
             if p.docid not in {n.node.node_id for n in retriever.retrieve(q)}:
                 dropped["not_found"] += 1
                 continue
             qid = "syn-" + hashlib.sha1(f"{p.docid}|{q}".encode()).hexdigest()[:12]
-            seen.add(q.lower())
+            seen.add(question_key(q))
             out.append(Query(qid=qid, query=q, split="synthetic"))
     out = out[:want] if want else out  # a call's several questions can overshoot it
     why = (f"{dropped['malformed']} unusable (empty, too long, a copied sentence or example), "

@@ -235,6 +235,12 @@ def without_student(report: dict) -> dict:
     return {**report, "pipelines": rows, "best": best, "best_published": published_name(best) if best else None}
 
 
+def serving_line(kept: dict) -> str:
+    """The sentence a refusal ends with: what serves the corpus now (`kept`: without_student's)."""
+    return (f"This corpus is now served by {kept['best_published']} (nDCG@10 {_n(kept['pipelines'][0]['ndcg@10'])} "
+            "on the held-out questions), the best pipeline that needs no distilled retriever.")
+
+
 def _mean(v: dict[str, float]) -> float:
     return sum(v.values()) / len(v) if v else float("nan")
 
