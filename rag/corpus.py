@@ -1,7 +1,7 @@
 """Corpora: the shipped ones under `corpora/<name>/`, a BEIR-style JSONL, or a folder of documents.
 
 In:  corpora/<name>/{corpus.jsonl.gz, queries.jsonl.gz, qrels.tsv}; a `.jsonl[.gz]` of
-     {"_id"|"docid", "title", "text"}; a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv);
+     {"_id"|"id", "title", "text"|"contents"}; a BEIR folder (corpus.jsonl, queries.jsonl, qrels/<split>.tsv);
      or a folder of .txt/.md/.html/.pdf files (chunked).
 Out: `Corpus` (Passage records + content hash), Query records, qrels {qid: {docid: rel}}.
 
@@ -115,19 +115,34 @@ def load_corpus(spec: str | Path, chunk_size: int = 200, chunk_overlap: int = 30
         return replace(load_folder(path, chunk_size=chunk_size, chunk_overlap=chunk_overlap), key=corpus_key(path))
     raise CorpusError(
         f"Corpus {spec!r} not found. Give a shipped corpus name ({', '.join(shipped_corpora())}), "
-        "a .jsonl/.jsonl.gz file with _id/title/text fields, or a folder of .txt/.md/.html/.pdf files."
+        "a .jsonl/.jsonl.gz file with _id (or id)/title/text fields, or a folder of .txt/.md/.html/.pdf files."
     )
 
 
+# Field names of the common exports: BEIR (_id/title/text), Pyserini (id/contents), and plain
+# id/text dumps. The first present wins, in this order.
+ID_FIELDS = ("_id", "docid", "doc_id", "id")
+TEXT_FIELDS = ("text", "contents", "content", "body")
+
+
+def _first(d: dict, names: tuple[str, ...]):
+    return next((d[k] for k in names if d.get(k) is not None), None)
+
+
 def _load_jsonl_corpus(path: Path) -> Corpus:
-    passages = []
+    passages, seen = [], {}
     for i, d in enumerate(read_jsonl(path)):
-        docid = d.get("docid", d.get("_id"))
-        text = d.get("text")
+        docid, text = _first(d, ID_FIELDS), _first(d, TEXT_FIELDS)
         if docid is None or not isinstance(text, str):
-            raise CorpusError(f"{path}: record {i + 1} lacks an '_id' (or 'docid') and a 'text' field.")
+            raise CorpusError(f"{path}: record {i + 1} lacks an id ({'/'.join(ID_FIELDS)}) or a text "
+                              f"({'/'.join(TEXT_FIELDS)}) field; it has {', '.join(sorted(d)) or 'none'}.")
+        docid = str(docid)
+        if docid in seen:  # answers, qrels and indexes key on it: a repeat would silently shadow one
+            raise CorpusError(f"{path}: records {seen[docid]} and {i + 1} share the id {docid!r}; "
+                              "give every passage its own id.")
+        seen[docid] = i + 1
         if text.strip():
-            passages.append(Passage(docid=str(docid), text=text, title=d.get("title", "") or ""))
+            passages.append(Passage(docid=docid, text=text, title=d.get("title", "") or ""))
     if not passages:
         raise CorpusError(f"{path} holds no passage with non-empty text.")
     return Corpus(name=path.name.split(".")[0], passages=passages, chunking={"unit": "record"})

@@ -44,8 +44,20 @@ def test_beir_jsonl(tmp_path):
     assert [x.docid for x in c.passages] == ["a"] and c.passages[0].title == "T"
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"title": "no id"}) + "\n")
-    with pytest.raises(CorpusError, match="_id"):
+    with pytest.raises(CorpusError, match="_id.*it has title"):
         load_corpus(bad)
+
+
+def test_jsonl_field_names_of_other_exports_and_repeated_ids(tmp_path):
+    p = tmp_path / "pyserini.jsonl"
+    p.write_text(json.dumps({"id": 7, "contents": "Basel lies on the Rhine."}) + "\n"
+                 + json.dumps({"id": "8", "text": "Warsaw is in Poland.", "contents": "ignored"}) + "\n")
+    c = load_corpus(p)
+    assert [(x.docid, x.text) for x in c.passages] == [("7", "Basel lies on the Rhine."), ("8", "Warsaw is in Poland.")]
+    dup = tmp_path / "dup.jsonl"
+    dup.write_text("".join(json.dumps({"_id": i, "text": "t"}) + "\n" for i in ("a", "b", "a")))
+    with pytest.raises(CorpusError, match="records 1 and 3 share the id 'a'"):
+        load_corpus(dup)
 
 
 def test_folder_skips_bad_files_and_keeps_the_rest(tmp_path):
