@@ -12,7 +12,8 @@ Out: runs/<run.name>/ — config.json (resolved), label_report.json, ranker/, ra
      vs base), verdict.json (held-out labelled queries: base vs distilled and every pipeline ranked,
      verdict.py), metrics.json (with `pipelines` and `best`), model/ (published when the verdict
      says it beats the base, publish.gate; --force publishes anyway)
---dry-run prints what labelling is left to pay and its estimated time, and stops. A labelling
+--dry-run prints what labelling is left to pay and its estimated time, then the training stages'
+estimated time (train_cost.py), and stops. A labelling
 stopped by --budget-minutes / --max-queries trains on the queries ranked so far and says how many.
 A stage whose recorded fingerprint (its config plus its inputs' hashes) is unchanged and whose
 outputs exist is skipped, so an interrupted retrain resumes at the stage it was in.
@@ -32,6 +33,9 @@ from retriever_training.distill import DistillConfig
 from retriever_training.recipe import SECTIONS, RunConfig, check_config, fingerprint, resolve  # noqa: F401
 from retriever_training.score_teacher import TeacherConfig
 from retriever_training.splits import split_queries  # noqa: F401  (imported from here by callers)
+from retriever_training.label_cost import machine_id
+from retriever_training.train_cost import (TrainingSize, estimate_training, machine_speed, mean_passage_tokens,
+                                           planned_size, training_line, training_work)
 from retriever_training.train_ranker import check_ranker
 
 
@@ -72,6 +76,12 @@ def unlabelled_queries(cfgs: dict, exclude: set[str], labels_dir: Path, progress
     taken = exclude | {q.qid for q in pool}
     qc = replace(qc, synthetic=max(qc.synthetic, qc.top_up_to - len(taken)))
     return pool, [q for q in synthetic_queries(qc, corpus_name, labels_dir, progress) if q.qid not in taken]
+
+
+def training_estimate(cfgs: dict, size: TrainingSize) -> dict:
+    speed, source = machine_speed(runs_dir(), machine_id())
+    est = estimate_training(training_work(cfgs, size), speed)
+    return {"seconds": est, "line": training_line(est, size, source)}
 
 
 def unlabelled_lists(cfgs: dict, corpus, extra: list[Query], run_dir: Path, progress: bool = True):
@@ -149,9 +159,12 @@ def retrain(cfgs: dict, progress: bool = True, dry_run: bool = False) -> dict:
         from retriever_training.label import labelling_line, plan_labelling
 
         ledger = plan_labelling(cfgs, corpus, progress, top_up=True)
+        training = training_estimate(cfgs, planned_size(cfgs, plan, corpus, mean_passage_tokens(corpus)))
         if progress:
             print(labelling_line(ledger, cfgs), flush=True)
-        return {"dry_run": ledger.extra.get("estimate", {}), "writing": ledger.extra.get("writing", {})}
+            print(training["line"], flush=True)
+        return {"dry_run": ledger.extra.get("estimate", {}), "writing": ledger.extra.get("writing", {}),
+                "training": training}
 
     # 1-3: queries, candidates, LLM rankings (resumable on their own; the committed set is reused)
     t = time.perf_counter()
@@ -327,6 +340,11 @@ def retrain(cfgs: dict, progress: bool = True, dry_run: bool = False) -> dict:
     why = gate(card)
     outcome = "not published" if why and not run.force else "published with --force" if why else "published"
     metrics["verdict_sentence"] = sentence(verdict, outcome, card.heldout)
+    # what the stages cost here, next to their timings: the next dry run on this machine prices by it
+    metrics["machine"] = machine_id()
+    metrics["training_work"] = training_work(cfgs, TrainingSize(
+        len(corpus), mean_passage_tokens(corpus), used["labelled_for_training"],
+        len(scores), used["heldout"], len(test_queries)))
     out = publish(run_dir, card, force=run.force, make_default=run.set_default)  # a refusal: verdict.json has it all
     metrics["model"] = str(out)
     write_json(run_dir / "metrics.json", metrics)
@@ -342,8 +360,8 @@ def main(argv: list[str] | None = None) -> int:
     args, cfgs = parse_command(argv, "distilrag retrain", __doc__, [
         (("--force",), {"action": "store_true",
                         "help": "publish even if the verdict says the student is not better than the base"}),
-        (("--dry-run",), {"action": "store_true", "help": "print what labelling is left to pay and its "
-                                                          "estimated time on this machine; train nothing"}),
+        (("--dry-run",), {"action": "store_true", "help": "print what labelling is left to pay, its "
+                                                          "estimated time and the training stages' on this machine; train nothing"}),
         (("--qrels",), {"default": None, "help": "gold qrels (qid 0 docid rel): the verdict is also reported "
                                                  "against them (run.qrels)"})])
     if args.force:

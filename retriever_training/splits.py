@@ -86,8 +86,9 @@ def preflight(cfgs: dict, qrels: dict) -> dict:
             f"corpus {corpus_name!r} has no dev split with gold labels, so the student's checkpoint is chosen on "
             f"held-out labelled queries, but {n_label} labelled x ranker.heldout_fraction {frac} holds out none: "
             "raise --queries.n or --ranker.heldout_fraction (e.g. 0.1)")
-    return {"dev": "split" if gold_dev else "heldout", "labelled_planned": n_label,
-            "test": bool(split_queries(corpus_name, cfgs["run"].test_split, qrels))}
+    test = len(split_queries(corpus_name, cfgs["run"].test_split, qrels))
+    return {"dev": "split" if gold_dev else "heldout", "labelled_planned": n_label, "pool": pool,
+            "test": bool(test), "test_queries": test}
 
 
 def check_selected(cfgs: dict, cands: list[CandidateList], plan: dict) -> None:

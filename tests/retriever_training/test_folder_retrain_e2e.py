@@ -39,12 +39,18 @@ def test_a_folder_and_a_question_log_retrain_publish_and_evaluate(tmp_path, monk
     log = tmp_path / "questions.txt"
     log.write_text("".join(q.query + "\n" for q in asked[:16]))
     monkeypatch.setenv("DISTILRAG_RUNS_DIR", str(tmp_path / "runs"))
-    code = main(["retrain", "--corpus", str(docs), "--queries", str(log), "--force",
-                 "--queries.n=8", "--candidates.depth=4", "--llm_rank.max_candidates=3",
-                 "--ranker.epochs=1", "--ranker.min_steps=0", "--ranker.batch_size=4",
-                 "--ranker.heldout_fraction=0.5", "--ranker.list_size=3",
-                 "--teacher.depth=3", "--distill.epochs=1", "--distill.docs_per_query=3",
-                 "--distill.batch_size=4", "--distill.max_seq_length=128", "--run.name=folder"])
+    command = ["retrain", "--corpus", str(docs), "--queries", str(log), "--force",
+               "--queries.n=8", "--candidates.depth=4", "--llm_rank.max_candidates=3",
+               "--ranker.epochs=1", "--ranker.min_steps=0", "--ranker.batch_size=4",
+               "--ranker.heldout_fraction=0.5", "--ranker.list_size=3",
+               "--teacher.depth=3", "--distill.epochs=1", "--distill.docs_per_query=3",
+               "--distill.batch_size=4", "--distill.max_seq_length=128", "--run.name=folder"]
+    # The dry run prices labelling and then the training stages, and trains nothing.
+    assert main([*command, "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "to label: 8 queries" in out and "then training: ~" in out and "4 labelled + 8 ranker-scored" in out
+    assert not (tmp_path / "runs" / "folder" / "metrics.json").exists()
+    code = main(command)
     out, err = capsys.readouterr()
     assert code == 0, out + err
     # 8 labelled (some held out), the other 8 of the log scored by the ranker only; no gold anywhere.
@@ -58,6 +64,10 @@ def test_a_folder_and_a_question_log_retrain_publish_and_evaluate(tmp_path, monk
     assert verdict["queries"] >= 1 and verdict["gold"] == {}
     assert {"ndcg@10", "top1"} <= verdict["llm"].keys()
     assert verdict["pipelines"] and verdict["best"]
+    # the work each stage did, beside its time: the next dry run here prices by this machine's speed
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["machine"] and set(m["training_work"]) == {"ranker", "teacher", "distill", "verdict"}
+    assert all(v > 0 for v in m["training_work"].values())
     card = json.loads((Path(json.loads((run / "metrics.json").read_text())["model"]) / "distilrag_card.json").read_text())
     assert card["teacher"]["mode"] == "query_likelihood" and card["teacher"]["queries"] == 8
 
