@@ -36,6 +36,22 @@ def test_judge_compares_base_and_student_and_ranks_the_pipelines():
     assert rep["pipelines"][1]["top1"] == 1.0
 
 
+def test_among_pipelines_within_a_hair_of_the_best_one_without_a_reranker_serves():
+    # "bm25+ranker" leads "bm25" by less than EQUIVALENT on 30 queries: a tie, the unreranked serves
+    run = {"base": orders("xcba"), "bm25+runs/r/ranker": orders("abcx"), "bm25": orders("abcx"),
+           "far_behind": orders("cbax")}
+    rep = V.judge(run, HELD, "base", "bm25")
+    assert rep["pipelines"][0]["spec"] == "bm25+runs/r/ranker"  # listed by nDCG@10 as before (stable order)
+    assert rep["best"] == "bm25" and V.best_row(rep)["spec"] == "bm25"
+    assert "served: bm25 1.00, within .01 of the best without a reranker's latency" in V.pipelines_line(rep)
+    # an unreranked pipeline clearly behind is no tie
+    rows = [dict(r) for r in rep["pipelines"]]
+    rows[1]["ndcg@10"] = rows[0]["ndcg@10"] - 2 * V.EQUIVALENT
+    assert V.serving_pick(rows) == "bm25+runs/r/ranker"
+    # among unreranked ties the order decides: the best of them
+    assert V.serving_pick([{"spec": "a", "ndcg@10": 0.8}, {"spec": "b", "ndcg@10": 0.795}]) == "a"
+
+
 def test_with_gold_the_verdict_reports_gold_too_and_ranks_by_it():
     gold = {r.qid: {f"x{r.qid[1:]}": 1} for r in HELD[:10]}  # gold disagrees with the LLM
     run = {"base": orders("xcba"), "s": orders("abcx")}
