@@ -11,7 +11,9 @@ Out: printed tables (docs/qa-squad_dev.md quotes them):
        repair_citations, and how many answers it re-pointed;
      - withholding: for thresholds around WITHHOLD_BELOW, how many answers holding the gold answer
        would be withheld (lost), how many wrong ones, and how many answers to absent-answer
-       questions (each one unsupported: the right outcome there is to abstain).
+       questions (each one unsupported: the right outcome there is to abstain);
+     - the absent-answer questions as the chain shows them: abstained, withheld, answered with an
+       unsupported warning, or shown as fact.
 """
 from __future__ import annotations
 
@@ -49,9 +51,12 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--qa", type=Path, default=Path("runs/eval/qa500"))
     ap.add_argument("--absent", type=Path, default=Path("runs/eval/not_in_corpus"))
+    ap.add_argument("--absent-questions", type=Path, default=Path("eval/data/not_in_corpus.jsonl"),
+                    help="the questions of --absent to count (a run may hold answers to ones since replaced)")
     a = ap.parse_args(argv)
 
-    gold, absent = answered(a.qa), answered(a.absent)
+    asked = {json.loads(line)["qid"] for line in a.absent_questions.read_text(encoding="utf-8").splitlines() if line.strip()}
+    gold, absent = answered(a.qa), [r for r in answered(a.absent) if r["qid"] in asked]
     rows = []  # (coverage, holds gold, cited precision as written, after repair, re-pointed)
     for r in gold:
         text, ctx = r.get("model_answer") or r["answer"], r.get("contexts") or []
@@ -81,6 +86,28 @@ def main(argv=None) -> None:
         mark = " (default)" if t == WITHHOLD_BELOW else ""
         print(f"| {t:.2f}{mark} | {n(right)} of {len(right)} | {n(wrong)} of {len(wrong)} | "
               f"{n(abs_cov)} of {len(abs_cov)} | {(len(spoke) - n(abs_cov)) / max(1, len(absent)):.3f} |")
+    shown = [shown_as(r) for r in absent]
+    count = {k: shown.count(k) for k in ("abstained", "withheld", "warned", "fact")}
+    print(f"\nabsent-answer questions as the chain shows them ({len(absent)}): {count['abstained']} abstained, "
+          f"{count['withheld']} withheld, {count['warned']} with an unsupported warning, {count['fact']} as fact: "
+          f"shown as fact {count['fact'] / max(1, len(absent)):.3f} (before the checks {len(spoke) / max(1, len(absent)):.3f})")
+
+
+def shown_as(r: dict) -> str:
+    """How the chain presents a recorded answer: abstained, withheld, warned (cited passages lack
+    its words) or fact."""
+    from rag.citations import parse_citations
+    from rag.grounding import lexical_support, shown_answer
+    from rag.prompts import is_no_answer
+
+    text, ctx = r.get("model_answer") or r["answer"], r.get("contexts") or []
+    if is_no_answer(text):
+        return "abstained"
+    shown = shown_answer(text, ctx, r["question"])
+    if is_no_answer(shown):
+        return "withheld"
+    cited = [ctx[n - 1] for n in parse_citations(shown, len(ctx))]
+    return "warned" if lexical_support(shown, cited, r["question"]).supported is False else "fact"
 
 
 if __name__ == "__main__":
