@@ -33,9 +33,6 @@ from retriever_training.distill import DistillConfig
 from retriever_training.recipe import SECTIONS, RunConfig, check_config, fingerprint, resolve  # noqa: F401
 from retriever_training.score_teacher import TeacherConfig
 from retriever_training.splits import split_queries  # noqa: F401  (imported from here by callers)
-from retriever_training.label_cost import machine_id
-from retriever_training.train_cost import (TrainingSize, estimate_training, machine_speed, mean_passage_tokens,
-                                           planned_size, training_line, training_work)
 from retriever_training.train_ranker import check_ranker
 
 
@@ -76,12 +73,6 @@ def unlabelled_queries(cfgs: dict, exclude: set[str], labels_dir: Path, progress
     taken = exclude | {q.qid for q in pool}
     qc = replace(qc, synthetic=max(qc.synthetic, qc.top_up_to - len(taken)))
     return pool, [q for q in synthetic_queries(qc, corpus_name, labels_dir, progress) if q.qid not in taken]
-
-
-def training_estimate(cfgs: dict, size: TrainingSize) -> dict:
-    speed, source = machine_speed(runs_dir(), machine_id())
-    est = estimate_training(training_work(cfgs, size), speed)
-    return {"seconds": est, "line": training_line(est, size, source)}
 
 
 def unlabelled_lists(cfgs: dict, corpus, extra: list[Query], run_dir: Path, progress: bool = True):
@@ -157,9 +148,10 @@ def retrain(cfgs: dict, progress: bool = True, dry_run: bool = False) -> dict:
 
     if dry_run:  # before any query is written: the LLM writing them is a cost the dry run prices
         from retriever_training.label import labelling_line, plan_labelling
+        from retriever_training.train_cost import training_estimate
 
         ledger = plan_labelling(cfgs, corpus, progress, top_up=True)
-        training = training_estimate(cfgs, planned_size(cfgs, plan, corpus, mean_passage_tokens(corpus)))
+        training = training_estimate(cfgs, plan, corpus, runs_dir())
         if progress:
             print(labelling_line(ledger, cfgs), flush=True)
             print(training["line"], flush=True)
@@ -340,11 +332,10 @@ def retrain(cfgs: dict, progress: bool = True, dry_run: bool = False) -> dict:
     why = gate(card)
     outcome = "not published" if why and not run.force else "published with --force" if why else "published"
     metrics["verdict_sentence"] = sentence(verdict, outcome, card.heldout)
+    from retriever_training.train_cost import recorded_work
+
     # what the stages cost here, next to their timings: the next dry run on this machine prices by it
-    metrics["machine"] = machine_id()
-    metrics["training_work"] = training_work(cfgs, TrainingSize(
-        len(corpus), mean_passage_tokens(corpus), used["labelled_for_training"],
-        len(scores), used["heldout"], len(test_queries)))
+    metrics.update(recorded_work(cfgs, corpus, used, len(scores), len(test_queries)))
     out = publish(run_dir, card, force=run.force, make_default=run.set_default)  # a refusal: verdict.json has it all
     metrics["model"] = str(out)
     write_json(run_dir / "metrics.json", metrics)

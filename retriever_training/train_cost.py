@@ -4,8 +4,9 @@
 
 In:  the resolved config, the planned query counts (splits.preflight), the corpus; the timings and
      work of earlier retrains on this machine (runs/*/metrics.json: timings_s, training_work)
-Out: `training_work` (the MiniLM tokens each stage pushes through a model, recorded by every
-     retrain), `estimate_training` ({stage: seconds}), `training_line`
+Out: `training_estimate` (the dry run's {stage: seconds} and its line), `recorded_work` (the
+     MiniLM tokens each stage pushed through a model and this machine's id, kept in every
+     retrain's metrics.json beside its timings)
 
 A stage's time is its tokens times a cost per token, fitted on finished retrains on 2 quiet CPU
 cores (bf16; benchmarks/train_cost.py sets each estimate beside the real time, docs/guide.md quotes
@@ -105,3 +106,21 @@ def training_line(est: dict[str, float], size: TrainingSize, source: str) -> str
     return (f"then training: ~{fmt_duration(sum(est.values()))} on this machine ({stages}; "
             f"{size.train_queries} labelled + {size.student_queries - size.train_queries} ranker-scored queries, "
             f"{size.passages} passages of ~{size.passage_tokens:.0f} tokens; from the {source})")
+
+
+def training_estimate(cfgs: dict, plan: dict, corpus, runs: Path) -> dict:
+    from retriever_training.label_cost import machine_id
+
+    size = planned_size(cfgs, plan, corpus, mean_passage_tokens(corpus))
+    speed, source = machine_speed(runs, machine_id())
+    est = estimate_training(training_work(cfgs, size), speed)
+    return {"seconds": est, "line": training_line(est, size, source)}
+
+
+def recorded_work(cfgs: dict, corpus, used: dict, student_queries: int, test_queries: int) -> dict:
+    """What a finished retrain keeps beside its timings_s (its queries_used counts)."""
+    from retriever_training.label_cost import machine_id
+
+    size = TrainingSize(len(corpus), mean_passage_tokens(corpus), used["labelled_for_training"],
+                        student_queries, used["heldout"], test_queries)
+    return {"machine": machine_id(), "training_work": training_work(cfgs, size)}
