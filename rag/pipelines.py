@@ -145,8 +145,9 @@ def pipeline_scores(corpus) -> tuple[dict[str, float], dict]:
 
 
 def best_spec(corpus, fallback: str = "base") -> str:
-    """The pipeline the corpus's published verdict measured best ("hybrid:distilled+ranker", ...),
-    else `fallback`: what the chat, `ask` and `eval` use when no retriever is named."""
+    """The pipeline the corpus's published verdict chose to serve ("hybrid:distilled+ranker", ...:
+    its best, ties going to one without a reranker), else `fallback`: what the chat, `ask` and
+    `eval` use when no retriever is named."""
     best = published_verdict(corpus).get("best_published") or ""
     return published_name(best) if isinstance(best, str) and best else fallback
 
