@@ -3,7 +3,8 @@
 KeywordEncoder: a sentence-transformers-like encoder that one-hot encodes keywords, so
 retrieval results and metrics are known exactly. ScriptedLLM: a LlamaIndex LLM that replays
 scripted answers and counts calls. FakeChatClient: an `openai`-shaped client for the ranking
-stage that returns scripted completions and counts requests.
+stage that returns scripted completions and counts requests. minimal_pdf: a tiny real PDF with a
+text layer, for the document loaders.
 """
 from __future__ import annotations
 
@@ -112,3 +113,20 @@ class FakeChatClient:
             completions = _Completions()
 
         self.chat = _Chat()
+
+
+def minimal_pdf(lines: list[str]) -> bytes:
+    """A real one-page PDF whose text layer holds `lines` (Helvetica), with a correct xref table."""
+    body = "BT /F1 12 Tf 72 720 Td 14 TL " + " ".join(f"({line}) Tj T*" for line in lines) + " ET"
+    objs = ["<< /Type /Catalog /Pages 2 0 R >>", "<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            "<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+            "/Resources << /Font << /F1 5 0 R >> >> >>",
+            f"<< /Length {len(body)} >>\nstream\n{body}\nendstream",
+            "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
+    out, offsets = "%PDF-1.4\n", []
+    for i, o in enumerate(objs, 1):
+        offsets.append(len(out))
+        out += f"{i} 0 obj\n{o}\nendobj\n"
+    xref = len(out)
+    out += f"xref\n0 {len(objs) + 1}\n0000000000 65535 f \n" + "".join(f"{o:010d} 00000 n \n" for o in offsets)
+    return (out + f"trailer\n<< /Size {len(objs) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n").encode("latin-1")

@@ -8,6 +8,7 @@ import pytest
 
 from app import uploads
 from tests.app.helpers import ask, new_app, texts
+from tests.fakes import minimal_pdf
 
 
 @pytest.mark.parametrize("given, stored", [
@@ -35,16 +36,17 @@ def test_store_uploads_rejects_bad_files_by_name_and_keeps_the_rest(tmp_path, mo
         ("big.txt", b"a" * 1001),
         ("empty.md", b""),
         ("good.md", b"# Good\n\nA fine document."),
+        ("real.pdf", minimal_pdf(["A real PDF is kept."])),
     ], root=root)
-    assert sorted(report.stored) == ["escape.txt", "good.md"]
+    assert sorted(report.stored) == ["escape.txt", "good.md", "real.pdf"]
     reasons = dict(report.rejected)
     assert set(reasons) == {"binary.txt", "latin1.txt", "tool.exe", "fake.pdf", "big.txt", "empty.md"}
     assert "binary" in reasons["binary.txt"] and "UTF-8" in reasons["latin1.txt"]
     assert "unsupported type .exe" in reasons["tool.exe"] and "PDF" in reasons["fake.pdf"]
     assert "too large" in reasons["big.txt"] and "empty" in reasons["empty.md"]
     # Nothing outside the uploads folder, nothing left staged.
-    assert sorted(p.name for p in root.iterdir()) == ["escape.txt", "good.md"]
-    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["escape.txt", "good.md"]
+    assert sorted(p.name for p in root.iterdir()) == ["escape.txt", "good.md", "real.pdf"]
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["escape.txt", "good.md", "real.pdf"]
 
 
 def test_same_name_other_content_is_not_overwritten(tmp_path):

@@ -6,6 +6,7 @@ import pytest
 
 from rag.corpus import CorpusError, check_document, load_corpus, load_qrels, load_queries
 from rag.settings import CORPORA_DIR
+from tests.fakes import minimal_pdf
 
 
 def test_shipped_corpus_counts_and_split_integrity():
@@ -70,10 +71,13 @@ def test_folder_skips_bad_files_and_keeps_the_rest(tmp_path):
     (d / "binary.txt").write_bytes(b"\x00\x01\x02binary")
     (d / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     (d / "fake.pdf").write_text("not a pdf")
+    (d / "report.pdf").write_bytes(minimal_pdf(["The Danube flows through Vienna.", "It ends in the Black Sea."]))
     (d / "image.png").write_bytes(b"\x89PNG")
     c = load_corpus(d)
     sources = {p.source for p in c.passages}
-    assert sources == {"good.txt", "sub/notes.md", "page.html"}
+    assert sources == {"good.txt", "sub/notes.md", "page.html", "report.pdf"}
+    pdf_text = " ".join(p.text for p in c.passages if p.source == "report.pdf")
+    assert "Danube flows through Vienna" in pdf_text and "Black Sea" in pdf_text  # the PDF's text layer
     skipped = dict(c.skipped)
     assert set(skipped) == {"empty.txt", "binary.txt", "latin1.txt", "fake.pdf", "image.png"}
     assert "empty" in skipped["empty.txt"] and "binary" in skipped["binary.txt"]
