@@ -221,6 +221,8 @@ def main(argv: list[str] | None = None) -> None:
     apply_offline_env()
     corpus = load_corpus(cfgs["label"].corpus)
     cfgs = resolve(cfgs, corpus)
+    if note := ranker_llm_note(cfgs):
+        print(note, flush=True)
     ledger = run_labelling(cfgs, dry_run=args.dry_run, corpus=corpus)
     where = labels_path(cfgs["label"])  # its rankings.ledger.json holds the whole ledger
     print(f"labels: {where}" + ("" if args.dry_run else f" (ledger: {where / 'rankings.ledger.json'})"))
@@ -242,6 +244,19 @@ def labelling_line(ledger, cfgs: dict) -> str:
         return (f"labelling stopped ({why}): {done} queries ranked {took}; the same command continues "
                 "where it stopped")
     return f"labelling finished: {done} queries ranked {took}"
+
+
+def ranker_llm_note(cfgs: dict) -> str | None:
+    """A configured endpoint answers and writes questions, but the default labelling reads
+    log-probs from the embedded model: say so before anything is paid, and how to rank with it."""
+    from rag.llm import LLMConfig
+
+    rc = cfgs["llm_rank"]
+    if LLMConfig.from_env().is_local or rc.mode != "query_likelihood" or rc.ql_backend == "http":
+        return None
+    return ("note: the configured LLM endpoint writes questions and answers, but labelling ranks by the embedded "
+            "model's query likelihood (the default, which needs prompt log-probs); to have the endpoint rank, "
+            "add --llm_rank.mode=listwise (RankGPT) or --llm_rank.mode=pointwise, and price it with --dry-run")
 
 
 def cfg_minutes(cfgs: dict) -> str:

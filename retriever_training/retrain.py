@@ -133,7 +133,11 @@ def retrain(cfgs: dict, progress: bool = True, dry_run: bool = False) -> dict:
         if run.test_split and not plan["test"]:
             print(f"note: corpus {corpus_name!r} has no gold {run.test_split!r} split: no held-out gold report",
                   flush=True)
+        from retriever_training.label import ranker_llm_note
         from retriever_training.verdict import MIN_VERDICT_QUERIES
+
+        if note := ranker_llm_note(cfgs):
+            print(note, flush=True)
 
         held = round(plan["labelled_planned"] * cfgs["ranker"].heldout_fraction)
         if held < MIN_VERDICT_QUERIES and not plan["test"] and not run.force:

@@ -135,3 +135,19 @@ def test_an_empty_cache_passed_in_is_the_one_used(tmp_path, monkeypatch):
     monkeypatch.setattr(rank_chat, "rank_with_chat", spy)
     rank_candidates(lists(1, 4), CORPUS, cfg, tmp_path / "r.jsonl", cache=mine, progress=False)
     assert seen["cache"] is mine and len(mine) == 1
+
+
+def test_an_endpoint_with_the_default_labelling_is_told_how_to_let_it_rank(monkeypatch):
+    from retriever_training.label import ranker_llm_note
+    from retriever_training.recipe import SECTIONS
+
+    def cfgs(**rank):
+        return {**{k: cls() for k, cls in SECTIONS.items()}, "llm_rank": SECTIONS["llm_rank"](**rank)}
+
+    monkeypatch.delenv("DISTILRAG_LLM_ENDPOINT", raising=False)
+    assert ranker_llm_note(cfgs()) is None  # the embedded model does both
+    monkeypatch.setenv("DISTILRAG_LLM_ENDPOINT", "http://llm.example:8000/v1")
+    note = ranker_llm_note(cfgs())
+    assert note and "query likelihood" in note and "--llm_rank.mode=listwise" in note
+    assert ranker_llm_note(cfgs(mode="listwise")) is None  # the endpoint ranks
+    assert ranker_llm_note(cfgs(ql_backend="http", endpoints=("http://farm:8000/v1",))) is None  # a farm scores
