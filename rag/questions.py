@@ -1,7 +1,8 @@
 """Question files, read one way by the retrain (a query log), the harness (--queries) and a BEIR
 corpus folder (its queries.jsonl).
 
-    JSONL: {qid|_id|id, query|question|text, answers, split} per line (qid optional); BEIR's
+    JSONL: {qid|_id|id, query|question|text, answers|answer, split} per line (qid optional; an
+           answer a string, a list, or SQuAD's {"text": [...]}); BEIR's
            queries.jsonl ({"_id", "text", "metadata"}) and the app's feedback.jsonl are such files
     CSV / TSV (.csv, .tsv): a header row naming a query|question|text column (qid|_id|id and
            answer|answers optional; several answers separated by "|")
@@ -45,10 +46,14 @@ def _text(v) -> str:
     return v if isinstance(v, str) else ""
 
 
-def _answers(v) -> list[str]:
+def _answers(d: dict) -> list[str]:
+    """"answers" or "answer": a string, a list of strings, or SQuAD/Hugging Face's {"text": [...]}."""
+    v = d.get("answers", d.get("answer"))
+    if isinstance(v, dict):
+        v = v.get("text")
     if isinstance(v, str):
-        return [v]
-    return [str(a) for a in v] if isinstance(v, list) else []
+        return [v] if v.strip() else []
+    return [str(a) for a in v if str(a).strip()] if isinstance(v, list) else []
 
 
 def _from_records(path: Path, records) -> list[Query]:
@@ -71,7 +76,7 @@ def _from_records(path: Path, records) -> list[Query]:
                                  "give every question its own qid.")
         seen[qid] = i
         qs.append(Query(qid=qid, query=text.strip(), split=_text(d.get("split", "")),
-                        answers=_answers(d.get("answers"))))
+                        answers=_answers(d)))
     if no_text and not qs:
         raise QuestionsError(f"{path} holds no questions: none of its {no_text} records has a 'query' "
                              "(or 'question'/'text') string.")

@@ -111,6 +111,11 @@ def test_one_reader_for_logs_feedback_and_beir_queries(tmp_path, capsys):
     qs = read_questions(exported)
     assert [(q.query, q.answers) for q in qs] == [("a?", ["b"])]  # a repeat without a qid is kept once
     assert "1 repeated questions are kept once" in capsys.readouterr().err
+    gold = tmp_path / "gold.jsonl"  # the answer fields of other exports: "answer", SQuAD's {"text": [...]}
+    gold.write_text('{"question": "q1", "answer": "Paris"}\n'
+                    '{"question": "q2", "answers": {"text": ["Denver Broncos", "Broncos"], "answer_start": [0, 7]}}\n'
+                    '{"question": "q3", "answers": ["x", ""]}\n{"question": "q4", "answer": ""}\n')
+    assert [q.answers for q in read_questions(gold)] == [["Paris"], ["Denver Broncos", "Broncos"], ["x"], []]
     text = tmp_path / "plain.txt"
     text.write_text("{not json} at the start of a question?\nsecond?\n")
     assert [q.query for q in read_questions(text)] == ["{not json} at the start of a question?", "second?"]
