@@ -71,6 +71,10 @@ def load_questions(cfg):
                 raise QuestionsError(f"No question of {cfg.queries} has qrels in {cfg.qrels or 'the corpus'}: "
                                      "do the question ids match the qrels' first column?")
         qs = judged
+    if qrels is None and qs and not any(q.answers for q in qs):
+        print(f"note: none of the {len(qs)} questions has answers and there are no qrels: the report holds the "
+              "retrievers' agreement, abstention, grounding and latencies, no accuracy. For accuracy give answer "
+              "strings ('answers' or 'answer' in a JSONL or CSV) or --qrels FILE.", file=sys.stderr)
     return [q for q in qs if q.query.strip()], qrels
 
 

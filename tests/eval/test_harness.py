@@ -109,11 +109,12 @@ def test_unpublished_distilled_is_skipped_with_a_message(tiny, capsys, monkeypat
         run_eval(only, out=tiny / "ir3", progress=False)
 
 
-def test_reference_free_corpus_reports_agreement(tiny):
+def test_reference_free_corpus_reports_agreement(tiny, capsys):
     (tiny / "questions.txt").write_text("Which team won Super Bowl 50?\nWhat do chloroplasts conduct?\n")
     cfg = EvalConfig(corpus=str(tiny / "corpus.jsonl"), split="", queries=str(tiny / "questions.txt"),
                      retrievers=("bm25", "bm25+ranker"), top_k=2, depth=5, retrieval_only=True)
     run_dir = run_eval(cfg, out=tiny / "free", progress=False)  # no ranker published: skipped
+    assert "none of the 2 questions has answers and there are no qrels" in capsys.readouterr().err
     m = json.loads((run_dir / "bm25" / "metrics.json").read_text())
     assert "ir" not in m and m["n_answered"] == 2
     from eval.metrics_table import agreement
