@@ -25,6 +25,8 @@ QUERY_TOKENS = 14       # a question in MiniLM word pieces, with its special tok
 VERDICT_RERANKED = 80   # pairs the verdict's ranker pipelines score per held-out query (top 20, 4 of them)
 SAMPLE_PASSAGES = 2000  # passages tokenized to find the mean length
 MIN_STAGE_S = 5.0       # a recorded stage shorter than this was skipped (resumed), not run
+MIN_COVERAGE = 0.5      # a run is this machine's speed sample when it ran this share of its work
+SPEED_RUNS = 5          # the latest this many samples
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,8 @@ def mean_passage_tokens(corpus, seed: int = 0) -> float:
     tok = AutoTokenizer.from_pretrained(str(base_embedder_path()))
     ps = corpus.passages
     sample = random.Random(seed).sample(ps, SAMPLE_PASSAGES) if len(ps) > SAMPLE_PASSAGES else ps
-    lengths = [len(ids) for ids in tok([passage_text(p) for p in sample], truncation=False)["input_ids"]]
+    # cut at 512: no stage reads more, and the tokenizer warns about longer ones
+    lengths = [len(ids) for ids in tok([passage_text(p) for p in sample], truncation=True, max_length=512)["input_ids"]]
     return sum(lengths) / max(1, len(lengths))
 
 
@@ -76,23 +79,29 @@ def training_work(cfgs: dict, s: TrainingSize) -> dict[str, float]:
 
 
 def machine_speed(runs: Path, machine: str) -> tuple[float, str]:
-    """(real / fitted time, where from): the latest retrain on this machine that recorded its work."""
-    latest = None
+    """(real / fitted time, where from): the median over the latest retrains on this machine that
+    recorded their work and ran most of it (a resumed run that redid one stage, perhaps beside
+    another job, says little)."""
+    ratios = []
     for path in runs.glob("*/metrics.json"):
         try:
             m = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
         work, took = m.get("training_work") or {}, m.get("timings_s") or {}
-        if m.get("machine") != machine:
+        if m.get("machine") != machine or set(work) != set(US_PER_TOKEN):
             continue
-        ran = [s for s in US_PER_TOKEN if took.get(s, 0) >= MIN_STAGE_S and work.get(s)]
-        if ran and (latest is None or path.stat().st_mtime > latest[0]):
-            fitted = sum(work[s] * US_PER_TOKEN[s] / 1e6 for s in ran)
-            latest = (path.stat().st_mtime, sum(took[s] for s in ran) / fitted, path.parent.name)
-    if latest is None:
+        fitted = {s: work[s] * US_PER_TOKEN[s] / 1e6 for s in US_PER_TOKEN}
+        ran = [s for s in US_PER_TOKEN if took.get(s, 0) >= MIN_STAGE_S]
+        if ran and sum(fitted[s] for s in ran) >= MIN_COVERAGE * sum(fitted.values()):
+            ratios.append((path.stat().st_mtime, sum(took[s] for s in ran) / sum(fitted[s] for s in ran)))
+    recent = [r for _, r in sorted(ratios)[-SPEED_RUNS:]]
+    if not recent:
         return 1.0, "costs measured on 2 CPU cores"
-    return latest[1], f"run {latest[2]!r} on this machine"
+    recent.sort()
+    mid = len(recent) // 2
+    median = recent[mid] if len(recent) % 2 else (recent[mid - 1] + recent[mid]) / 2
+    return median, f"{len(recent)} earlier retrain{'s' * (len(recent) > 1)} on this machine"
 
 
 def estimate_training(work: dict[str, float], speed: float) -> dict[str, float]:

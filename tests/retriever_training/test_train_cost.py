@@ -56,16 +56,18 @@ def write_run(runs, name, machine, timings, work, age):
     os.utime(p, (age, age))
 
 
-def test_speed_from_the_latest_run_on_this_machine(tmp_path):
+def test_speed_is_the_median_of_this_machines_runs_that_ran_most_of_their_work(tmp_path):
     assert machine_speed(tmp_path, "m1")[0] == 1.0  # nothing recorded: the fitted costs
     work = training_work(cfgs(), SIZE)
     fitted = estimate_training(work, 1.0)
-    write_run(tmp_path, "old", "m1", {s: 3 * v for s, v in fitted.items()}, work, 1_000)
-    write_run(tmp_path, "other-machine", "m2", {s: 10 * v for s, v in fitted.items()}, work, 3_000)
-    # the latest here: twice as slow as fitted where stages ran; a resumed (skipped) stage is ignored
-    write_run(tmp_path, "new", "m1", {**{s: 2 * v for s, v in fitted.items()}, "ranker": 0.0}, work, 2_000)
+    write_run(tmp_path, "a", "m1", {s: 3 * v for s, v in fitted.items()}, work, 1_000)
+    write_run(tmp_path, "b", "m1", {s: 2 * v for s, v in fitted.items()}, work, 2_000)
+    write_run(tmp_path, "c", "m1", {**{s: 1.5 * v for s, v in fitted.items()}, "verdict": 0.0}, work, 3_000)
+    write_run(tmp_path, "other-machine", "m2", {s: 10 * v for s, v in fitted.items()}, work, 4_000)
+    # only the verdict rerun (resumed), beside another job: too little of the work to judge by
+    write_run(tmp_path, "resumed", "m1", {"verdict": 9 * fitted["verdict"], "ranker": 0.0}, work, 5_000)
     speed, source = machine_speed(tmp_path, "m1")
-    assert speed == pytest.approx(2.0) and "'new'" in source
+    assert speed == pytest.approx(2.0) and source == "3 earlier retrains on this machine"
     est = estimate_training(work, speed)
     assert sum(est.values()) == pytest.approx(2 * sum(fitted.values()))
     line = training_line(est, SIZE, source)
