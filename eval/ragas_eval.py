@@ -16,7 +16,8 @@ Metrics (ragas 0.4.3 "collections", scored with `ascore`, never `score`, which c
   gold answers): faithfulness, answer_relevancy, context_precision_noref (judged against the
   response). Also answer_correctness; NVIDIA's answer_accuracy, context_relevance and
   response_groundedness (a short 0/1/2 rating, asked twice); and the non-LLM string_presence,
-  non_llm_string_similarity and rouge_score (free). Any of them with --ragas-metrics.
+  non_llm_string_similarity, rouge_score, exact_match, bleu_score, chrf_score and
+  semantic_similarity (the base embedder's cosine; free). Any of them with --ragas-metrics.
 Default set (default_metrics): with an endpoint judge, the classic set. With the embedded judge,
   what was measured to agree with the gold truth at an affordable cost on 2 CPU cores
   (docs/qa-squad_dev.md, "RAGAS with the embedded judge"; a test recomputes that selection from
@@ -38,7 +39,8 @@ WITH_REFERENCE = ("faithfulness", "answer_relevancy", "context_precision", "cont
                   "factual_correctness")
 REFERENCE_FREE = ("faithfulness", "answer_relevancy", "context_precision_noref")
 NVIDIA = ("answer_accuracy", "context_relevance", "response_groundedness")
-NON_LLM = ("string_presence", "non_llm_string_similarity", "rouge_score")  # need a reference, no judge
+NON_LLM = ("string_presence", "non_llm_string_similarity", "rouge_score",  # need a reference, no judge
+           "exact_match", "bleu_score", "chrf_score", "semantic_similarity")  # (the last: MiniLM cosines)
 ALL_METRICS = WITH_REFERENCE + ("answer_correctness", "context_precision_noref") + NVIDIA + NON_LLM
 STATUSES = ("ok", "parse_error", "timeout", "nan", "error")
 
@@ -57,6 +59,10 @@ _ARGS = {
     "string_presence": ("reference", "response"),
     "non_llm_string_similarity": ("reference", "response"),
     "rouge_score": ("reference", "response"),
+    "exact_match": ("reference", "response"),
+    "bleu_score": ("reference", "response"),
+    "chrf_score": ("reference", "response"),
+    "semantic_similarity": ("reference", "response"),
 }
 
 
@@ -138,6 +144,10 @@ def build_metrics(names: Iterable[str], llm, embeddings=None, strictness: int = 
         "string_presence": lambda: C.StringPresence(),
         "non_llm_string_similarity": lambda: C.NonLLMStringSimilarity(),  # needs rapidfuzz
         "rouge_score": lambda: C.RougeScore(),  # needs rouge-score
+        "exact_match": lambda: C.ExactMatch(),
+        "bleu_score": lambda: C.BleuScore(),  # needs sacrebleu
+        "chrf_score": lambda: C.CHRFScore(),  # needs sacrebleu
+        "semantic_similarity": lambda: C.SemanticSimilarity(embeddings=embeddings),
     }
     unknown = [n for n in names if n not in makers]
     if unknown:
@@ -189,7 +199,8 @@ async def score_sample(metrics: dict[str, Any], sample: dict, timeout_s: float) 
 
 # With the embedded 1.5B judge no LLM metric both agrees with the gold truth and is affordable
 # (eval/ragas_select.py's thresholds; figures in docs/qa-squad_dev.md): what did agree is the default.
-EMBEDDED_JUDGE_DEFAULT = NON_LLM
+EMBEDDED_JUDGE_DEFAULT = ("string_presence", "non_llm_string_similarity", "rouge_score", "bleu_score", "chrf_score",
+                          "semantic_similarity")
 
 
 def default_metrics(has_reference: bool, endpoint: str = "local") -> tuple[str, ...]:
@@ -247,7 +258,7 @@ async def ajudge_records(records: list[dict], out_path: Path, cfg: JudgeConfig, 
     if todo:
         need = [n for n in names if any(n in m for m in missing.values())]
         llm = llm or (make_judge(cfg) if set(need) - set(NON_LLM) else None)  # string metrics need no judge
-        needs_emb = any(n in ("answer_relevancy", "answer_correctness") for n in need)
+        needs_emb = any(n in ("answer_relevancy", "answer_correctness", "semantic_similarity") for n in need)
         if needs_emb and embeddings is None:
             embeddings = sentence_transformer_embeddings()
         metrics = build_metrics(need, llm, embeddings, cfg.strictness)
