@@ -21,8 +21,9 @@ Metrics (ragas 0.4.3 "collections", scored with `ascore`, never `score`, which c
 Default set (default_metrics): with an endpoint judge, the classic set. With the embedded judge,
   what was measured to agree with the gold truth at an affordable cost on 2 CPU cores
   (docs/qa-squad_dev.md, "RAGAS with the embedded judge"; a test recomputes that selection from
-  the committed judgements and holds this default to it): only the non-LLM metrics, so a question
-  set without references has no default there and the harness says so before answering anything.
+  the committed judgements and holds this default to it): only non-LLM metrics (not exact match,
+  0 for every answer a sentence long), so a question set without references has no default there
+  and the harness says so before answering anything.
 A mean is over the samples whose status is "ok"; the counts beside it say how many were not.
 """
 from __future__ import annotations
