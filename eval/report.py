@@ -3,7 +3,8 @@
     distilrag eval report runs/eval/<name>         (also written at the end of every eval run)
 
 In:  a run directory of eval/run.py (summary.json, <retriever>/answers.jsonl, ragas.jsonl) and,
-     for the label-efficiency curve, trainer run directories runs/*/metrics.json holding either
+     for the label-efficiency curve, the trainer run directories of the same corpus (config.json's
+     label.corpus), their runs/*/metrics.json holding either
      {"label_efficiency": [{"n_labels": 250, "ndcg@10": 0.81}, ...]} or one point
      {"n_labels": 1000, "dev": {"ndcg@10": 0.8}} (read as files; the trainer's code is not imported).
 Out: report.md, report.html, comparisons.json, agreement.json, ragas_selection.json (which RAGAS
@@ -75,13 +76,19 @@ def comparisons(pq: dict[str, dict], judged: dict[str, list], base: str) -> dict
     return out
 
 
-def label_efficiency_points(runs_root: Path, metric: str = "ndcg@10") -> list[tuple[str, float, float]]:
-    """(run, n_labels, metric) points from trainer run directories (see the module docstring)."""
-    pts = []
+def label_efficiency_points(runs_root: Path, corpus: str, metric: str = "ndcg@10") -> list[tuple[str, float, float]]:
+    """(run, n_labels, metric) points from the trainer run directories made for `corpus` (their
+    config.json's label.corpus; another corpus's dev figures are not on this scale)."""
+    from rag.corpus import corpus_key
+
+    want, pts = corpus_key(corpus), []
     for f in sorted(runs_root.glob("*/metrics.json")):
         try:
             m = json.loads(f.read_text())
-        except (OSError, ValueError):
+            made_for = json.loads((f.parent / "config.json").read_text())["label"]["corpus"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+        if corpus_key(made_for) != want:
             continue
         for p in m.get("label_efficiency") or []:
             if isinstance(p, dict) and metric in p and "n_labels" in p:
@@ -148,7 +155,7 @@ def plots(run_dir: Path, pq: dict, summary: dict, comps: dict, base: str) -> lis
         ax.set_xlabel("k")
         ax.set_ylabel("recall@k")
         made.append(_save(fig, ax, out_dir / "recall_curve.png"))
-    pts = label_efficiency_points(runs_dir())
+    pts = label_efficiency_points(runs_dir(), summary["config"]["corpus"])
     if pts:
         fig, ax = plt.subplots(figsize=(6, 4))
         ax.plot([p[1] for p in pts], [p[2] for p in pts], marker="o", label="distilled (dev)")

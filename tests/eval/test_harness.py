@@ -127,10 +127,18 @@ def test_reference_free_corpus_reports_agreement(tiny, capsys):
 def test_report_compares_against_base_and_draws_label_efficiency(tiny, monkeypatch):
     from eval.report import write_report
 
-    trainer = tiny / "runs" / "retrain-250"
-    trainer.mkdir(parents=True)
-    (trainer / "metrics.json").write_text(json.dumps({"label_efficiency": [
-        {"n_labels": 250, "ndcg@10": 0.7}, {"n_labels": 1000, "ndcg@10": 0.8}]}))
+    from eval.report import label_efficiency_points
+
+    corpus = cfg_for(tiny).corpus
+    for name, made_for, points in (("retrain-250", corpus, [(250, 0.7), (1000, 0.8)]),
+                                   ("other-corpus", "squad_dev", [(500, 0.5)])):
+        trainer = tiny / "runs" / name
+        trainer.mkdir(parents=True)
+        (trainer / "metrics.json").write_text(json.dumps({"label_efficiency": [
+            {"n_labels": n, "ndcg@10": v} for n, v in points]}))
+        (trainer / "config.json").write_text(json.dumps({"label": {"corpus": made_for}}))
+    # only the runs made for the evaluated corpus: another corpus's dev figures are another scale
+    assert label_efficiency_points(tiny / "runs", corpus) == [("retrain-250", 250.0, 0.7), ("retrain-250", 1000.0, 0.8)]
     run_dir = run_eval(cfg_for(tiny, retrieval_only=True), out=tiny / "rep", progress=False)
     # A second "retriever": a copy of bm25 under the name base, so the comparison table appears.
     import shutil
