@@ -340,7 +340,7 @@ def card_section(report: dict) -> str:
           "the LLM's order (top 3 graded 3/2/1; passages it did not rank left out)")
     from rag.pipelines import published_name
 
-    lines = "\n".join(f"| {published_name(r['spec'])} | {r['ndcg@10']:.4f} | [{r['ci_low']:.4f}, {r['ci_high']:.4f}] | "
+    lines = "\n".join(f"| {published_name(r['spec'])}{' (served)' * (r['spec'] == report.get('best'))} | {r['ndcg@10']:.4f} | [{r['ci_low']:.4f}, {r['ci_high']:.4f}] | "
                       f"{r['top1']:.3f} | {r['vs_base']['delta']:+.4f} | {r.get('ms_per_query', '-')} |"
                       for r in rows)
     return (f"## Pipelines on the {report['queries']} held-out labelled queries (judged by {by})\n"

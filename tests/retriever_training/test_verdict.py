@@ -194,6 +194,7 @@ def test_pipeline_specs_and_their_published_names(tmp_path):
     report = {"pipelines": [row], "queries": 20}
     assert V.pipelines_line(report).endswith("hybrid:distilled+ranker .90")
     assert "| hybrid:distilled+ranker |" in V.card_section(report) and str(tmp_path) not in V.card_section(report)
+    assert "| hybrid:distilled+ranker (served) |" in V.card_section({**report, "best": row["spec"]})
 
 
 def test_model_card_extends_the_one_sentence_transformers_generated():
