@@ -83,7 +83,8 @@ def test_preflight_reports_what_cannot_run_before_any_llm_time(tmp_path):
         preflight(cfgs_for("queries.source=file", f"queries.file={write_log(tmp_path / 'big.txt')}",
                            "ranker.heldout_fraction=0"), {})
     plan = preflight(cfgs_for("queries.source=file", f"queries.file={tmp_path / 'big.txt'}"), {})
-    assert plan == {"dev": "heldout", "labelled_planned": 100, "test": False}
+    # the log's 100 distinct questions, all labelled (queries.n 1,000): none left for the ranker alone
+    assert plan == {"dev": "heldout", "labelled_planned": 100, "pool": 100, "test": False, "test_queries": 0}
     # on the selected queries: something must be held out, something left to train on
     cands = [clist(f"q{i}") for i in range(3)]
     with pytest.raises(ConfigError, match="held-out fraction"):
