@@ -10,8 +10,8 @@ Out: `training_estimate` (the dry run's {stage: seconds} and its line), `recorde
 
 A stage's time is its tokens times a cost per token, fitted on finished retrains on 2 quiet CPU
 cores (bf16; benchmarks/train_cost.py sets each estimate beside the real time, docs/guide.md quotes
-it). Where an earlier retrain on this machine recorded its work, the costs are scaled by how fast
-that run really was, so another CPU or a GPU is priced right from its second retrain on.
+it). Where earlier retrains on this machine recorded their work, the costs are scaled by how fast
+they really were (machine_speed), so another CPU or a GPU is priced right from its second retrain on.
 """
 from __future__ import annotations
 
