@@ -55,7 +55,9 @@ def main(argv=None) -> None:
                     help="the questions of --absent to count (a run may hold answers to ones since replaced)")
     a = ap.parse_args(argv)
 
-    asked = {json.loads(line)["qid"] for line in a.absent_questions.read_text(encoding="utf-8").splitlines() if line.strip()}
+    from rag.questions import read_questions
+
+    asked = {q.qid for q in read_questions(a.absent_questions)}
     gold, absent = answered(a.qa), [r for r in answered(a.absent) if r["qid"] in asked]
     rows = []  # (coverage, holds gold, cited precision as written, after repair, re-pointed)
     for r in gold:
@@ -94,20 +96,16 @@ def main(argv=None) -> None:
 
 
 def shown_as(r: dict) -> str:
-    """How the chain presents a recorded answer: abstained, withheld, warned (cited passages lack
-    its words) or fact."""
-    from rag.citations import parse_citations
-    from rag.grounding import lexical_support, shown_answer
-    from rag.prompts import is_no_answer
+    """How the chain presents a recorded answer, by the harness's own checks (eval.answer_checks,
+    brought to today's rule): withheld, abstained, warned (cited passages lack its words) or fact."""
+    from eval.answer_checks import add_checks
 
-    text, ctx = r.get("model_answer") or r["answer"], r.get("contexts") or []
-    if is_no_answer(text):
-        return "abstained"
-    shown = shown_answer(text, ctx, r["question"])
-    if is_no_answer(shown):
+    checks = add_checks(r, ("lexical",))["checks"]
+    if checks["withheld"]:
         return "withheld"
-    cited = [ctx[n - 1] for n in parse_citations(shown, len(ctx))]
-    return "warned" if lexical_support(shown, cited, r["question"]).supported is False else "fact"
+    if checks["abstained"]:
+        return "abstained"
+    return "warned" if checks.get("unsupported_lexical") else "fact"
 
 
 if __name__ == "__main__":

@@ -42,6 +42,7 @@ REFERENCE_FREE = ("faithfulness", "answer_relevancy", "context_precision_noref")
 NVIDIA = ("answer_accuracy", "context_relevance", "response_groundedness")
 NON_LLM = ("string_presence", "non_llm_string_similarity", "rouge_score",  # need a reference, no judge
            "exact_match", "bleu_score", "chrf_score", "semantic_similarity")  # (the last: MiniLM cosines)
+EMBEDDING_METRICS = ("answer_relevancy", "answer_correctness", "semantic_similarity")  # read the base embedder
 ALL_METRICS = WITH_REFERENCE + ("answer_correctness", "context_precision_noref") + NVIDIA + NON_LLM
 STATUSES = ("ok", "parse_error", "timeout", "nan", "error")
 
@@ -259,7 +260,7 @@ async def ajudge_records(records: list[dict], out_path: Path, cfg: JudgeConfig, 
     if todo:
         need = [n for n in names if any(n in m for m in missing.values())]
         llm = llm or (make_judge(cfg) if set(need) - set(NON_LLM) else None)  # string metrics need no judge
-        needs_emb = any(n in ("answer_relevancy", "answer_correctness", "semantic_similarity") for n in need)
+        needs_emb = bool(set(need) & set(EMBEDDING_METRICS))
         if needs_emb and embeddings is None:
             embeddings = sentence_transformer_embeddings()
         metrics = build_metrics(need, llm, embeddings, cfg.strictness)

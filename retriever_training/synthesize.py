@@ -70,7 +70,7 @@ def clean_question(text: str, passage: str) -> str | None:
 def clean_questions(text: str, passage: str, k: int) -> tuple[list[str], int]:
     """Up to k usable, distinct questions from a reply with one per line (list markers and
     numbering stripped), and how many lines were unusable."""
-    out, bad = [], 0
+    out, keys, bad = [], set(), 0
     for line in (text or "").splitlines():
         line = re.sub(r"^\s*(?:[-*\u2022]|\d+[.)])\s*", "", line).strip()
         if not line:
@@ -78,7 +78,8 @@ def clean_questions(text: str, passage: str, k: int) -> tuple[list[str], int]:
         q = clean_question(line, passage)
         if q is None:
             bad += 1
-        elif question_key(q) not in {question_key(o) for o in out}:
+        elif question_key(q) not in keys:
+            keys.add(question_key(q))
             out.append(q)
     if len(out) > k:
         bad, out = bad + len(out) - k, out[:k]

@@ -232,12 +232,10 @@ def serving_pick(rows: list[dict]) -> str | None:
     EQUIVALENT of the best, else the best."""
     if not rows:
         return None
+    from rag.pipelines import split_spec
+
     tied = [r for r in rows if r["ndcg@10"] >= rows[0]["ndcg@10"] - EQUIVALENT]
-    return next((r for r in tied if not reranked(r["spec"])), rows[0])["spec"]
-
-
-def reranked(spec: str) -> bool:
-    return bool(spec.partition("+")[2])
+    return next((r for r in tied if split_spec(r["spec"])[1] is None), rows[0])["spec"]
 
 
 def best_row(report: dict) -> dict | None:
